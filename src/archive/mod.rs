@@ -1,0 +1,1 @@
+//! Remote archives: mirrors, signed indexes, verified caches.

@@ -1,0 +1,12 @@
+//! imgbuild: reproducible OS images from pinned, verified lockfiles.
+//!
+//! The modules follow the pipeline: [`recipe`] → [`archive`] (verified
+//! indexes) → [`solve`] → [`lock`] → later stages. [`ops`] holds one module per
+//! command over that core.
+
+pub mod archive;
+pub mod core;
+pub mod lock;
+pub mod ops;
+pub mod recipe;
+pub mod solve;

@@ -1,0 +1,1 @@
+//! The resolver: an in-memory universe of packages and a PubGrub provider over it.
