@@ -159,8 +159,8 @@ impl Relation {
                     "" => return Err(err("missing operator (one of << <= = >= >>)")),
                     _ => return Err(err("unknown operator (use one of << <= = >= >>)")),
                 };
-                let version = DebVersion::parse(inner[split..].trim())
-                    .map_err(|e| err(&format!("{}", e.reason)))?;
+                let version =
+                    DebVersion::parse(inner[split..].trim()).map_err(|e| err(e.reason))?;
                 (rest[..i].trim(), Some(Constraint { op, version }))
             }
             None => {

@@ -95,14 +95,12 @@ impl Solution {
         let mut out = Vec::new();
         for (kind, text) in fields {
             for dep in parse_field(text).unwrap_or_default() {
-                if let Some(to) = self.group_satisfier(u, &dep, arch) {
-                    if to != id {
-                        out.push(Edge {
-                            to,
-                            relation: dep.to_string(),
-                            kind,
-                        });
-                    }
+                if let Some(to) = self.group_satisfier(u, &dep, arch).filter(|&to| to != id) {
+                    out.push(Edge {
+                        to,
+                        relation: dep.to_string(),
+                        kind,
+                    });
                 }
             }
         }

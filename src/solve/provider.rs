@@ -393,11 +393,9 @@ impl<'u> DebProvider<'u> {
         }
         // A package must not depend on itself in PubGrub terms; a self-dependency
         // (`Depends: foo` in foo, or via Provides) is satisfied by being installed.
-        if let Some(vs) = map.get_mut(&me) {
-            if vs.contains(&k) {
-                map.remove(&me);
-                order.retain(|p| *p != me);
-            }
+        if map.get(&me).is_some_and(|vs| vs.contains(&k)) {
+            map.remove(&me);
+            order.retain(|p| *p != me);
         }
         Dependencies::Available(
             order
