@@ -207,24 +207,6 @@ fn signatures_are_real_openpgp() {
     );
 }
 
-/// Minimal HTTP/1.1 client: one request, `Connection: close`, returns (status, head, body).
-fn http(port: u16, method: &str, path: &str, extra: &str) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("response head")
-        + 4;
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let status = head[9..12].parse().unwrap();
-    (status, head, raw[end..].to_vec())
-}
-
 fn two_archives(site: &Site) -> (Repo, Repo) {
     let debian = site
         .archive("debian")
@@ -347,18 +329,18 @@ fn server_serves_ranges_counts_and_faults() {
     );
 
     let inr = "/debian/dists/bookworm/InRelease";
-    let (status, _, body) = http(port, "GET", inr, "");
+    let (status, _, body) = raw_request(port, "GET", inr, "");
     assert_eq!(status, 200);
     assert_eq!(body, debian.inrelease_text("bookworm").as_bytes());
 
     let xz_path = "/debian/dists/bookworm/main/binary-amd64/Packages.xz";
-    let (status, head, body) = http(port, "GET", xz_path, "");
+    let (status, head, body) = raw_request(port, "GET", xz_path, "");
     assert_eq!(status, 200);
     assert!(head.contains(&format!("Content-Length: {}\r\n", body.len())));
     let text = String::from_utf8(liblzma::decode_all(body.as_slice()).unwrap()).unwrap();
     assert_eq!(text, debian.packages_text("bookworm", "main", "amd64"));
 
-    let (status, head, tail) = http(port, "GET", xz_path, "Range: bytes=10-\r\n");
+    let (status, head, tail) = raw_request(port, "GET", xz_path, "Range: bytes=10-\r\n");
     assert_eq!(status, 206);
     assert_eq!(tail, body[10..]);
     assert!(head.contains(&format!(
@@ -367,32 +349,36 @@ fn server_serves_ranges_counts_and_faults() {
         body.len()
     )));
     assert_eq!(
-        http(port, "GET", xz_path, "Range: bytes=999999-\r\n").0,
+        raw_request(port, "GET", xz_path, "Range: bytes=999999-\r\n").0,
         416
     );
-    let (status, head, empty) = http(port, "HEAD", xz_path, "");
+    let (status, head, empty) = raw_request(port, "HEAD", xz_path, "");
     assert!(
         status == 200
             && empty.is_empty()
             && head.contains(&format!("Content-Length: {}", body.len()))
     );
-    assert_eq!(http(port, "GET", "/debian/nope", "").0, 404);
-    assert_eq!(http(port, "GET", "/debian/../etc/passwd", "").0, 404);
+    assert_eq!(raw_request(port, "GET", "/debian/nope", "").0, 404);
+    assert_eq!(raw_request(port, "GET", "/debian/../etc/passwd", "").0, 404);
     assert_eq!(server.hits(xz_path), 4);
 
     server.fault_n("*/InRelease", Fault::Status(500), 1);
-    assert_eq!(http(port, "GET", inr, "").0, 500);
-    assert_eq!(http(port, "GET", inr, "").0, 200, "only the first time");
+    assert_eq!(raw_request(port, "GET", inr, "").0, 500);
+    assert_eq!(
+        raw_request(port, "GET", inr, "").0,
+        200,
+        "only the first time"
+    );
 
     server.fault_n("*.deb", Fault::Truncate(5), 1);
     let deb = debian.deb("libfoo1", "1.0-1");
-    let (status, head, cut) = http(port, "GET", &format!("/debian/{}", deb.filename), "");
+    let (status, head, cut) = raw_request(port, "GET", &format!("/debian/{}", deb.filename), "");
     assert!(
         status == 200 && cut.len() == 5 && head.contains(&format!("Content-Length: {}", deb.size))
     );
 
     server.fault_n("*.deb", Fault::Corrupt, 1);
-    let (_, _, bad) = http(port, "GET", &format!("/debian/{}", deb.filename), "");
+    let (_, _, bad) = raw_request(port, "GET", &format!("/debian/{}", deb.filename), "");
     assert_eq!(bad.len() as u64, deb.size);
     assert_ne!(hex::encode(Sha256::digest(&bad)), deb.sha256);
 
@@ -402,7 +388,7 @@ fn server_serves_ranges_counts_and_faults() {
         "/debian/dists/bookworm/main/binary-amd64/by-hash/SHA256/{}",
         hex::encode(Sha256::digest(&body))
     );
-    let (status, _, same) = http(port, "GET", &by_hash, "");
+    let (status, _, same) = raw_request(port, "GET", &by_hash, "");
     assert!(status == 200 && same == body && start.elapsed() >= Duration::from_millis(50));
     assert_eq!(server.hits_matching("*/by-hash/*"), 1);
     server.clear_faults();
@@ -461,4 +447,79 @@ fn workspace_writes_recipes_and_runs_the_binary() {
     let out = ws.run(&["--version"]);
     assert!(!out.timed_out && out.status.code().is_some(), "{out:?}");
     assert!(out.stdout.contains("imgbuild"), "{out:?}");
+}
+
+#[test]
+fn archives_and_keys_are_reproducible() {
+    let (a, b) = (Site::new(), Site::new());
+    let (deb_a, flat_a) = two_archives(&a);
+    let (deb_b, _) = two_archives(&b);
+    for rel in [
+        "dists/bookworm/InRelease",
+        "dists/bookworm/Release.gpg",
+        "dists/trixie/main/binary-amd64/Packages.xz",
+        "pool/main/libf/libfoo1/libfoo1_2.0-1_amd64.deb",
+    ] {
+        let read = |repo: &Repo| std::fs::read(repo.root().join(rel)).unwrap();
+        assert_eq!(read(&deb_a), read(&deb_b), "{rel} differs between builds");
+    }
+    assert!(flat_a.inrelease_text("/").contains("Hash: SHA256"));
+
+    // A freshly generated key with the same seed is byte-identical (self-signature time pinned),
+    // so keyring hashes are stable across test runs too.
+    let again = TestKey::generate(1, &TestKey::primary().uid);
+    assert_eq!(again.keyring, TestKey::primary().keyring);
+    assert_eq!(again.fingerprint, TestKey::primary().fingerprint);
+    let self_sig = &again.public_key().details.users[0].signatures[0];
+    let created = self_sig.created().map(|t| t.as_secs());
+    assert_eq!(
+        created,
+        Some(support::key::KEY_CREATED),
+        "self-signature time pinned"
+    );
+}
+
+#[test]
+fn apt_accepts_the_fixtures_over_http() {
+    let Some(apt) = Apt::new("amd64", TestKey::primary()) else {
+        eprintln!("apt-get absent: skipping apt cross-check");
+        return;
+    };
+    let site = Site::new();
+    let debian = site
+        .archive("debian")
+        .suite("bookworm", &["amd64"], &["main"])
+        .add(DebSpec::new("app", "1.0", "amd64").depends("lib (>= 2) | oldlib"))
+        .add(DebSpec::new("lib", "2.1", "all").conflicts("oldlib"))
+        .add(DebSpec::new("oldlib", "1", "amd64"))
+        .build();
+    let _k8s = site
+        .flat("kubernetes", &["amd64"])
+        .add(DebSpec::new("kubectl", "1.32.3-1.1", "amd64"))
+        .build();
+    let server = site.serve();
+    apt.source(&server.url("debian/"), "bookworm", &["main"]);
+    apt.source(&server.url("kubernetes/"), "/", &[]);
+    apt.update().assert_success();
+    assert_eq!(
+        server.hits_matching("/debian/*/by-hash/SHA256/*"),
+        1,
+        "apt used by-hash"
+    );
+    let plan = apt.simulate_install(&["app", "kubectl"], false).unwrap();
+    let mut plan: Vec<String> = plan.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    plan.sort();
+    assert_eq!(plan, ["app=1.0", "kubectl=1.32.3-1.1", "lib=2.1"]);
+    assert!(
+        apt.simulate_install(&["lib", "oldlib"], false).is_err(),
+        "Conflicts seen by apt"
+    );
+
+    // apt rejects an archive re-signed by a key it does not trust.
+    debian.resign_with(TestKey::wrong());
+    let out = apt.update();
+    assert!(
+        out.stdout.contains("NO_PUBKEY") || out.stderr.contains("NO_PUBKEY"),
+        "{out:?}"
+    );
 }

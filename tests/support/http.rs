@@ -428,3 +428,24 @@ fn reason(status: u16) -> &'static str {
         _ => "Status",
     }
 }
+
+/// A one-shot raw HTTP/1.1 request to `127.0.0.1:port` (`Connection: close`, 5 s read
+/// timeout), for tests that need exact control over headers. `extra` holds additional
+/// header lines, each ending in `\r\n`. Returns (status, response head, body as received).
+pub fn raw_request(port: u16, method: &str, path: &str, extra: &str) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to test server");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).expect("send request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head")
+        + 4;
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let status = head[9..12].parse().expect("status code");
+    (status, head, raw[end..].to_vec())
+}

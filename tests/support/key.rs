@@ -13,7 +13,7 @@ use pgp::composed::{
     SignedPublicKey, SignedSecretKey,
 };
 use pgp::crypto::hash::HashAlgorithm;
-use pgp::packet::{SignatureConfig, SignatureType, Subpacket, SubpacketData};
+use pgp::packet::{PacketTrait, SignatureConfig, SignatureType, Subpacket, SubpacketData};
 use pgp::ser::Serialize;
 use pgp::types::{KeyDetails, Password, Timestamp};
 use rand::SeedableRng;
@@ -70,7 +70,8 @@ impl TestKey {
             .primary_user_id(uid.to_string())
             .build()
             .expect("test key parameters");
-        let secret = params.generate(rng).expect("generate test key");
+        let mut secret = params.generate(rng).expect("generate test key");
+        pin_self_signatures(&mut secret);
         let public = SignedPublicKey::from(secret.clone());
         let keyring = public.to_bytes().expect("serialize public key");
         let armored = public
@@ -136,5 +137,38 @@ impl TestKey {
         DetachedSignature::new(sig)
             .to_armored_string(ArmorOptions::default())
             .expect("armor detached signature")
+    }
+}
+
+/// Re-makes the User ID self-signatures with creation time [`KEY_CREATED`]: pgp stamps
+/// them with the current time, which would make the keyring bytes (and so every recipe
+/// hash that covers the keyring's sha256) differ between test runs.
+fn pin_self_signatures(secret: &mut SignedSecretKey) {
+    let public = secret.primary_key.public_key().clone();
+    let fixed = Subpacket::regular(SubpacketData::SignatureCreationTime(Timestamp::from_secs(
+        KEY_CREATED,
+    )))
+    .expect("creation time subpacket");
+    for user in &mut secret.details.users {
+        let mut signatures = Vec::new();
+        for sig in &user.signatures {
+            let mut config = sig.config().expect("v4 self-signature").clone();
+            for sp in &mut config.hashed_subpackets {
+                if matches!(sp.data, SubpacketData::SignatureCreationTime(_)) {
+                    *sp = fixed.clone();
+                }
+            }
+            let sig = config
+                .sign_certification(
+                    &secret.primary_key,
+                    &public,
+                    &Password::empty(),
+                    user.id.tag(),
+                    &user.id,
+                )
+                .expect("re-sign user id");
+            signatures.push(sig);
+        }
+        user.signatures = signatures;
     }
 }
