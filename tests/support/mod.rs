@@ -1,0 +1,28 @@
+//! Offline test fixtures shared by the integration tests (`mod support;`).
+//!
+//! - [`deb`]: real, deterministic .deb files from a [`DebSpec`].
+//! - [`key`]: throwaway OpenPGP keys ([`TestKey::primary`], [`TestKey::wrong`]).
+//! - [`repo`]: signed Debian archives and flat repositories ([`RepoBuilder`], [`Repo`]).
+//! - [`site`]: a temp dir of archives ([`Site`]).
+//! - [`http`]: a loopback HTTP server with fault injection ([`TestServer`], [`Fault`]).
+//! - [`apt`]: the real apt with a private configuration, as an independent judge ([`Apt`]).
+//! - [`workspace`]: a project dir with recipes, and running the built binary ([`Workspace`]).
+//!
+//! Each test binary uses a subset, hence the blanket `dead_code` allowance.
+#![allow(dead_code, unused_imports)]
+
+pub mod apt;
+pub mod deb;
+pub mod http;
+pub mod key;
+pub mod repo;
+pub mod site;
+pub mod workspace;
+
+pub use apt::Apt;
+pub use deb::{Compression, DebSpec, RawEntry, RawKind};
+pub use http::{Fault, RequestRecord, TestServer, raw_request};
+pub use key::TestKey;
+pub use repo::{BuiltDeb, Repo, RepoBuilder};
+pub use site::Site;
+pub use workspace::{RecipeToml, RunOutput, SourceToml, Workspace};
