@@ -51,7 +51,11 @@ impl DebVersion {
                 if e.is_empty() || !e.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(err("epoch is not a number"));
                 }
-                (e.parse::<u64>().map_err(|_| err("epoch too large"))?, i + 1)
+                // dpkg stores the epoch in an int and refuses anything larger.
+                match e.parse::<u64>() {
+                    Ok(n) if n <= i32::MAX as u64 => (n, i + 1),
+                    _ => return Err(err("epoch too large")),
+                }
             }
             None => (0, 0),
         };
@@ -64,6 +68,9 @@ impl DebVersion {
         } else {
             revision_start - 1
         };
+        if upstream_end < t.len() && revision_start == t.len() {
+            return Err(err("empty revision after `-`"));
+        }
         let upstream = &t[upstream_start..upstream_end];
         if upstream.is_empty() {
             return Err(err("empty upstream version"));
@@ -110,7 +117,6 @@ impl DebVersion {
 
     fn has_revision(&self) -> bool {
         (self.revision_start as usize) < self.text.len()
-            || self.text[self.upstream_start as usize..].ends_with('-')
     }
 }
 
