@@ -17,6 +17,7 @@ mod raw;
 mod tests;
 
 pub use error::RecipeError;
+pub(crate) use error::line_col;
 pub use parse::DEFAULT_PRIORITY;
 
 /// Where a source's files are served from.
