@@ -7,16 +7,21 @@
 //! Where a named archive is served from is configuration ([`mirror`]), never
 //! part of a recipe or a lock.
 
+mod cache;
+mod decode;
+pub mod fetch;
 pub mod mirror;
 pub mod release;
+mod transport;
 pub mod verify;
 
 #[cfg(test)]
 mod testutil;
 
+pub use fetch::{FetchOptions, LoadedSource, load_sources};
 pub use mirror::Mirrors;
 pub use release::{FileHash, Release};
-pub use verify::{Verified, verify_detached, verify_inrelease};
+pub use verify::{Keyring, Verified, verify_detached, verify_inrelease};
 
 use std::path::PathBuf;
 

@@ -14,7 +14,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use sha2::{Digest, Sha256};
 
-use crate::recipe::{Location, Source};
+use crate::recipe::{Location, Recipe, Source};
 
 /// A recipe source with the given name, location and suite, component `main`.
 pub fn source(name: &str, location: Location, suite: &str) -> Source {
@@ -30,6 +30,20 @@ pub fn source(name: &str, location: Location, suite: &str) -> Source {
         keyring: PathBuf::new(),
         keyring_sha256: String::new(),
         priority: 500,
+    }
+}
+
+/// A recipe over `sources` for `arch` plus `foreign` architectures.
+pub fn recipe(sources: Vec<Source>, arch: &str, foreign: &[&str]) -> Recipe {
+    Recipe {
+        name: "test".into(),
+        path: PathBuf::from("recipes/test.toml"),
+        architecture: arch.into(),
+        foreign_architectures: foreign.iter().map(|s| s.to_string()).collect(),
+        sources,
+        packages: vec![],
+        essential: true,
+        recommends: false,
     }
 }
 
@@ -85,7 +99,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 /// xz-compresses `data`.
 pub fn xz(data: &[u8]) -> Vec<u8> {
-    let mut enc = liblzma::write::XzEncoder::new(Vec::new(), 6);
+    let mut enc = liblzma::write::XzEncoder::new(Vec::new(), 1);
     enc.write_all(data).unwrap();
     enc.finish().unwrap()
 }
