@@ -192,3 +192,49 @@ fn verifies_a_saved_debian_inrelease() {
     assert!(v.signed_text.contains("\nSHA256:\n"));
     assert!(!v.signed_text.contains("BEGIN PGP"));
 }
+
+/// A Text signature over `normalized` by `key`'s primary, with issuer subpackets.
+fn text_signature(key: &pgp::composed::SignedSecretKey, normalized: &str) -> Signature {
+    use pgp::packet::{SignatureConfig, Subpacket, SubpacketData};
+    use pgp::types::{Password, Timestamp};
+    use rand::SeedableRng;
+    let rng = rand::rngs::StdRng::seed_from_u64(3);
+    let k = &key.primary_key;
+    let mut config = SignatureConfig::from_key(rng, k, SignatureType::Text).unwrap();
+    config.hashed_subpackets = vec![
+        Subpacket::regular(SubpacketData::SignatureCreationTime(Timestamp::now())).unwrap(),
+        Subpacket::regular(SubpacketData::IssuerFingerprint(k.fingerprint())).unwrap(),
+    ];
+    config
+        .sign(k, &Password::empty(), normalized.as_bytes())
+        .unwrap()
+}
+
+/// Debian's InRelease carries signatures by several keys, some of which an
+/// older keyring lacks: one good signature is enough, in any position.
+#[test]
+fn one_good_signature_among_unknown_ones_suffices() {
+    use pgp::composed::ArmorOptions;
+    let (unknown, good) = (gen_key(11, false), gen_key(12, false));
+    let msg = CleartextSignedMessage::new_many(RELEASE, |normalized| {
+        Ok(vec![
+            text_signature(&unknown, normalized),
+            text_signature(&good, normalized),
+        ])
+    })
+    .unwrap();
+    let signed = msg.to_armored_string(ArmorOptions::default()).unwrap();
+    let v = keyring(&public_binary(&good))
+        .verify_inrelease(signed.as_bytes(), "t")
+        .unwrap();
+    assert_eq!(
+        (v.signed_text.as_str(), v.fingerprint),
+        (RELEASE, fpr(&good))
+    );
+    let e = keyring(&public_binary(&gen_key(13, false)))
+        .verify_inrelease(signed.as_bytes(), "t")
+        .unwrap_err()
+        .to_string();
+    // Every signature is accounted for in the message.
+    assert!(e.contains(&fpr(&unknown)) && e.contains(&fpr(&good)), "{e}");
+}
