@@ -3,6 +3,9 @@
 //!
 //! Layout under the cache directory:
 //! - `indexes/sha256/<hex>`: compressed index files as listed in a Release;
+//! - `indexes/plain/<hex>`: the same indexes decompressed, keyed by the
+//!   compressed file's sha256 — written only after that file was verified, so
+//!   a warm solve skips xz entirely (decompression is the slowest step);
 //! - `inrelease/<hex>`: InRelease files, keyed by sha256 of "location\0suite".
 //!
 //! Everything is written to a temporary file in the same directory and
@@ -18,6 +21,7 @@ use super::ArchiveError;
 use super::release::FileHash;
 
 /// The cache rooted at a directory.
+#[derive(Clone)]
 pub(crate) struct Cache {
     root: PathBuf,
 }
@@ -54,6 +58,32 @@ impl Cache {
     /// Stores a verified index.
     pub(crate) fn store_index(&self, sha256: &str, data: &[u8]) -> Result<(), ArchiveError> {
         write_atomic(&self.index_path(sha256), data)
+    }
+
+    /// Where the decompressed form of the index with this sha256 lives.
+    pub(crate) fn plain_path(&self, sha256: &str) -> PathBuf {
+        self.root.join("indexes").join("plain").join(sha256)
+    }
+
+    /// The decompressed index derived from the verified file `sha256`, if
+    /// cached, mapped rather than read: it is only scanned once.
+    pub(crate) fn read_plain(&self, sha256: &str) -> Result<Option<memmap2::Mmap>, ArchiveError> {
+        let path = self.plain_path(sha256);
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(ArchiveError::Cache { path, error }),
+        };
+        // SAFETY: cache files are written once by rename and never modified in
+        // place; a concurrent writer replaces the directory entry, not this inode.
+        let map = unsafe { memmap2::Mmap::map(&file) };
+        map.map(Some)
+            .map_err(|error| ArchiveError::Cache { path, error })
+    }
+
+    /// Stores the decompressed form of the verified index `sha256`.
+    pub(crate) fn store_plain(&self, sha256: &str, data: &[u8]) -> Result<(), ArchiveError> {
+        write_atomic(&self.plain_path(sha256), data)
     }
 
     /// Where the last verified InRelease for `location` and `suite` lives.

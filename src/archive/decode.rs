@@ -1,9 +1,9 @@
 //! Decompressing and parsing verified `Packages` indexes, fast.
 //!
 //! bookworm main amd64 is 8.8 MB of xz that inflates to 50 MB and 63k
-//! stanzas. Decompression is inherently sequential, so it streams into
-//! stanza-aligned chunks that rayon parses while the rest is still being
-//! decompressed.
+//! stanzas. Decompression (multi-threaded over xz blocks) happens once per
+//! verified index; the result is cached, and parsing splits the text into
+//! stanza-aligned slices that rayon parses in parallel without copying.
 
 use std::io::Read;
 
@@ -21,38 +21,65 @@ pub(crate) enum DecodeError {
     Packages(PackagesError),
 }
 
-/// Decompresses `data` according to the suffix of `path` (`.xz`, `.gz`, or
-/// none) and parses it as a `Packages` index. `index` names it in errors.
-pub(crate) fn decode_packages(
-    path: &str,
+/// Parses an already decompressed index in parallel, straight from `data`
+/// (no copy): stanza-aligned slices of about [`CHUNK`] bytes go to the rayon pool.
+pub(crate) fn parse_plain(
     data: &[u8],
     index: &str,
     source: usize,
 ) -> Result<Vec<BinaryPackage>, DecodeError> {
-    decode_with_chunk(path, data, index, source, CHUNK)
+    parse_plain_with_chunk(data, index, source, CHUNK)
 }
 
-/// [`decode_packages`] with an explicit chunk size (small in tests, to
-/// exercise chunking without megabytes of fixtures).
-fn decode_with_chunk(
-    path: &str,
+/// [`parse_plain`] with an explicit chunk size (small in tests).
+fn parse_plain_with_chunk(
     data: &[u8],
     index: &str,
     source: usize,
     chunk: usize,
 ) -> Result<Vec<BinaryPackage>, DecodeError> {
-    let reader: Box<dyn Read + '_> = if path.ends_with(".xz") {
-        Box::new(liblzma::read::XzDecoder::new_stream(data, xz_stream()?))
-    } else if path.ends_with(".gz") {
-        Box::new(flate2::read::GzDecoder::new(data))
-    } else {
-        Box::new(data)
-    };
-    let chunks = parse_stream(reader, chunk, index, source)?;
-    let mut out = Vec::with_capacity(chunks.iter().map(Vec::len).sum());
-    for packages in chunks {
-        out.extend(packages);
+    use rayon::prelude::*;
+    let mut bounds = Vec::new();
+    let mut start = 0;
+    while start < data.len() {
+        let probe = (start + chunk).min(data.len());
+        let end = match memchr::memmem::find(&data[probe..], b"\n\n") {
+            Some(i) if probe < data.len() => probe + i + 2,
+            _ => data.len(),
+        };
+        bounds.push((start, end));
+        start = end;
     }
+    let mut first_lines = Vec::with_capacity(bounds.len());
+    let mut lines = 0;
+    for &(a, b) in &bounds {
+        first_lines.push(lines);
+        lines += memchr::memchr_iter(b'\n', &data[a..b]).count();
+    }
+    let parsed: Vec<Result<Vec<BinaryPackage>, DecodeError>> = bounds
+        .par_iter()
+        .zip(first_lines.par_iter())
+        .map(|(&(a, b), &line)| parse_chunk(&data[a..b], line, index, source))
+        .collect();
+    let mut out = Vec::new();
+    for chunk in parsed {
+        out.extend(chunk?);
+    }
+    Ok(out)
+}
+
+/// Decompresses a whole index according to the suffix of `path`.
+pub(crate) fn decompress(path: &str, data: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    let mut out = Vec::with_capacity(data.len() * 6);
+    let result = if path.ends_with(".xz") {
+        liblzma::read::XzDecoder::new_stream(data, xz_stream()?).read_to_end(&mut out)
+    } else if path.ends_with(".gz") {
+        flate2::read::GzDecoder::new(data).read_to_end(&mut out)
+    } else {
+        out.extend_from_slice(data);
+        Ok(out.len())
+    };
+    result.map_err(|e| DecodeError::Decompress(e.to_string()))?;
     Ok(out)
 }
 
@@ -68,67 +95,6 @@ fn xz_stream() -> Result<liblzma::stream::Stream, DecodeError> {
         .map_err(|e| DecodeError::Decompress(format!("cannot start xz decoder: {e}")))
 }
 
-/// Reads `reader` to the end, splitting at blank lines into ~[`CHUNK`]-byte
-/// pieces that the rayon pool parses while reading continues. Returns the
-/// packages in file order.
-fn parse_stream(
-    mut reader: impl Read,
-    chunk_size: usize,
-    index: &str,
-    source: usize,
-) -> Result<Vec<Vec<BinaryPackage>>, DecodeError> {
-    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Vec<BinaryPackage>, DecodeError>)>();
-    let mut read_error = None;
-    rayon::in_place_scope(|scope| {
-        let mut buf: Vec<u8> = Vec::with_capacity(chunk_size * 2);
-        let mut lines_before = 0usize;
-        let mut seq = 0usize;
-        loop {
-            let start = buf.len();
-            buf.resize(start + chunk_size, 0);
-            let n = match read_full(&mut reader, &mut buf[start..]) {
-                Ok(n) => n,
-                Err(e) => {
-                    read_error = Some(e.to_string());
-                    return;
-                }
-            };
-            buf.truncate(start + n);
-            let eof = n == 0;
-            // Cut after the last blank line so that no stanza straddles chunks.
-            let cut = if eof {
-                buf.len()
-            } else {
-                match memchr::memmem::rfind(&buf, b"\n\n") {
-                    Some(i) => i + 2,
-                    None => continue,
-                }
-            };
-            if cut > 0 {
-                let rest = buf.split_off(cut);
-                let chunk = std::mem::replace(&mut buf, rest);
-                let first_line = lines_before;
-                lines_before += memchr::memchr_iter(b'\n', &chunk).count();
-                let (tx, n) = (tx.clone(), seq);
-                seq += 1;
-                scope.spawn(move |_| {
-                    let _ = tx.send((n, parse_chunk(&chunk, first_line, index, source)));
-                });
-            }
-            if eof {
-                return;
-            }
-        }
-    });
-    drop(tx);
-    if let Some(e) = read_error {
-        return Err(DecodeError::Decompress(e));
-    }
-    let mut parsed: Vec<_> = rx.into_iter().collect();
-    parsed.sort_by_key(|(n, _)| *n);
-    parsed.into_iter().map(|(_, r)| r).collect()
-}
-
 /// Parses one stanza-aligned chunk whose first line is `first_line + 1` of the file.
 fn parse_chunk(
     chunk: &[u8],
@@ -142,20 +108,6 @@ fn parse_chunk(
         e.line += first_line;
         DecodeError::Packages(e)
     })
-}
-
-/// Fills `buf` as far as the reader allows; returns the bytes read (0 at EOF).
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match reader.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 #[cfg(test)]
@@ -179,7 +131,8 @@ mod tests {
             ("P.gz", gz(text.as_bytes())),
             ("P", text.clone().into_bytes()),
         ] {
-            let p = decode_with_chunk(path, &data, "main/P", 3, 16 * 1024).unwrap();
+            let plain = decompress(path, &data).unwrap();
+            let p = parse_plain_with_chunk(&plain, "main/P", 3, 16 * 1024).unwrap();
             assert_eq!(p.len(), 8_000, "{path}");
             assert!(
                 p.iter()
@@ -195,7 +148,7 @@ mod tests {
         let mut text = many(5_000);
         let lines_before = text.lines().count();
         text.push_str("Package: broken\nVersion: 1\n\n");
-        let e = decode_with_chunk("P", text.as_bytes(), "main/P", 0, 16 * 1024).unwrap_err();
+        let e = parse_plain_with_chunk(text.as_bytes(), "main/P", 0, 16 * 1024).unwrap_err();
         match e {
             DecodeError::Packages(e) => {
                 assert_eq!(e.line, lines_before + 1);
@@ -203,7 +156,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let e = decode_packages("P.xz", b"not xz", "main/P", 0).unwrap_err();
+        let e = decompress("P.xz", b"not xz").unwrap_err();
         assert!(matches!(e, DecodeError::Decompress(_)), "{e:?}");
     }
 
@@ -216,7 +169,7 @@ mod tests {
         let data = std::fs::read(&path).unwrap();
         for _ in 0..3 {
             let t = std::time::Instant::now();
-            let p = decode_packages(&path, &data, "P", 0).unwrap();
+            let p = parse_plain(&decompress(&path, &data).unwrap(), "P", 0).unwrap();
             eprintln!("{} packages in {:?}", p.len(), t.elapsed());
         }
         let t = std::time::Instant::now();

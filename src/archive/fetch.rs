@@ -16,7 +16,7 @@ use std::sync::Arc;
 use url::Url;
 
 use super::cache::{Cache, sha256_hex};
-use super::decode::{DecodeError, decode_packages};
+use super::decode::{DecodeError, decompress, parse_plain};
 use super::mirror::{Mirrors, base_url};
 use super::release::{FileHash, Release};
 use super::transport::{Got, Transport};
@@ -236,11 +236,37 @@ async fn load_one(ctx: Arc<Ctx>, plan: Plan) -> Result<LoadedSource, ArchiveErro
         let (ctx, plan) = (ctx.clone(), plan.clone());
         let (path, hash) = (path.clone(), hash.clone());
         async move {
-            let data = index_bytes(&ctx, &plan, &path, &hash, by_hash).await?;
+            let cached = {
+                let (cache, sha) = (&ctx.cache, &hash.sha256);
+                tokio::task::block_in_place(|| cache.read_plain(sha))?
+            };
+            let data = match cached {
+                Some(plain) => Ok(plain),
+                None => Err(index_bytes(&ctx, &plan, &path, &hash, by_hash).await?),
+            };
             let index = format!("{}{path}", plan.suite_dir());
             let (source_name, source) = (plan.source.name.clone(), plan.index);
+            let cache = ctx.cache.clone();
             tokio::task::spawn_blocking(move || {
-                decode_packages(&path, &data, &index, source).map_err(|e| match e {
+                let plain: Box<dyn AsRef<[u8]> + Send> = match data {
+                    Ok(map) => Box::new(map),
+                    Err(compressed) => {
+                        let plain = decompress(&path, &compressed).map_err(|e| match e {
+                            DecodeError::Decompress(reason) => ArchiveError::Decompress {
+                                source_name: source_name.clone(),
+                                path: path.clone(),
+                                reason,
+                            },
+                            DecodeError::Packages(error) => ArchiveError::Packages {
+                                source_name: source_name.clone(),
+                                error,
+                            },
+                        })?;
+                        cache.store_plain(&hash.sha256, &plain)?;
+                        Box::new(plain)
+                    }
+                };
+                parse_plain((*plain).as_ref(), &index, source).map_err(|e| match e {
                     DecodeError::Decompress(reason) => ArchiveError::Decompress {
                         source_name,
                         path,

@@ -3,7 +3,7 @@
 //!
 //! Nothing here does I/O; the archive layer hands in parsed records.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::core::package::{BinaryPackage, MultiArch};
 use crate::core::relation::{ArchQual, Relation};
@@ -73,7 +73,7 @@ impl Universe {
             native: native_arch.to_string(),
             ..Default::default()
         };
-        let mut index: HashMap<(Box<str>, Box<str>), InstanceId> = HashMap::new();
+        let mut index: HashMap<(Box<str>, Box<str>), InstanceId> = HashMap::default();
         for (ri, r) in u.records.iter().enumerate() {
             let arch: Box<str> = if &*r.architecture == "all" {
                 native_arch.into()
@@ -109,7 +109,7 @@ impl Universe {
             inst.candidates
                 .dedup_by(|b, a| records[*a as usize].version == records[*b as usize].version);
         }
-        let mut by_name: HashMap<Box<str>, Vec<InstanceId>> = HashMap::new();
+        let mut by_name: HashMap<Box<str>, Vec<InstanceId>> = HashMap::default();
         for (id, inst) in u.instances.iter().enumerate() {
             by_name
                 .entry(inst.name.clone())
