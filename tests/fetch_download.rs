@@ -427,6 +427,35 @@ fn stalling_server(body: Vec<u8>, half: usize) -> String {
 }
 
 #[test]
+fn a_stalled_body_times_out_and_the_next_mirror_resumes_it() {
+    let (_site, blobs, server, _dir, store) = setup(1, 1_200_000);
+    let b = &blobs[0];
+    let stall_url = stalling_server(b.bytes.clone(), 900_000);
+    let mut want = wanted(b, &[&server.url("debian/")]);
+    want.urls.insert(0, Url::parse(&stall_url).unwrap());
+    let opts = Options {
+        read_timeout: Duration::from_millis(300),
+        ..options()
+    };
+    let start = Instant::now();
+    fetch(&store, vec![want], &opts).unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(std::fs::read(store.path_of(&b.sha256)).unwrap(), b.bytes);
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    let range = reqs[0]
+        .range
+        .as_deref()
+        .expect("resumed with a Range request");
+    let from: u64 = range["bytes=".len()..range.len() - 1].parse().unwrap();
+    assert!((256 * 1024..=900_000).contains(&from), "{range}");
+}
+
+#[test]
 fn a_killed_fetch_leaves_a_consistent_store() {
     let (_site, blobs, server, dir, store) = setup(4, 1_200_000);
     let (done, stalled) = (&blobs[..3], &blobs[3]);

@@ -137,6 +137,10 @@ pub async fn fetch_all(
     }
     if failures.is_empty() {
         Ok(report)
+    } else if failures.len() > 1 {
+        // Completion order is arbitrary; a stable order makes messages comparable.
+        failures.sort_by_cached_key(|e| e.to_string());
+        Err(FetchError::Failed(failures))
     } else {
         Err(FetchError::Failed(failures))
     }
