@@ -1,3 +1,195 @@
-fn main() {
-    println!("imgbuild");
+//! The `imgbuild` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use imgbuild::lock::Lockfile;
+use imgbuild::ops;
+use imgbuild::recipe::Recipe;
+
+/// Reproducible OS images from pinned, verified lockfiles.
+#[derive(Parser, Debug)]
+#[command(name = "imgbuild", version, about)]
+struct Cli {
+    /// Workspace directory (holds recipes/, locks/, vendor/).
+    #[arg(short = 'C', long = "directory", global = true, default_value = ".")]
+    directory: PathBuf,
+    /// Mirror for a named archive, NAME=URL (repeatable; tried in order).
+    #[arg(long = "mirror", global = true, value_name = "NAME=URL")]
+    mirrors: Vec<String>,
+    /// Never use the network: cached indexes / the vendor store only.
+    #[arg(long, global = true)]
+    offline: bool,
+    /// No progress bars or summaries.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// More detail (timings).
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Solve a recipe into locks/NAME.lock.
+    Solve {
+        /// Recipe name (recipes/NAME.toml) or path.
+        recipe: String,
+        /// Fail if the lock is missing or stale for the recipe; change nothing.
+        #[arg(long, conflicts_with = "update")]
+        locked: bool,
+        /// Re-solve moving only these packages (none given: everything).
+        #[arg(long, num_args = 0.., value_name = "PKG")]
+        update: Option<Vec<String>>,
+        /// Print a machine-readable report on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Explain why a package is in a recipe's lock.
+    Why {
+        /// Recipe name or path.
+        recipe: String,
+        /// Package name.
+        package: String,
+        /// Print the chain as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the locked dependency tree.
+    Tree {
+        /// Recipe name or path.
+        recipe: String,
+        /// Also show the Essential/required set.
+        #[arg(long)]
+        essential: bool,
+        /// Maximum depth.
+        #[arg(long)]
+        depth: Option<usize>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_lock(workspace: &std::path::Path, recipe: &str) -> Result<Lockfile> {
+    let recipe = Recipe::load(workspace, recipe)?;
+    let path = ops::solve::lock_path(workspace, &recipe);
+    if !path.exists() {
+        anyhow::bail!(
+            "{} does not exist: run `imgbuild solve {}` first",
+            path.display(),
+            recipe.name
+        );
+    }
+    Ok(Lockfile::read(&path)?)
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let ws = cli.directory.clone();
+    match cli.command {
+        Command::Solve {
+            recipe,
+            locked,
+            update,
+            json,
+        } => {
+            let update = match update {
+                None => ops::solve::Update::Minimal,
+                Some(v) if v.is_empty() => ops::solve::Update::All,
+                Some(v) => ops::solve::Update::Packages(v),
+            };
+            let args = ops::solve::SolveArgs {
+                recipe,
+                workspace: ws,
+                mirrors: cli.mirrors,
+                locked,
+                update,
+                offline: cli.offline,
+                quiet: cli.quiet || json,
+                apt_dir: std::env::var_os("IMGBUILD_APT_DIR")
+                    .map_or_else(|| PathBuf::from("/etc/apt"), PathBuf::from),
+            };
+            let report = ops::solve::run(&args)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).context("encoding the report")?
+                );
+            } else if !cli.quiet {
+                print_solve_report(&report, locked, cli.verbose);
+            }
+        }
+        Command::Why {
+            recipe,
+            package,
+            json,
+        } => {
+            let lock = read_lock(&ws, &recipe)?;
+            let steps = ops::why::chain(&lock, &package)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&steps)?);
+            } else {
+                print!("{}", ops::why::render(&lock, &package, &steps));
+            }
+        }
+        Command::Tree {
+            recipe,
+            essential,
+            depth,
+        } => {
+            let lock = read_lock(&ws, &recipe)?;
+            print!("{}", ops::tree::render(&lock, essential, depth));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_solve_report(r: &ops::solve::SolveReport, locked: bool, verbose: bool) {
+    let per: Vec<String> = r
+        .per_source
+        .iter()
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect();
+    if locked {
+        eprintln!(
+            "{} is up to date ({} packages: {})",
+            r.lock.display(),
+            r.packages,
+            per.join(", ")
+        );
+        return;
+    }
+    for c in &r.changes {
+        match (&c.old, &c.new) {
+            (Some(o), Some(n)) => eprintln!("  Updating {} {o} -> {n}", c.name),
+            (None, Some(n)) => eprintln!("    Adding {} {n}", c.name),
+            (Some(o), None) => eprintln!("  Removing {} {o}", c.name),
+            (None, None) => {}
+        }
+    }
+    let verb = if r.changed { "Locked" } else { "Unchanged" };
+    eprintln!(
+        "{verb} {} packages ({}) in {}",
+        r.packages,
+        per.join(", "),
+        r.lock.display()
+    );
+    if verbose {
+        eprintln!(
+            "indexes loaded in {:.2}s, solved in {:.3}s",
+            r.load_seconds, r.solve_seconds
+        );
+    }
 }

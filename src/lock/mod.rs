@@ -5,7 +5,21 @@
 //! from (InRelease hash, date, signer); then one `[[package]]` per artifact with
 //! its archive-relative file name, size, sha256 and resolved dependency edges.
 
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+
+use crate::core::version::DebVersion;
+use crate::recipe::Recipe;
+
+mod read;
+#[cfg(test)]
+mod tests;
+mod write;
+
+pub use read::LockError;
+pub use write::{HEADER, toml_string};
 
 /// Lock format version written by this build.
 pub const LOCK_VERSION: u32 = 1;
@@ -21,7 +35,8 @@ pub struct Lockfile {
     /// One entry per recipe source, in recipe order.
     #[serde(rename = "source", default)]
     pub sources: Vec<LockedSource>,
-    /// One entry per artifact, sorted by (name, architecture).
+    /// One entry per artifact, sorted by (name, architecture, version) in the
+    /// file; see [`Lockfile::sort_packages`].
     #[serde(rename = "package", default)]
     pub packages: Vec<LockedPackage>,
 }
@@ -106,4 +121,130 @@ pub struct LockedEdge {
     pub relation: String,
     /// `depends`, `pre-depends` or `recommends`.
     pub kind: String,
+}
+
+/// The lock's package order: name, architecture, then version in dpkg's
+/// order (falling back to text for a version that does not parse, so the
+/// order stays total).
+pub(crate) fn package_order(a: &LockedPackage, b: &LockedPackage) -> Ordering {
+    let version = || match (DebVersion::parse(&a.version), DebVersion::parse(&b.version)) {
+        (Ok(x), Ok(y)) => x.cmp(&y).then_with(|| a.version.cmp(&b.version)),
+        _ => a.version.cmp(&b.version),
+    };
+    a.name
+        .cmp(&b.name)
+        .then_with(|| a.architecture.cmp(&b.architecture))
+        .then_with(version)
+}
+
+/// `sha256:0123456789ab…`: enough of a hash to tell two apart in a message.
+fn short_hash(h: &str) -> String {
+    let (algo, hex) = h.split_once(':').unwrap_or(("", h));
+    let cut = hex.char_indices().nth(12).map_or(hex.len(), |(i, _)| i);
+    let ellipsis = if cut < hex.len() { "…" } else { "" };
+    if algo.is_empty() {
+        format!("{}{ellipsis}", &hex[..cut])
+    } else {
+        format!("{algo}:{}{ellipsis}", &hex[..cut])
+    }
+}
+
+impl LockedRecipe {
+    /// The `[recipe]` header for a lock solved from `recipe`.
+    pub fn for_recipe(recipe: &Recipe) -> LockedRecipe {
+        LockedRecipe {
+            name: recipe.name.clone(),
+            hash: recipe.canonical_hash(),
+            architecture: recipe.architecture.clone(),
+        }
+    }
+}
+
+impl Lockfile {
+    /// Puts `packages` in the order [`Lockfile::to_toml`] writes them, so a
+    /// lock built in memory compares equal to the same lock read back.
+    pub fn sort_packages(&mut self) {
+        self.packages.sort_by(package_order);
+    }
+
+    /// The first package named `name` (in lock order, so the lowest
+    /// architecture, then the lowest version). See [`Lockfile::packages_named`]
+    /// when several architectures may be locked.
+    pub fn package(&self, name: &str) -> Option<&LockedPackage> {
+        self.packages
+            .iter()
+            .filter(|p| p.name == name)
+            .min_by(|a, b| package_order(a, b))
+    }
+
+    /// Every package named `name`, in lock order.
+    pub fn packages_named(&self, name: &str) -> Vec<&LockedPackage> {
+        let mut found: Vec<&LockedPackage> =
+            self.packages.iter().filter(|p| p.name == name).collect();
+        found.sort_by(|a, b| package_order(a, b));
+        found
+    }
+
+    /// Who depends on whom: for each package name that some edge points at,
+    /// the packages whose edges point at it (with the edge), in lock order.
+    pub fn reverse_edges(&self) -> BTreeMap<&str, Vec<(&LockedPackage, &LockedEdge)>> {
+        let mut sorted: Vec<&LockedPackage> = self.packages.iter().collect();
+        sorted.sort_by(|a, b| package_order(a, b));
+        let mut map: BTreeMap<&str, Vec<(&LockedPackage, &LockedEdge)>> = BTreeMap::new();
+        for p in sorted {
+            for e in &p.depends {
+                map.entry(e.name.as_str()).or_default().push((p, e));
+            }
+        }
+        map
+    }
+
+    /// `None` when this lock was solved for `recipe` as it is now; otherwise
+    /// the most specific reason it is stale, for a `--locked` error message.
+    pub fn is_stale_for(&self, recipe: &Recipe) -> Option<String> {
+        if self.version != LOCK_VERSION {
+            return Some(format!(
+                "lock format version {} in lock, {LOCK_VERSION} now",
+                self.version
+            ));
+        }
+        if self.recipe.name != recipe.name {
+            return Some(format!(
+                "lock is for recipe `{}`, not `{}`",
+                self.recipe.name, recipe.name
+            ));
+        }
+        if self.recipe.architecture != recipe.architecture {
+            return Some(format!(
+                "architecture changed: {} in lock, {} now",
+                self.recipe.architecture, recipe.architecture
+            ));
+        }
+        for s in &recipe.sources {
+            match self.sources.iter().find(|l| l.name == s.name) {
+                None => return Some(format!("source `{}` added", s.name)),
+                Some(l) if l.suite != s.suite => {
+                    return Some(format!(
+                        "source `{}` changed suite: `{}` in lock, `{}` now",
+                        s.name, l.suite, s.suite
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        for l in &self.sources {
+            if recipe.source(&l.name).is_none() {
+                return Some(format!("source `{}` removed", l.name));
+            }
+        }
+        let now = recipe.canonical_hash();
+        if self.recipe.hash != now {
+            return Some(format!(
+                "recipe changed: hash {} in lock, {} now",
+                short_hash(&self.recipe.hash),
+                short_hash(&now)
+            ));
+        }
+        None
+    }
 }

@@ -1,1 +1,5 @@
-//! One module per command.
+//! One module per command, over the core model.
+
+pub mod solve;
+pub mod tree;
+pub mod why;

@@ -5,9 +5,20 @@
 //! `extends = "base"` merges another recipe first. The parsed, merged recipe
 //! has a canonical hash, which the lock records to detect staleness.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::core::relation::Dependency;
+
+mod error;
+mod hash;
+mod parse;
+mod raw;
+#[cfg(test)]
+mod tests;
+
+pub use error::RecipeError;
+pub(crate) use error::line_col;
+pub use parse::DEFAULT_PRIORITY;
 
 /// Where a source's files are served from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -78,4 +89,43 @@ pub struct Recipe {
     pub essential: bool,
     /// Install Recommends (default false).
     pub recommends: bool,
+}
+
+impl Recipe {
+    /// Loads a recipe and the chain it `extends`.
+    ///
+    /// `spec` is either a recipe name, looked up as
+    /// `workspace/recipes/NAME.toml`, or (when it ends in `.toml` or contains
+    /// a `/`) a path to a recipe file, relative to the current directory.
+    /// Errors name files relative to `workspace` when they are inside it.
+    pub fn load(workspace: &Path, spec: &str) -> Result<Recipe, RecipeError> {
+        let loader = parse::Loader {
+            workspace: Some(workspace),
+        };
+        let is_path = spec.ends_with(".toml") || spec.contains('/') || spec.contains('\\');
+        let path = if is_path {
+            PathBuf::from(spec)
+        } else {
+            workspace.join("recipes").join(format!("{spec}.toml"))
+        };
+        if !path.is_file() {
+            return Err(RecipeError::NotFound {
+                spec: spec.to_string(),
+                file: loader.display(&path),
+            });
+        }
+        loader.load_file(&path)
+    }
+
+    /// Parses `text` as if it were the file at `path` (shown as given in
+    /// errors). Keyrings and `extends` parents are still read from `path`'s
+    /// directory.
+    pub fn parse_str(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
+        parse::Loader { workspace: None }.load_text(text.to_string(), path)
+    }
+
+    /// The source named `name`.
+    pub fn source(&self, name: &str) -> Option<&Source> {
+        self.sources.iter().find(|s| s.name == name)
+    }
 }

@@ -10,7 +10,7 @@ pub mod universe;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use pubgrub::PubGrubError;
 
@@ -72,14 +72,22 @@ pub fn essential_requirements(u: &Universe) -> Vec<RootRequirement> {
         .collect()
 }
 
-/// Solves `roots` over the universe. Deterministic: the same universe and
-/// roots give the same solution.
-pub fn solve(
-    u: &Universe,
-    roots: Vec<RootRequirement>,
-    recommends: bool,
-) -> Result<Solution, SolveError> {
-    let provider = DebProvider::new(u, roots, recommends);
+/// What to solve for.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// The recipe's requirements and the essential set.
+    pub roots: Vec<RootRequirement>,
+    /// Treat Recommends as soft dependencies (install when possible).
+    pub recommends: bool,
+    /// Candidates to keep when they are still allowed (the previous lock),
+    /// so that a re-solve moves as little as possible.
+    pub prefer: HashMap<InstanceId, u32>,
+}
+
+/// Solves a request over the universe. Deterministic: the same universe and
+/// request give the same solution.
+pub fn solve(u: &Universe, request: Request) -> Result<Solution, SolveError> {
+    let provider = DebProvider::new(u, request.roots, request.recommends, request.prefer);
     match pubgrub::resolve(&provider, Pkg::Root, 1u32) {
         Ok(sel) => {
             let chosen = sel

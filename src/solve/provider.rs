@@ -118,6 +118,8 @@ pub struct DebProvider<'u> {
     u: &'u Universe,
     roots: Vec<RootRequirement>,
     recommends: bool,
+    /// Candidates to keep when still allowed (from an existing lock).
+    prefer: HashMap<InstanceId, u32>,
     state: RefCell<State>,
 }
 
@@ -148,11 +150,17 @@ fn ranges_of(indices: impl IntoIterator<Item = u32>) -> VS {
 
 impl<'u> DebProvider<'u> {
     /// A provider for the given universe and root requirements.
-    pub fn new(u: &'u Universe, roots: Vec<RootRequirement>, recommends: bool) -> Self {
+    pub fn new(
+        u: &'u Universe,
+        roots: Vec<RootRequirement>,
+        recommends: bool,
+        prefer: HashMap<InstanceId, u32>,
+    ) -> Self {
         DebProvider {
             u,
             roots,
             recommends,
+            prefer,
             state: RefCell::new(State::default()),
         }
     }
@@ -456,6 +464,10 @@ impl DependencyProvider for DebProvider<'_> {
             Pkg::Real(id) => {
                 if range.contains(&0) {
                     return Ok(Some(0));
+                }
+                // A locked version that is still allowed stays (minimal updates).
+                if let Some(&k) = self.prefer.get(id).filter(|k| range.contains(k)) {
+                    return Ok(Some(k));
                 }
                 // apt's policy: highest source priority, then highest version.
                 (1..=u.candidate_count(*id))

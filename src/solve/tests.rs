@@ -37,7 +37,13 @@ fn req(text: &str) -> RootRequirement {
 
 /// Solves and returns sorted `name=version` strings.
 fn solve_names(u: &Universe, reqs: &[&str]) -> Result<Vec<String>, SolveError> {
-    let sol = solve(u, reqs.iter().map(|r| req(r)).collect(), false)?;
+    let sol = solve(
+        u,
+        Request {
+            roots: reqs.iter().map(|r| req(r)).collect(),
+            ..Default::default()
+        },
+    )?;
     let mut v: Vec<String> = sol
         .chosen
         .iter()
@@ -236,9 +242,24 @@ fn recommends_are_soft() {
         500,
         "Package: a\nVersion: 1\nRecommends: b, missing\n\nPackage: b\nVersion: 1\n",
     )]);
-    let with = solve(&u, vec![req("a")], true).unwrap();
+    let with = solve(
+        &u,
+        Request {
+            roots: vec![req("a")],
+            recommends: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(with.chosen.len(), 2);
-    let without = solve(&u, vec![req("a")], false).unwrap();
+    let without = solve(
+        &u,
+        Request {
+            roots: vec![req("a")],
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(without.chosen.len(), 1);
 }
 
@@ -293,4 +314,40 @@ fn print_explanations() {
         unsat(&u, &["python3-thrift (<< 0.14)", "python3 (>= 3.11)"])
     );
     println!("{}\n", unsat(&u, &["app", "postfix"]));
+}
+
+#[test]
+fn locked_versions_are_kept_while_allowed() {
+    let u = universe(&[(
+        "s",
+        500,
+        "Package: a\nVersion: 1\nDepends: b\n\nPackage: a\nVersion: 2\nDepends: b\n\n\
+         Package: b\nVersion: 1\n\nPackage: b\nVersion: 2\n",
+    )]);
+    let a = u.instances_named("a")[0];
+    let b = u.instances_named("b")[0];
+    let prefer = [(a, 1), (b, 1)].into_iter().collect();
+    let sol = solve(
+        &u,
+        Request {
+            roots: vec![req("a")],
+            prefer,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(sol.chosen[&a], 1);
+    assert_eq!(sol.chosen[&b], 1);
+    // A preference the requirements exclude gives way.
+    let prefer = [(a, 1), (b, 1)].into_iter().collect();
+    let sol = solve(
+        &u,
+        Request {
+            roots: vec![req("a (>= 2)")],
+            prefer,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!((sol.chosen[&a], sol.chosen[&b]), (2, 1));
 }

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what the tests and live checks use on a fresh Debian machine.
+# Idempotent; does nothing when everything is there.
+set -euo pipefail
+need=()
+command -v dpkg-deb >/dev/null || need+=(dpkg)
+command -v gpgv >/dev/null || need+=(gpgv)
+command -v dose-debcheck >/dev/null || need+=(dose-distcheck)
+command -v xz >/dev/null || need+=(xz-utils)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "ci/setup.sh: installing ${need[*]}"
+    apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 ||
+      echo "ci/setup.sh: could not install ${need[*]}; dependent checks will be skipped"
+  else
+    echo "ci/setup.sh: missing ${need[*]} (not root): dependent checks will be skipped"
+  fi
+fi

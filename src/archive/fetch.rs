@@ -1,0 +1,401 @@
+//! Loading a recipe's sources: signed InRelease → Release → verified,
+//! cached `Packages` indexes → parsed packages.
+//!
+//! Per source: fetch `dists/SUITE/InRelease` (or `InRelease` at the root of a
+//! flat repository), verify it against the source's keyring, then fetch each
+//! `COMP/binary-ARCH/Packages` in the best compressed form the Release lists,
+//! check its size and sha256 against the Release before anything else reads
+//! it, cache it by content, decompress and parse. Sources and indexes are
+//! fetched concurrently; decompression and parsing run on the blocking pool
+//! and rayon.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use url::Url;
+
+use super::cache::{Cache, sha256_hex};
+use super::decode::{DecodeError, decode_packages};
+use super::mirror::{Mirrors, base_url};
+use super::release::{FileHash, Release};
+use super::transport::{Got, Transport};
+use super::verify::Keyring;
+use super::{ArchiveError, Mismatch};
+use crate::core::package::BinaryPackage;
+use crate::lock::LockedIndex;
+use crate::recipe::{Location, Recipe, Source};
+
+/// How [`load_sources`] may reach the network and where it caches.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// Use only the cache; never touch the network.
+    pub offline: bool,
+    /// Cache directory (see [`FetchOptions::default_cache_dir`]).
+    pub cache_dir: PathBuf,
+    /// No progress display.
+    pub quiet: bool,
+}
+
+impl FetchOptions {
+    /// `$IMGBUILD_CACHE`, else `$XDG_CACHE_HOME/imgbuild`, else
+    /// `~/.cache/imgbuild` (a temporary directory if there is no home).
+    pub fn default_cache_dir() -> PathBuf {
+        Self::default_cache_dir_with(|k| std::env::var_os(k))
+    }
+
+    /// [`FetchOptions::default_cache_dir`] with an explicit environment lookup.
+    pub fn default_cache_dir_with(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> PathBuf {
+        let var = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        if let Some(dir) = var("IMGBUILD_CACHE") {
+            return dir;
+        }
+        // The XDG spec says relative values are invalid and must be ignored.
+        if let Some(dir) = var("XDG_CACHE_HOME").filter(|d| d.is_absolute()) {
+            return dir.join("imgbuild");
+        }
+        match var("HOME") {
+            Some(home) => home.join(".cache").join("imgbuild"),
+            None => std::env::temp_dir().join("imgbuild-cache"),
+        }
+    }
+}
+
+/// One source's verified indexes and their packages.
+#[derive(Debug, Clone)]
+pub struct LoadedSource {
+    /// Index into `recipe.sources`.
+    pub source: usize,
+    /// sha256 of the InRelease file as fetched.
+    pub inrelease_sha256: String,
+    /// The Release `Date`.
+    pub date: String,
+    /// Uppercase fingerprint of the primary key whose signature verified.
+    pub signed_by: String,
+    /// The indexes read (paths relative to the suite directory), in
+    /// component × architecture order.
+    pub indexes: Vec<LockedIndex>,
+    /// Their packages, in index order. An `Architecture: all` package listed
+    /// in several architectures' indexes appears once.
+    pub packages: Vec<BinaryPackage>,
+}
+
+/// Fetches (or, offline, reads from the cache), verifies and parses the
+/// indexes of every source of `recipe`, in recipe order.
+///
+/// Must not be called from async code: it runs its own runtime, on a
+/// separate thread if the caller is inside one.
+pub fn load_sources(
+    recipe: &Recipe,
+    mirrors: &Mirrors,
+    opts: &FetchOptions,
+) -> Result<Vec<LoadedSource>, ArchiveError> {
+    // Resolve everything that can fail without I/O first, so that a missing
+    // mirror or keyring is reported before any download starts.
+    let mut plans = Vec::with_capacity(recipe.sources.len());
+    for (i, source) in recipe.sources.iter().enumerate() {
+        let urls = if opts.offline {
+            Vec::new()
+        } else {
+            mirrors.resolve(source)?
+        };
+        plans.push(Plan {
+            index: i,
+            source: source.clone(),
+            keyring: Arc::new(Keyring::load(&source.keyring)?),
+            urls,
+            cache_key: cache_key(&source.location),
+            architectures: std::iter::once(&recipe.architecture)
+                .chain(&recipe.foreign_architectures)
+                .cloned()
+                .collect(),
+        });
+    }
+    let run = move || -> Result<Vec<LoadedSource>, ArchiveError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| ArchiveError::Setup(format!("async runtime: {e}")))?;
+        let ctx = Arc::new(Ctx {
+            transport: Transport::new(opts.quiet),
+            cache: Cache::new(&opts.cache_dir),
+            offline: opts.offline,
+        });
+        let result = rt.block_on(futures_util::future::try_join_all(
+            plans.into_iter().map(|p| load_one(ctx.clone(), p)),
+        ));
+        ctx.transport.finish();
+        result
+    };
+    if tokio::runtime::Handle::try_current().is_ok() {
+        std::thread::scope(|s| s.spawn(run).join())
+            .map_err(|_| ArchiveError::Setup("loader thread panicked".into()))?
+    } else {
+        run()
+    }
+}
+
+/// What one source needs, resolved before any I/O.
+struct Plan {
+    index: usize,
+    source: Source,
+    keyring: Arc<Keyring>,
+    /// Base URLs to try in order (empty offline).
+    urls: Vec<Url>,
+    /// Mirror-independent identity of the location, for the InRelease cache.
+    cache_key: String,
+    /// Primary architecture first.
+    architectures: Vec<String>,
+}
+
+impl Plan {
+    /// Path of the suite directory below a base URL (`dists/SUITE/`, or the
+    /// base itself for a flat repository).
+    fn suite_dir(&self) -> String {
+        if self.source.is_flat() {
+            String::new()
+        } else {
+            format!("dists/{}/", self.source.suite)
+        }
+    }
+
+    /// URL of `rel` (relative to the suite directory) on mirror `base`.
+    fn url(&self, base: &Url, rel: &str) -> Result<Url, ArchiveError> {
+        base.join(&format!("{}{rel}", self.suite_dir()))
+            .map_err(|e| ArchiveError::BadUrl {
+                source_name: self.source.name.clone(),
+                url: format!("{base}{}{rel}", self.suite_dir()),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Unversioned index paths, in component × architecture order.
+    fn index_bases(&self) -> Vec<String> {
+        if self.source.is_flat() {
+            return vec!["Packages".into()];
+        }
+        let mut out = Vec::new();
+        for comp in &self.source.components {
+            for arch in &self.architectures {
+                out.push(format!("{comp}/binary-{arch}/Packages"));
+            }
+        }
+        out
+    }
+}
+
+/// State shared by all sources of one call.
+struct Ctx {
+    transport: Transport,
+    cache: Cache,
+    offline: bool,
+}
+
+/// The InRelease cache identity of a location: named archives are keyed by
+/// name, not mirror, so that a cache filled through one mirror serves all.
+fn cache_key(location: &Location) -> String {
+    match location {
+        Location::Archive(name) => format!("archive:{name}"),
+        Location::Url(u) => format!(
+            "url:{}",
+            base_url(u).map_or_else(|_| u.clone(), String::from)
+        ),
+    }
+}
+
+async fn load_one(ctx: Arc<Ctx>, plan: Plan) -> Result<LoadedSource, ArchiveError> {
+    let plan = Arc::new(plan);
+    let (raw, what) = inrelease(&ctx, &plan).await?;
+    let keyring = plan.keyring.clone();
+    let what2 = what.clone();
+    let (verified, raw) = tokio::task::spawn_blocking(move || {
+        keyring.verify_inrelease(&raw, &what2).map(|v| (v, raw))
+    })
+    .await
+    .map_err(|e| ArchiveError::Setup(e.to_string()))??;
+    if !ctx.offline {
+        ctx.cache
+            .store_inrelease(&plan.cache_key, &plan.source.suite, &raw)?;
+    }
+    let release = Release::parse(&verified.signed_text, &what)?;
+
+    let mut wanted: Vec<(String, FileHash)> = Vec::new();
+    for base in plan.index_bases() {
+        let (path, hash) = release
+            .best_index(&base)
+            .ok_or_else(|| ArchiveError::IndexMissing {
+                source_name: plan.source.name.clone(),
+                path: base.clone(),
+                url: what.clone(),
+            })?;
+        wanted.push((path, hash.clone()));
+    }
+    let by_hash = release.acquire_by_hash;
+    let parsed = futures_util::future::try_join_all(wanted.iter().map(|(path, hash)| {
+        let (ctx, plan) = (ctx.clone(), plan.clone());
+        let (path, hash) = (path.clone(), hash.clone());
+        async move {
+            let data = index_bytes(&ctx, &plan, &path, &hash, by_hash).await?;
+            let index = format!("{}{path}", plan.suite_dir());
+            let (source_name, source) = (plan.source.name.clone(), plan.index);
+            tokio::task::spawn_blocking(move || {
+                decode_packages(&path, &data, &index, source).map_err(|e| match e {
+                    DecodeError::Decompress(reason) => ArchiveError::Decompress {
+                        source_name,
+                        path,
+                        reason,
+                    },
+                    DecodeError::Packages(error) => ArchiveError::Packages { source_name, error },
+                })
+            })
+            .await
+            .map_err(|e| ArchiveError::Setup(e.to_string()))?
+        }
+    }))
+    .await?;
+
+    // With several architectures, `Architecture: all` packages are listed in
+    // each architecture's index (No-Support-for-Architecture-all); keep one.
+    let mut seen_all = HashSet::new();
+    let packages = parsed
+        .into_iter()
+        .flatten()
+        .filter(|p| {
+            &*p.architecture != "all" || seen_all.insert((p.name.clone(), p.version.clone()))
+        })
+        .collect();
+    Ok(LoadedSource {
+        source: plan.index,
+        inrelease_sha256: sha256_hex(&raw),
+        date: release.date,
+        signed_by: verified.fingerprint,
+        indexes: wanted
+            .into_iter()
+            .map(|(path, h)| LockedIndex {
+                path,
+                sha256: h.sha256,
+                size: h.size,
+            })
+            .collect(),
+        packages,
+    })
+}
+
+/// The raw InRelease bytes and a name for them (the URL, or the cache file).
+async fn inrelease(ctx: &Ctx, plan: &Plan) -> Result<(Vec<u8>, String), ArchiveError> {
+    if ctx.offline {
+        let cached = ctx
+            .cache
+            .read_inrelease(&plan.cache_key, &plan.source.suite)?;
+        return match cached {
+            Some(data) => {
+                let path = ctx
+                    .cache
+                    .inrelease_path(&plan.cache_key, &plan.source.suite);
+                Ok((data, format!("cached InRelease {}", path.display())))
+            }
+            None => Err(ArchiveError::NotCached {
+                source_name: plan.source.name.clone(),
+                what: format!("the InRelease of suite `{}`", plan.source.suite),
+            }),
+        };
+    }
+    let mut failures = Vec::new();
+    for base in &plan.urls {
+        let url = plan.url(base, "InRelease")?;
+        match ctx.transport.get(&url, Some(MAX_INRELEASE)).await {
+            Ok(Got::Data(data)) => return Ok((data, url.to_string())),
+            Ok(Got::NotFound) => failures.push(format!("{url}: not found")),
+            // Another mirror may work; a bad signature would not be tried
+            // around (that is refused after download, not here).
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    Err(ArchiveError::Download {
+        url: format!("InRelease of source `{}`", plan.source.name),
+        reason: if failures.is_empty() {
+            "no mirror URL".into()
+        } else {
+            failures.join("; ")
+        },
+    })
+}
+
+/// Bound on an InRelease download (bookworm's is 151 kB).
+const MAX_INRELEASE: u64 = 64 << 20;
+
+/// A verified index file: from the cache if present, else downloaded
+/// (`by-hash` first when the Release offers it) and checked before caching.
+async fn index_bytes(
+    ctx: &Ctx,
+    plan: &Plan,
+    path: &str,
+    hash: &FileHash,
+    by_hash: bool,
+) -> Result<Vec<u8>, ArchiveError> {
+    let cache_hit = {
+        let (cache, hash) = (&ctx.cache, hash.clone());
+        tokio::task::block_in_place(|| cache.read_index(&hash))?
+    };
+    if let Some(data) = cache_hit {
+        return Ok(data);
+    }
+    if ctx.offline {
+        return Err(ArchiveError::NotCached {
+            source_name: plan.source.name.clone(),
+            what: format!("index {}{path} (sha256 {})", plan.suite_dir(), hash.sha256),
+        });
+    }
+    let by_hash_path = match path.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/by-hash/SHA256/{}", hash.sha256),
+        None => format!("by-hash/SHA256/{}", hash.sha256),
+    };
+    let mut failures = Vec::new();
+    for base in &plan.urls {
+        let candidates = by_hash
+            .then_some(by_hash_path.as_str())
+            .into_iter()
+            .chain([path]);
+        for rel in candidates {
+            let url = plan.url(base, rel)?;
+            let data = match ctx.transport.get(&url, Some(hash.size)).await {
+                Ok(Got::Data(d)) => d,
+                Ok(Got::NotFound) => {
+                    failures.push(format!("{url}: not found"));
+                    continue;
+                }
+                Err(e) => {
+                    failures.push(e.to_string());
+                    // Transport failure: this mirror is unusable, try the next.
+                    break;
+                }
+            };
+            let actual = sha256_hex(&data);
+            if data.len() as u64 != hash.size || actual != hash.sha256 {
+                return Err(ArchiveError::Mismatch(Box::new(Mismatch {
+                    source_name: plan.source.name.clone(),
+                    path: path.to_string(),
+                    url: url.to_string(),
+                    expected_sha256: hash.sha256.clone(),
+                    expected_size: hash.size,
+                    actual_sha256: actual,
+                    actual_size: data.len() as u64,
+                })));
+            }
+            ctx.cache.store_index(&hash.sha256, &data)?;
+            return Ok(data);
+        }
+    }
+    Err(ArchiveError::Download {
+        url: format!(
+            "{}{path} of source `{}`",
+            plan.suite_dir(),
+            plan.source.name
+        ),
+        reason: failures.join("; "),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,240 @@
+use super::*;
+use crate::archive::testutil::{clearsign, gen_key, public_armored, public_binary};
+
+const RELEASE: &str = "Origin: Test\nDate: Sat, 01 Jan 2000 00:00:00 UTC\n\
+    SHA256:\n 0000000000000000000000000000000000000000000000000000000000000000 0 x\n\
+    - a line starting with a dash\n";
+
+fn keyring(bytes: &[u8]) -> Keyring {
+    Keyring::from_bytes(bytes, Path::new("test.gpg")).unwrap()
+}
+
+fn fpr(key: &pgp::composed::SignedSecretKey) -> String {
+    format!("{:X}", key.primary_key.fingerprint())
+}
+
+#[test]
+fn good_signature_returns_signed_text_and_primary_fingerprint() {
+    for subkey in [false, true] {
+        let key = gen_key(1, subkey);
+        let signed = clearsign(&key, RELEASE);
+        for ring in [public_binary(&key), public_armored(&key).into_bytes()] {
+            let v = keyring(&ring)
+                .verify_inrelease(signed.as_bytes(), "t")
+                .unwrap();
+            assert_eq!(v.signed_text, RELEASE);
+            assert_eq!(v.fingerprint, fpr(&key));
+            assert_eq!(v.fingerprint.len(), 40);
+            assert!(v.fingerprint.bytes().all(|b| !b.is_ascii_lowercase()));
+        }
+    }
+}
+
+#[test]
+fn any_key_of_a_multi_key_keyring_verifies() {
+    let (a, b) = (gen_key(2, false), gen_key(3, true));
+    let signed = clearsign(&b, RELEASE);
+    let mut binary = public_binary(&a);
+    binary.extend(public_binary(&b));
+    let armored = format!("{}\n{}", public_armored(&a), public_armored(&b));
+    for ring in [binary, armored.into_bytes()] {
+        let v = keyring(&ring)
+            .verify_inrelease(signed.as_bytes(), "t")
+            .unwrap();
+        assert_eq!(v.fingerprint, fpr(&b));
+    }
+}
+
+#[test]
+fn tampered_text_is_refused() {
+    let key = gen_key(4, true);
+    let signed = clearsign(&key, RELEASE).replace("Origin: Test", "Origin: Evil");
+    let e = keyring(&public_binary(&key))
+        .verify_inrelease(signed.as_bytes(), "dists/x/InRelease")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("dists/x/InRelease") && e.contains("BAD signature"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_signer_is_refused() {
+    let (good, other) = (gen_key(5, false), gen_key(6, false));
+    let signed = clearsign(&other, RELEASE);
+    let e = keyring(&public_binary(&good))
+        .verify_inrelease(signed.as_bytes(), "t")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("signer not in keyring test.gpg"), "{e}");
+    assert!(e.contains(&fpr(&other)), "{e}");
+}
+
+#[test]
+fn unsigned_and_extra_data_are_refused() {
+    let key = gen_key(7, false);
+    let ring = keyring(&public_binary(&key));
+    let signed = clearsign(&key, RELEASE);
+    let cases = [
+        RELEASE.to_string(),
+        format!("Origin: Evil\n{signed}"),
+        format!("\n{signed}"),
+        format!("{signed}\nOrigin: Evil\n"),
+        format!("{signed}{signed}"),
+        signed.replace("Hash: SHA256", "Hash: SHA256\nComment: injected"),
+        signed
+            .split("-----BEGIN PGP SIGNATURE-----")
+            .next()
+            .unwrap()
+            .to_string(),
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        let r = ring.verify_inrelease(case.as_bytes(), "t");
+        assert!(r.is_err(), "case {i} accepted:\n{case}");
+    }
+    // Trailing whitespace after the signature is harmless and accepted.
+    ring.verify_inrelease(format!("{signed}\n\n").as_bytes(), "t")
+        .unwrap();
+}
+
+#[test]
+fn detached_signatures() {
+    use pgp::composed::{ArmorOptions, DetachedSignature};
+    use pgp::types::Password;
+    use rand::SeedableRng;
+    let key = gen_key(8, true);
+    let sig = DetachedSignature::sign_binary_data(
+        rand::rngs::StdRng::seed_from_u64(1),
+        &key.secret_subkeys[0].key,
+        &Password::empty(),
+        HashAlgorithm::Sha256,
+        RELEASE.as_bytes(),
+    )
+    .unwrap();
+    let armored = sig.to_armored_bytes(ArmorOptions::default()).unwrap();
+    let ring = keyring(&public_binary(&key));
+    let v = ring
+        .verify_detached(RELEASE.as_bytes(), &armored, "t")
+        .unwrap();
+    assert_eq!(
+        (v.signed_text.as_str(), v.fingerprint),
+        (RELEASE, fpr(&key))
+    );
+    let tampered = RELEASE.replace("Test", "Evil");
+    assert!(
+        ring.verify_detached(tampered.as_bytes(), &armored, "t")
+            .is_err()
+    );
+    let other = keyring(&public_binary(&gen_key(9, false)));
+    assert!(
+        other
+            .verify_detached(RELEASE.as_bytes(), &armored, "t")
+            .is_err()
+    );
+}
+
+#[test]
+fn bad_keyrings_are_refused() {
+    for data in [
+        &b""[..],
+        b"not a key",
+        b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nxx\n",
+    ] {
+        let e = Keyring::from_bytes(data, Path::new("k.asc"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("keyring k.asc"), "{e}");
+    }
+    let e = verify_inrelease(b"x", Path::new("/nonexistent/k.gpg"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/nonexistent/k.gpg"), "{e}");
+}
+
+/// Cross-checks a generated signature with GnuPG's `gpgv` (run manually:
+/// `cargo test gpgv -- --ignored`).
+#[test]
+#[ignore = "needs gpgv"]
+fn gpgv_accepts_our_fixture_signatures() {
+    let dir = tempfile::tempdir().unwrap();
+    for subkey in [false, true] {
+        let key = gen_key(10, subkey);
+        let ring = dir.path().join("k.gpg");
+        let file = dir.path().join("InRelease");
+        std::fs::write(&ring, public_binary(&key)).unwrap();
+        std::fs::write(&file, clearsign(&key, RELEASE)).unwrap();
+        let out = std::process::Command::new("gpgv")
+            .arg("--keyring")
+            .arg(&ring)
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Verifies a real Debian InRelease saved at `$IMGBUILD_TEST_INRELEASE`
+/// against the host's Debian keyring.
+#[test]
+#[ignore = "needs a downloaded InRelease and debian-archive-keyring"]
+fn verifies_a_saved_debian_inrelease() {
+    let path = std::env::var("IMGBUILD_TEST_INRELEASE").expect("set IMGBUILD_TEST_INRELEASE");
+    let data = std::fs::read(path).unwrap();
+    let ring = Path::new("/usr/share/keyrings/debian-archive-keyring.gpg");
+    let t = std::time::Instant::now();
+    let v = verify_inrelease(&data, ring).unwrap();
+    eprintln!("verified in {:?} by {}", t.elapsed(), v.fingerprint);
+    assert!(v.signed_text.contains("\nSHA256:\n"));
+    assert!(!v.signed_text.contains("BEGIN PGP"));
+}
+
+/// A Text signature over `normalized` by `key`'s primary, with issuer subpackets.
+fn text_signature(key: &pgp::composed::SignedSecretKey, normalized: &str) -> Signature {
+    use pgp::packet::{SignatureConfig, Subpacket, SubpacketData};
+    use pgp::types::{Password, Timestamp};
+    use rand::SeedableRng;
+    let rng = rand::rngs::StdRng::seed_from_u64(3);
+    let k = &key.primary_key;
+    let mut config = SignatureConfig::from_key(rng, k, SignatureType::Text).unwrap();
+    config.hashed_subpackets = vec![
+        Subpacket::regular(SubpacketData::SignatureCreationTime(Timestamp::now())).unwrap(),
+        Subpacket::regular(SubpacketData::IssuerFingerprint(k.fingerprint())).unwrap(),
+    ];
+    config
+        .sign(k, &Password::empty(), normalized.as_bytes())
+        .unwrap()
+}
+
+/// Debian's InRelease carries signatures by several keys, some of which an
+/// older keyring lacks: one good signature is enough, in any position.
+#[test]
+fn one_good_signature_among_unknown_ones_suffices() {
+    use pgp::composed::ArmorOptions;
+    let (unknown, good) = (gen_key(11, false), gen_key(12, false));
+    let msg = CleartextSignedMessage::new_many(RELEASE, |normalized| {
+        Ok(vec![
+            text_signature(&unknown, normalized),
+            text_signature(&good, normalized),
+        ])
+    })
+    .unwrap();
+    let signed = msg.to_armored_string(ArmorOptions::default()).unwrap();
+    let v = keyring(&public_binary(&good))
+        .verify_inrelease(signed.as_bytes(), "t")
+        .unwrap();
+    assert_eq!(
+        (v.signed_text.as_str(), v.fingerprint),
+        (RELEASE, fpr(&good))
+    );
+    let e = keyring(&public_binary(&gen_key(13, false)))
+        .verify_inrelease(signed.as_bytes(), "t")
+        .unwrap_err()
+        .to_string();
+    // Every signature is accounted for in the message.
+    assert!(e.contains(&fpr(&unknown)) && e.contains(&fpr(&good)), "{e}");
+}

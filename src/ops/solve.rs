@@ -1,0 +1,357 @@
+//! `imgbuild solve RECIPE`: recipe → verified indexes → solution → lock.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::archive::{self, FetchOptions, LoadedSource, Mirrors};
+use crate::lock::{LOCK_VERSION, LockedEdge, LockedPackage, LockedRecipe, LockedSource, Lockfile};
+use crate::recipe::Recipe;
+use crate::solve::{self, EdgeKind, Request, RootRequirement, Solution, SourceInfo, Universe};
+
+/// How `solve` should treat an existing lock.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Update {
+    /// Keep locked versions wherever they are still allowed.
+    #[default]
+    Minimal,
+    /// Re-solve from scratch (`--update`).
+    All,
+    /// Move only these packages and what they need (`--update PKG`).
+    Packages(Vec<String>),
+}
+
+/// Options of `imgbuild solve`.
+#[derive(Debug, Clone, Default)]
+pub struct SolveArgs {
+    /// Recipe name or path.
+    pub recipe: String,
+    /// Workspace root (holds `recipes/` and `locks/`).
+    pub workspace: PathBuf,
+    /// `--mirror NAME=URL` values.
+    pub mirrors: Vec<String>,
+    /// `--locked`: fail if the lock is stale, change nothing.
+    pub locked: bool,
+    /// How to treat the existing lock.
+    pub update: Update,
+    /// Use cached indexes only.
+    pub offline: bool,
+    /// No progress output.
+    pub quiet: bool,
+    /// Where apt's configuration lives (default mirrors); `/etc/apt` normally.
+    pub apt_dir: PathBuf,
+}
+
+/// What a solve did, for the summary line and `--json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SolveReport {
+    /// Recipe name.
+    pub recipe: String,
+    /// Path of the lock written (or checked).
+    pub lock: PathBuf,
+    /// Number of packages in the lock.
+    pub packages: usize,
+    /// Packages per source.
+    pub per_source: BTreeMap<String, usize>,
+    /// Whether the lock file changed.
+    pub changed: bool,
+    /// `name old -> new` lines (old or new may be `-`).
+    pub changes: Vec<Change>,
+    /// Seconds spent loading indexes.
+    pub load_seconds: f64,
+    /// Seconds spent solving.
+    pub solve_seconds: f64,
+}
+
+/// A package that was added, removed or moved compared to the previous lock.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct Change {
+    /// Package name (with `:arch` for foreign architectures).
+    pub name: String,
+    /// Previous version, if any.
+    pub old: Option<String>,
+    /// New version, if any.
+    pub new: Option<String>,
+}
+
+/// The lock path of a recipe in a workspace.
+pub fn lock_path(workspace: &Path, recipe: &Recipe) -> PathBuf {
+    workspace
+        .join("locks")
+        .join(format!("{}.lock", recipe.name))
+}
+
+/// Runs the solve verb.
+pub fn run(args: &SolveArgs) -> Result<SolveReport> {
+    let recipe = Recipe::load(&args.workspace, &args.recipe)?;
+    let path = lock_path(&args.workspace, &recipe);
+    let previous = if path.exists() {
+        Some(Lockfile::read(&path)?)
+    } else {
+        None
+    };
+    if args.locked {
+        let Some(lock) = &previous else {
+            bail!(
+                "--locked: {} does not exist; run `imgbuild solve {}`",
+                path.display(),
+                recipe.name
+            );
+        };
+        if let Some(why) = lock.is_stale_for(&recipe) {
+            bail!(
+                "--locked: {} is stale: {why}; run `imgbuild solve {}`",
+                path.display(),
+                recipe.name
+            );
+        }
+        return Ok(SolveReport {
+            recipe: recipe.name.clone(),
+            lock: path,
+            packages: lock.packages.len(),
+            per_source: count_sources(lock),
+            changed: false,
+            changes: Vec::new(),
+            load_seconds: 0.0,
+            solve_seconds: 0.0,
+        });
+    }
+
+    let t = Instant::now();
+    let mirrors = Mirrors::new(&args.mirrors, &args.apt_dir)?;
+    let opts = FetchOptions {
+        offline: args.offline,
+        cache_dir: FetchOptions::default_cache_dir(),
+        quiet: args.quiet,
+    };
+    let loaded = archive::load_sources(&recipe, &mirrors, &opts)?;
+    let load_seconds = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let (universe, headers) = universe_of(&recipe, loaded);
+    let mut roots: Vec<RootRequirement> = recipe
+        .packages
+        .iter()
+        .map(|r| RootRequirement {
+            dependency: r.dependency.clone(),
+            kind: EdgeKind::Requested,
+        })
+        .collect();
+    if recipe.essential {
+        roots.extend(solve::essential_requirements(&universe));
+    }
+    let prefer = match (&previous, &args.update) {
+        (Some(lock), Update::Minimal) => preferences(&universe, lock, &[]),
+        (Some(lock), Update::Packages(names)) => {
+            for n in names {
+                if lock.package(n).is_none() {
+                    bail!("--update {n}: `{n}` is not in {}", path.display());
+                }
+            }
+            preferences(&universe, lock, names)
+        }
+        _ => HashMap::new(),
+    };
+    let request = Request {
+        roots: roots.clone(),
+        recommends: recipe.recommends,
+        prefer,
+    };
+    let solution = solve::solve(&universe, request)
+        .with_context(|| format!("solving {}", recipe.path.display()))?;
+    let solve_seconds = t.elapsed().as_secs_f64();
+
+    let lock = build_lock(&recipe, &universe, &solution, &roots, headers);
+    let changes = previous
+        .as_ref()
+        .map(|old| diff(old, &lock))
+        .unwrap_or_default();
+    let changed = previous
+        .as_ref()
+        .is_none_or(|old| old.to_toml() != lock.to_toml());
+    if changed {
+        std::fs::create_dir_all(path.parent().unwrap())
+            .with_context(|| format!("creating {}", path.parent().unwrap().display()))?;
+        lock.write_atomic(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(SolveReport {
+        recipe: recipe.name.clone(),
+        lock: path,
+        packages: lock.packages.len(),
+        per_source: count_sources(&lock),
+        changed,
+        changes,
+        load_seconds,
+        solve_seconds,
+    })
+}
+
+fn count_sources(lock: &Lockfile) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for p in &lock.packages {
+        *m.entry(p.source.clone()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Builds the universe from loaded sources, keeping each source's provenance for the lock header.
+fn universe_of(recipe: &Recipe, loaded: Vec<LoadedSource>) -> (Universe, Vec<LockedSource>) {
+    let mut records = Vec::new();
+    let mut headers = Vec::new();
+    for l in loaded {
+        let s = &recipe.sources[l.source];
+        headers.push(LockedSource {
+            name: s.name.clone(),
+            suite: s.suite.clone(),
+            inrelease_sha256: l.inrelease_sha256,
+            date: l.date,
+            signed_by: l.signed_by,
+            indexes: l.indexes,
+        });
+        records.extend(l.packages);
+    }
+    let infos = recipe
+        .sources
+        .iter()
+        .map(|s| SourceInfo {
+            name: s.name.clone(),
+            priority: s.priority,
+        })
+        .collect();
+    (Universe::new(records, infos, &recipe.architecture), headers)
+}
+
+/// Locked candidates to keep, except the named packages (which may move).
+fn preferences(
+    u: &Universe,
+    lock: &Lockfile,
+    moving: &[String],
+) -> HashMap<solve::InstanceId, u32> {
+    let mut prefer = HashMap::new();
+    for p in lock.packages.iter().filter(|p| !moving.contains(&p.name)) {
+        let arch = if p.architecture == "all" {
+            u.native()
+        } else {
+            &p.architecture
+        };
+        for &id in u.instances_named(&p.name) {
+            if *u.instance(id).arch != *arch {
+                continue;
+            }
+            let found = (1..=u.candidate_count(id))
+                .find(|&k| u.candidate(id, k).version.as_str() == p.version);
+            if let Some(k) = found {
+                prefer.insert(id, k);
+            }
+        }
+    }
+    prefer
+}
+
+/// Display name of an instance: `name`, or `name:arch` for foreign architectures.
+fn display_name(u: &Universe, id: solve::InstanceId) -> String {
+    let inst = u.instance(id);
+    if *inst.arch == *u.native() {
+        inst.name.to_string()
+    } else {
+        format!("{}:{}", inst.name, inst.arch)
+    }
+}
+
+/// Turns a solution into a lock.
+pub fn build_lock(
+    recipe: &Recipe,
+    u: &Universe,
+    sol: &Solution,
+    roots: &[RootRequirement],
+    sources: Vec<LockedSource>,
+) -> Lockfile {
+    let mut reasons: HashMap<solve::InstanceId, &str> = HashMap::new();
+    for (id, kind) in sol.root_reasons(u, roots) {
+        let r = if kind == EdgeKind::Requested {
+            "recipe"
+        } else {
+            "essential"
+        };
+        // A package both requested and essential is reported as requested.
+        if r == "recipe" || !reasons.contains_key(&id) {
+            reasons.insert(id, r);
+        }
+    }
+    let packages: Vec<LockedPackage> = sol
+        .chosen
+        .iter()
+        .map(|(&id, &k)| {
+            let r = u.candidate(id, k);
+            let depends = sol
+                .edges(u, id, recipe.recommends)
+                .into_iter()
+                .map(|e| LockedEdge {
+                    name: display_name(u, e.to),
+                    relation: e.relation,
+                    kind: match e.kind {
+                        EdgeKind::PreDepends => "pre-depends",
+                        EdgeKind::Recommends => "recommends",
+                        _ => "depends",
+                    }
+                    .to_string(),
+                })
+                .collect();
+            LockedPackage {
+                name: r.name.to_string(),
+                version: r.version.to_string(),
+                architecture: r.architecture.to_string(),
+                source: u.source_name(r).to_string(),
+                filename: r.filename.to_string(),
+                size: r.size,
+                sha256: r.sha256.to_string(),
+                reason: reasons.get(&id).map(|s| s.to_string()),
+                depends,
+            }
+        })
+        .collect();
+    let mut lock = Lockfile {
+        version: LOCK_VERSION,
+        recipe: LockedRecipe::for_recipe(recipe),
+        sources,
+        packages,
+    };
+    lock.sort_packages();
+    lock
+}
+
+/// Package-level differences between two locks, sorted by name.
+pub fn diff(old: &Lockfile, new: &Lockfile) -> Vec<Change> {
+    let key = |p: &LockedPackage| {
+        if p.architecture == "all" || p.architecture == new.recipe.architecture {
+            p.name.clone()
+        } else {
+            format!("{}:{}", p.name, p.architecture)
+        }
+    };
+    let before: BTreeMap<String, &str> = old
+        .packages
+        .iter()
+        .map(|p| (key(p), p.version.as_str()))
+        .collect();
+    let after: BTreeMap<String, &str> = new
+        .packages
+        .iter()
+        .map(|p| (key(p), p.version.as_str()))
+        .collect();
+    let mut names: Vec<&String> = before.keys().chain(after.keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter(|n| before.get(*n) != after.get(*n))
+        .map(|n| Change {
+            name: n.clone(),
+            old: before.get(n).map(|s| s.to_string()),
+            new: after.get(n).map(|s| s.to_string()),
+        })
+        .collect()
+}

@@ -1,0 +1,143 @@
+//! `imgbuild why RECIPE PKG`: the chain of requirements that pulls PKG in.
+
+use std::collections::{HashMap, VecDeque};
+
+use anyhow::{Result, bail};
+
+use crate::lock::{LockedPackage, Lockfile};
+
+/// One step of a chain: `from` needs `to` through `relation`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Step {
+    /// The depending package (`None` for the recipe itself).
+    pub from: Option<String>,
+    /// Its version.
+    pub from_version: Option<String>,
+    /// The relation as written (`libc6 (>= 2.34)`), or the root reason.
+    pub relation: String,
+    /// `depends`, `pre-depends`, `recommends`, `recipe` or `essential`.
+    pub kind: String,
+    /// The package that satisfies it.
+    pub to: String,
+}
+
+fn key(p: &LockedPackage) -> &str {
+    &p.name
+}
+
+/// The shortest chain from a root (a recipe request or the essential set) to `name`.
+pub fn chain(lock: &Lockfile, name: &str) -> Result<Vec<Step>> {
+    let Some(target) = lock.package(name) else {
+        bail!("`{name}` is not in the lock for `{}`", lock.recipe.name);
+    };
+    let by_name: HashMap<&str, &LockedPackage> =
+        lock.packages.iter().map(|p| (key(p), p)).collect();
+    // Breadth-first from every root at once gives the shortest chain; roots and
+    // edges are visited in lock order, so the answer is deterministic.
+    let mut parent: HashMap<&str, Option<(&LockedPackage, usize)>> = HashMap::new();
+    let mut queue = VecDeque::new();
+    for p in lock
+        .packages
+        .iter()
+        .filter(|p| p.reason.as_deref() == Some("recipe"))
+    {
+        parent.insert(key(p), None);
+        queue.push_back(p);
+    }
+    for p in lock
+        .packages
+        .iter()
+        .filter(|p| p.reason.as_deref() == Some("essential"))
+    {
+        parent.entry(key(p)).or_insert_with(|| {
+            queue.push_back(p);
+            None
+        });
+    }
+    while let Some(p) = queue.pop_front() {
+        if p.name == target.name {
+            break;
+        }
+        for (i, e) in p.depends.iter().enumerate() {
+            if let Some(&next) = by_name
+                .get(e.name.as_str())
+                .filter(|n| !parent.contains_key(key(n)))
+            {
+                parent.insert(key(next), Some((p, i)));
+                queue.push_back(next);
+            }
+        }
+    }
+    if !parent.contains_key(key(target)) {
+        bail!("`{name}` is in the lock but nothing requires it (the lock may be hand-edited)");
+    }
+    let mut steps = Vec::new();
+    let mut cur = target;
+    while let Some(Some((from, i))) = parent.get(key(cur)) {
+        let e = &from.depends[*i];
+        steps.push(Step {
+            from: Some(from.name.clone()),
+            from_version: Some(from.version.clone()),
+            relation: e.relation.clone(),
+            kind: e.kind.clone(),
+            to: cur.name.clone(),
+        });
+        cur = from;
+    }
+    let kind = cur.reason.clone().unwrap_or_default();
+    steps.push(Step {
+        from: None,
+        from_version: None,
+        relation: cur.name.clone(),
+        kind,
+        to: cur.name.clone(),
+    });
+    steps.reverse();
+    Ok(steps)
+}
+
+/// Renders a chain, one step per line.
+pub fn render(lock: &Lockfile, name: &str, steps: &[Step]) -> String {
+    let target = lock
+        .package(name)
+        .map(|p| format!("{} {}", p.name, p.version))
+        .unwrap_or_default();
+    let mut out = format!("{target} is in `{}` because:\n", lock.recipe.name);
+    for s in steps {
+        let line = match (&s.from, s.kind.as_str()) {
+            (None, "recipe") => format!("the recipe requires {}", s.relation),
+            (None, _) => format!("{} is in the Essential/required set", s.relation),
+            (Some(f), kind) => {
+                let verb = match kind {
+                    "pre-depends" => "pre-depends on",
+                    "recommends" => "recommends",
+                    _ => "depends on",
+                };
+                let via = if s.relation.split([' ', ':']).next() == Some(s.to.as_str()) {
+                    String::new()
+                } else {
+                    format!(" (satisfied by {})", s.to)
+                };
+                format!(
+                    "{f} {} {verb} {}{via}",
+                    s.from_version.as_deref().unwrap_or(""),
+                    s.relation
+                )
+            }
+        };
+        out.push_str("  ");
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let rev = lock.reverse_edges();
+    if let Some(users) = rev.get(name) {
+        let mut names: Vec<&str> = users.iter().map(|(p, _)| p.name.as_str()).collect();
+        names.dedup();
+        out.push_str(&format!(
+            "needed directly by {} package(s): {}\n",
+            names.len(),
+            names.join(", ")
+        ));
+    }
+    out
+}

@@ -1,0 +1,421 @@
+//! Turning recipe files into a [`Recipe`]: validate each file on its own
+//! (a [`Layer`]), follow `extends`, then merge the layers parents first.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use super::error::{RecipeError, SourceText};
+use super::raw::{RawRecipe, RawSource};
+use super::{Location, Recipe, Requirement, Source};
+use crate::core::relation::Dependency;
+
+/// Priority of a source that does not set one (apt's default pin).
+pub const DEFAULT_PRIORITY: i32 = 500;
+
+/// Reads recipe files and names them in errors relative to the workspace.
+pub(super) struct Loader<'w> {
+    /// When set, files inside it are displayed relative to it (`recipes/x.toml`).
+    pub workspace: Option<&'w Path>,
+}
+
+/// One recipe file, validated but not merged with its parents.
+struct Layer {
+    path: PathBuf,
+    file: String,
+    text: String,
+    name: String,
+    architecture: Option<Spanned<String>>,
+    foreign_architectures: Vec<String>,
+    extends: Option<Spanned<String>>,
+    essential: Option<bool>,
+    recommends: Option<bool>,
+    packages: Vec<Requirement>,
+    sources: Vec<Source>,
+}
+
+impl Layer {
+    fn src(&self) -> SourceText<'_> {
+        SourceText {
+            file: &self.file,
+            text: &self.text,
+        }
+    }
+}
+
+/// Names that end up in file names: recipe names, `extends`, archive and source names.
+fn is_simple_name(s: &str) -> bool {
+    s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b))
+}
+
+/// Debian architecture names (`amd64`, `arm64`, `i386`, `hurd-i386`).
+fn is_arch_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+impl Loader<'_> {
+    /// How `path` is shown in errors and origins.
+    pub fn display(&self, path: &Path) -> String {
+        if let Some(ws) = self.workspace
+            && let (Ok(p), Ok(w)) = (std::path::absolute(path), std::path::absolute(ws))
+            && let Ok(rel) = p.strip_prefix(&w)
+        {
+            return rel.display().to_string();
+        }
+        path.display().to_string()
+    }
+
+    /// Loads the recipe file at `path` and everything it extends.
+    pub fn load_file(&self, path: &Path) -> Result<Recipe, RecipeError> {
+        let text = std::fs::read_to_string(path).map_err(|error| RecipeError::Io {
+            file: self.display(path),
+            error,
+        })?;
+        self.load_text(text, path)
+    }
+
+    /// Parses `text` as the recipe at `path`, loading parents from disk.
+    pub fn load_text(&self, text: String, path: &Path) -> Result<Recipe, RecipeError> {
+        let mut layers = vec![self.layer(text, path)?];
+        let mut seen = vec![std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())];
+        while let Some(parent) = layers.last().and_then(|l| l.extends.clone()) {
+            let child = layers.last().expect("non-empty");
+            let span = parent.span();
+            let parent = parent.into_inner();
+            let parent_path = dir_of(&child.path).join(format!("{parent}.toml"));
+            let abs = std::path::absolute(&parent_path).unwrap_or_else(|_| parent_path.clone());
+            if seen.contains(&abs) {
+                let mut chain: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
+                chain.push(&parent);
+                return Err(child
+                    .src()
+                    .error(span, format!("`extends` cycle: {}", chain.join(" → "))));
+            }
+            if !parent_path.is_file() {
+                return Err(child.src().error_hint(
+                    span,
+                    format!(
+                        "extends `{parent}`, but {} does not exist",
+                        self.display(&parent_path)
+                    ),
+                    Some("`extends` names a recipe in the same directory".into()),
+                ));
+            }
+            let text = std::fs::read_to_string(&parent_path).map_err(|error| RecipeError::Io {
+                file: self.display(&parent_path),
+                error,
+            })?;
+            layers.push(self.layer(text, &parent_path)?);
+            seen.push(abs);
+        }
+        merge(layers)
+    }
+
+    /// Parses and validates one file on its own.
+    fn layer(&self, text: String, path: &Path) -> Result<Layer, RecipeError> {
+        let file = self.display(path);
+        let src = SourceText {
+            file: &file,
+            text: &text,
+        };
+        let raw: RawRecipe = toml::from_str(&text).map_err(|e| src.toml_error(&e))?;
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = match &raw.name {
+            Some(n) if *n.get_ref() != stem => {
+                return Err(src.error_hint(
+                    n.span(),
+                    format!(
+                        "name `{}` does not match the file name `{stem}.toml`",
+                        n.get_ref()
+                    ),
+                    Some("rename the file, or drop `name` (it defaults to the file name)".into()),
+                ));
+            }
+            _ => stem,
+        };
+        if let Some(a) = &raw.architecture
+            && !is_arch_name(a.get_ref())
+        {
+            return Err(src.error(a.span(), format!("invalid architecture `{}`", a.get_ref())));
+        }
+        let mut foreign_architectures = Vec::new();
+        for a in &raw.foreign_architectures {
+            if !is_arch_name(a.get_ref()) {
+                return Err(src.error(a.span(), format!("invalid architecture `{}`", a.get_ref())));
+            }
+            if raw.architecture.as_ref().map(|p| p.get_ref()) == Some(a.get_ref()) {
+                return Err(src.error(
+                    a.span(),
+                    format!(
+                        "`{}` is the primary architecture, not a foreign one",
+                        a.get_ref()
+                    ),
+                ));
+            }
+            if !foreign_architectures.contains(a.get_ref()) {
+                foreign_architectures.push(a.get_ref().clone());
+            }
+        }
+        if let Some(e) = &raw.extends
+            && !is_simple_name(e.get_ref())
+        {
+            return Err(src.error_hint(
+                e.span(),
+                format!("invalid `extends` value `{}`", e.get_ref()),
+                Some("give the name of a recipe in the same directory, without `.toml`".into()),
+            ));
+        }
+        let mut packages = Vec::new();
+        for p in &raw.packages {
+            let dependency =
+                Dependency::parse(p.get_ref()).map_err(|e| src.error(p.span(), e.to_string()))?;
+            packages.push(Requirement {
+                text: p.get_ref().clone(),
+                dependency,
+                origin: src.origin(p.span().start),
+            });
+        }
+        let mut sources: Vec<Source> = Vec::new();
+        let mut source_lines = Vec::new();
+        for s in &raw.sources {
+            let source = self.source(&src, path, s)?;
+            if let Some(i) = sources.iter().position(|o| o.name == source.name) {
+                return Err(src.error_hint(
+                    s.get_ref().name.span(),
+                    format!("duplicate source name `{}`", source.name),
+                    Some(format!("first defined at line {}", source_lines[i])),
+                ));
+            }
+            source_lines.push(super::error::line_col(&text, s.get_ref().name.span().start).0);
+            sources.push(source);
+        }
+        Ok(Layer {
+            path: path.to_path_buf(),
+            name,
+            architecture: raw.architecture,
+            foreign_architectures,
+            extends: raw.extends,
+            essential: raw.essential,
+            recommends: raw.recommends,
+            packages,
+            sources,
+            file,
+            text,
+        })
+    }
+
+    /// Validates one `[[source]]` and hashes its keyring.
+    fn source(
+        &self,
+        src: &SourceText<'_>,
+        recipe_path: &Path,
+        s: &Spanned<RawSource>,
+    ) -> Result<Source, RecipeError> {
+        let header = s.span();
+        let s = s.get_ref();
+        let name = s.name.get_ref().clone();
+        if !is_simple_name(&name) {
+            return Err(src.error(s.name.span(), format!("invalid source name `{name}`")));
+        }
+        let location = match (&s.archive, &s.url) {
+            (Some(_), Some(u)) => {
+                return Err(src.error_hint(
+                    u.span(),
+                    format!("source `{name}` sets both `archive` and `url`"),
+                    Some("keep exactly one of them".into()),
+                ));
+            }
+            (None, None) => {
+                return Err(src.error_hint(
+                    header,
+                    format!("source `{name}` needs `archive` or `url`"),
+                    Some("`archive = \"debian\"` names a configured archive; `url` is a literal http, https or file URL".into()),
+                ));
+            }
+            (Some(a), None) => {
+                if !is_simple_name(a.get_ref()) {
+                    return Err(
+                        src.error(a.span(), format!("invalid archive name `{}`", a.get_ref()))
+                    );
+                }
+                Location::Archive(a.get_ref().clone())
+            }
+            (None, Some(u)) => Location::Url(parse_url(src, u)?),
+        };
+        let suite = s.suite.get_ref().clone();
+        if suite.is_empty() || suite.chars().any(char::is_whitespace) {
+            return Err(src.error(s.suite.span(), format!("invalid suite `{suite}`")));
+        }
+        let components: Vec<String> = s
+            .components
+            .as_ref()
+            .map(|c| c.get_ref().iter().map(|x| x.get_ref().clone()).collect())
+            .unwrap_or_default();
+        if suite == "/" && !components.is_empty() {
+            let span = s.components.as_ref().map_or(header.clone(), |c| c.span());
+            return Err(src.error_hint(
+                span,
+                format!(
+                    "source `{name}` is a flat repository (`suite = \"/\"`) but lists components"
+                ),
+                Some("remove `components`".into()),
+            ));
+        }
+        if suite != "/" && components.is_empty() {
+            return Err(src.error_hint(
+                s.suite.span(),
+                format!("source `{name}` has suite `{suite}` but no components"),
+                Some("add e.g. `components = [\"main\"]`, or use `suite = \"/\"` for a flat repository".into()),
+            ));
+        }
+        for c in s.components.iter().flat_map(|c| c.get_ref()) {
+            let v = c.get_ref();
+            if v.is_empty() || v.starts_with('/') || v.chars().any(char::is_whitespace) {
+                return Err(src.error(c.span(), format!("invalid component `{v}`")));
+            }
+        }
+        let keyring = dir_of(recipe_path).join(s.keyring.get_ref());
+        let keyring = std::path::absolute(&keyring).unwrap_or(keyring);
+        let bytes = std::fs::read(&keyring).map_err(|e| {
+            let what = if e.kind() == std::io::ErrorKind::NotFound {
+                "not found".to_string()
+            } else {
+                format!("cannot be read: {e}")
+            };
+            src.error_hint(
+                s.keyring.span(),
+                format!(
+                    "keyring `{}` {what} ({})",
+                    s.keyring.get_ref(),
+                    self.display(&keyring)
+                ),
+                Some("keyring paths are relative to the recipe's directory".into()),
+            )
+        })?;
+        Ok(Source {
+            name,
+            location,
+            suite,
+            components,
+            keyring,
+            keyring_sha256: hex::encode(Sha256::digest(&bytes)),
+            priority: s.priority.unwrap_or(DEFAULT_PRIORITY),
+        })
+    }
+}
+
+/// Validates a source URL and normalizes it (lowercase scheme and host, a
+/// trailing `/`) so that equivalent spellings hash the same and joining
+/// `dists/…` onto it always works.
+fn parse_url(src: &SourceText<'_>, u: &Spanned<String>) -> Result<String, RecipeError> {
+    let mut url = url::Url::parse(u.get_ref())
+        .map_err(|e| src.error(u.span(), format!("invalid url `{}`: {e}", u.get_ref())))?;
+    if !matches!(url.scheme(), "http" | "https" | "file") {
+        return Err(src.error_hint(
+            u.span(),
+            format!("unsupported url scheme `{}`", url.scheme()),
+            Some("use http, https or file".into()),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(src.error(
+            u.span(),
+            format!("url `{}` must not have a query or fragment", u.get_ref()),
+        ));
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url.into())
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Merges `layers` (leaf first, as loaded) into one recipe, parents first.
+fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
+    let mut architecture: Option<(String, String)> = None; // (value, origin)
+    let mut foreign_architectures: Vec<String> = Vec::new();
+    let mut essential = None;
+    let mut recommends = None;
+    let mut sources: Vec<Source> = Vec::new();
+    let mut packages: Vec<Requirement> = Vec::new();
+    let mut seen_packages = HashSet::new();
+    for layer in layers.iter().rev() {
+        if let Some(a) = &layer.architecture {
+            match &architecture {
+                Some((prev, origin)) if prev != a.get_ref() => {
+                    return Err(layer.src().error(
+                        a.span(),
+                        format!(
+                            "architecture `{}` differs from `{prev}` set in {origin}",
+                            a.get_ref()
+                        ),
+                    ));
+                }
+                _ => architecture = Some((a.get_ref().clone(), layer.src().origin(a.span().start))),
+            }
+        }
+        for f in &layer.foreign_architectures {
+            if !foreign_architectures.contains(f) {
+                foreign_architectures.push(f.clone());
+            }
+        }
+        essential = layer.essential.or(essential);
+        recommends = layer.recommends.or(recommends);
+        for s in &layer.sources {
+            // A child's source replaces its parent's in place, so that
+            // overriding e.g. a mirror URL keeps the source order stable.
+            match sources.iter_mut().find(|o| o.name == s.name) {
+                Some(slot) => *slot = s.clone(),
+                None => sources.push(s.clone()),
+            }
+        }
+        for p in &layer.packages {
+            if seen_packages.insert(p.dependency.to_string()) {
+                packages.push(p.clone());
+            }
+        }
+    }
+    let leaf = layers.into_iter().next().expect("at least the leaf");
+    let Some((architecture, _)) = architecture else {
+        return Err(leaf.src().error_hint(
+            0..0,
+            "missing required key `architecture`",
+            Some("set it here or in the recipe this one extends".into()),
+        ));
+    };
+    if sources.is_empty() {
+        return Err(leaf.src().error_hint(
+            0..0,
+            "recipe has no `[[source]]`",
+            Some("add one here or in the recipe this one extends".into()),
+        ));
+    }
+    foreign_architectures.retain(|f| *f != architecture);
+    Ok(Recipe {
+        name: leaf.name,
+        path: leaf.path,
+        architecture,
+        foreign_architectures,
+        sources,
+        packages,
+        essential: essential.unwrap_or(true),
+        recommends: recommends.unwrap_or(false),
+    })
+}
