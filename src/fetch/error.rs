@@ -94,11 +94,11 @@ pub enum FetchError {
     #[error("{0:#}")]
     Offline(MissingBlobs),
     /// A lock under `locks/` could not be read, so `gc` cannot know what is in use.
-    #[error("{}: {reason}; gc removes nothing rather than guess which blobs are in use", path.display())]
+    #[error("{reason}; gc removes nothing rather than guess which blobs are in use")]
     UnreadableLock {
-        /// The lock file.
+        /// The lock file (or the missing locks directory).
         path: PathBuf,
-        /// The parse or read error.
+        /// The parse or read error, naming the file.
         reason: String,
     },
     /// Some blobs could not be fetched; the others were stored.

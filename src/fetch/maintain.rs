@@ -50,7 +50,7 @@ pub fn referenced(locks_dir: &Path) -> Result<(usize, HashSet<String>), FetchErr
     if !locks_dir.is_dir() {
         return Err(FetchError::UnreadableLock {
             path: locks_dir.to_path_buf(),
-            reason: "no locks directory".into(),
+            reason: format!("{}: no locks directory", locks_dir.display()),
         });
     }
     let mut locks = 0;
@@ -59,12 +59,10 @@ pub fn referenced(locks_dir: &Path) -> Result<(usize, HashSet<String>), FetchErr
         if path.extension().is_none_or(|e| e != "lock") {
             continue;
         }
-        let unreadable = |reason: String| FetchError::UnreadableLock {
+        let lock = Lockfile::read(&path).map_err(|e| FetchError::UnreadableLock {
             path: path.clone(),
-            reason,
-        };
-        let text = fs::read_to_string(&path).map_err(|e| unreadable(e.to_string()))?;
-        let lock: Lockfile = toml::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
+            reason: e.to_string(),
+        })?;
         locks += 1;
         shas.extend(lock.packages.into_iter().map(|p| p.sha256));
     }
