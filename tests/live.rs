@@ -98,27 +98,41 @@ fn dose_check(ws: &Path, cache: &Path, recipe_name: &str, lock: &Lockfile) {
         text.push('\n');
         meta_deps.push(format!("{} (= {})", p.name, p.version));
     }
+    // A second meta package that also needs something absent: the judge must
+    // call it broken, or the check above proves nothing.
     text.push_str(&format!(
-        "Package: imgbuild-lock-check\nVersion: 1\nArchitecture: all\nDepends: {}\n\n",
+        "Package: imgbuild-lock-check\nVersion: 1\nArchitecture: amd64\nDepends: {}\n\n\
+         Package: imgbuild-lock-probe\nVersion: 1\nArchitecture: amd64\nDepends: {}, imgbuild-absent\n\n",
+        meta_deps.join(", "),
         meta_deps.join(", ")
     ));
     let file = ws.join("locked-Packages");
     std::fs::write(&file, text).unwrap();
-    let out = Command::new("dose-debcheck")
-        .args([
-            "--deb-native-arch=amd64",
-            "--failures",
-            "--explain",
-            "--checkonly",
-            "imgbuild-lock-check",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
+    let judge = |pkg: &str| {
+        let out = Command::new("dose-debcheck")
+            .args([
+                "--deb-native-arch=amd64",
+                "--explain",
+                "--successes",
+                "--failures",
+                "--checkonly",
+            ])
+            .arg(format!("{pkg}:amd64"))
+            .arg(&file)
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&out.stdout).into_owned();
+        (report, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (report, errors) = judge("imgbuild-lock-check");
     assert!(
-        out.status.success() && !report.contains("status: broken"),
-        "dose-debcheck:\n{report}"
+        report.contains("broken-packages: 0") && report.contains("status: ok"),
+        "dose-debcheck:\n{report}\n{errors}"
+    );
+    let (report, errors) = judge("imgbuild-lock-probe");
+    assert!(
+        report.contains("broken-packages: 1"),
+        "negative control:\n{report}\n{errors}"
     );
 }
 
@@ -203,9 +217,6 @@ fn committed_locks_are_fresh() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     for name in ["sonic-p4", "r2lab-node"] {
         let lock_path = repo.join("locks").join(format!("{name}.lock"));
-        if !lock_path.exists() {
-            continue;
-        }
         let recipe = Recipe::load(repo, name).unwrap();
         let lock = Lockfile::read(&lock_path).unwrap();
         assert_eq!(

@@ -160,7 +160,7 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
         prefer,
     };
     let solution = solve::solve(&universe, request)
-        .with_context(|| format!("solving {}", recipe.path.display()))?;
+        .with_context(|| format!("cannot solve `{}`", recipe.name))?;
     let solve_seconds = t.elapsed().as_secs_f64();
 
     let lock = build_lock(&recipe, &universe, &solution, &roots, headers);

@@ -210,6 +210,9 @@ impl ReportFormatter<Pkg, VS, String> for DebFormatter<'_, '_> {
         match v.as_slice() {
             [] | [(Pkg::Root, Term::Positive(_))] => "the recipe cannot be satisfied".into(),
             [(p, Term::Positive(r))] => format!("{} cannot be installed", self.describe(**p, r)),
+            [(Pkg::Root, Term::Positive(_)), (p, Term::Positive(r))] => {
+                format!("the recipe rules out {}", self.describe(**p, r))
+            }
             [(p, Term::Negative(r))] => format!("{} is required", self.describe(**p, r)),
             [(p1, Term::Positive(r1)), (p2, Term::Negative(r2))]
             | [(p2, Term::Negative(r2)), (p1, Term::Positive(r1))] => {

@@ -142,6 +142,13 @@ impl Workspace {
         cmd.env("IMGBUILD_CACHE", self.cache_dir());
         cmd.env("HOME", self.tmp.path().join("home"));
         cmd.env("NO_COLOR", "1");
+        // An empty apt configuration: tests never pick up the host's mirrors.
+        cmd.env("IMGBUILD_APT_DIR", self.tmp.path().join("apt"));
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("IMGBUILD_MIRROR_") {
+                cmd.env_remove(k);
+            }
+        }
         cmd.current_dir(self.tmp.path());
         cmd
     }
