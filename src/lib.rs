@@ -1,11 +1,12 @@
 //! imgbuild: reproducible OS images from pinned, verified lockfiles.
 //!
 //! The modules follow the pipeline: [`recipe`] → [`archive`] (verified
-//! indexes) → [`solve`] → [`lock`] → later stages. [`ops`] holds one module per
-//! command over that core.
+//! indexes) → [`solve`] → [`lock`] → [`fetch`] (the verified vendor store) →
+//! later stages. [`ops`] holds one module per command over that core.
 
 pub mod archive;
 pub mod core;
+pub mod fetch;
 pub mod lock;
 pub mod ops;
 pub mod recipe;

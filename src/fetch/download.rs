@@ -1,0 +1,236 @@
+//! Parallel downloads with bounded retries and mirror fallback.
+//!
+//! Each blob is tried against its URLs in order; on each URL transient
+//! failures (5xx, timeouts, dropped connections) are retried up to
+//! [`Options::attempts`] times with exponential backoff, resuming the partial
+//! file. A URL that cannot serve the blob (404, wrong bytes) moves on to the
+//! next one at once. All blobs are attempted even when some fail; the errors
+//! are reported together.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt};
+use reqwest::Client;
+
+use super::attempt::{self, Job, Next};
+use super::progress::Progress;
+use super::store::Store;
+use super::{FetchError, Wanted};
+
+/// Longest pause between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Download settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Downloads in flight at once (at least 1).
+    pub jobs: usize,
+    /// Attempts per URL for transient failures (at least 1).
+    pub attempts: u32,
+    /// Limit for establishing a connection.
+    pub connect_timeout: Duration,
+    /// Limit for any single read (no data for this long fails the attempt).
+    pub read_timeout: Duration,
+    /// Pause before the first retry; doubled for each further one.
+    pub backoff: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            jobs: 8,
+            attempts: 4,
+            connect_timeout: Duration::from_secs(15),
+            read_timeout: Duration::from_secs(30),
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What a download run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Blobs stored by this run.
+    pub fetched: usize,
+    /// Bytes received (including retried and discarded ones).
+    pub bytes: u64,
+}
+
+/// The HTTP client used for blobs, with the timeouts from `options`.
+pub fn client(options: &Options) -> Result<Client, FetchError> {
+    // reqwest is built without a default crypto provider; install ring once
+    // (an error only means some provider is installed already).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::builder()
+        .user_agent(concat!("imgbuild/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(options.connect_timeout)
+        .read_timeout(options.read_timeout)
+        .build()
+        .map_err(FetchError::Client)
+}
+
+/// Runs [`fetch_all`] on a private tokio runtime.
+pub fn fetch_blocking(
+    store: &Store,
+    wanted: Vec<Wanted>,
+    options: &Options,
+    progress: &Progress,
+) -> Result<Report, FetchError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| FetchError::Io {
+            path: store.root().to_path_buf(),
+            source: e,
+        })?;
+    runtime.block_on(fetch_all(store, wanted, options, progress))
+}
+
+/// Downloads every blob of `wanted` into `store`, `options.jobs` at a time.
+/// Blobs already present are skipped. Fails with [`FetchError::Failed`]
+/// listing every blob that could not be stored; the others are kept.
+pub async fn fetch_all(
+    store: &Store,
+    wanted: Vec<Wanted>,
+    options: &Options,
+    progress: &Progress,
+) -> Result<Report, FetchError> {
+    store.create_dirs()?;
+    let shared = Arc::new(Shared {
+        store: store.clone(),
+        client: client(options)?,
+        options: options.clone(),
+        progress: progress.clone(),
+    });
+    progress.set_total(wanted.len(), wanted.iter().map(|w| w.size).sum());
+    let results: Vec<(Result<bool, FetchError>, u64)> = stream::iter(wanted)
+        .map(|w| {
+            let shared = Arc::clone(&shared);
+            async move {
+                let package = w.package.clone();
+                tokio::spawn(fetch_one(shared, w))
+                    .await
+                    .unwrap_or_else(|e| {
+                        let message = format!("download task failed: {e}");
+                        let error = FetchError::Transfer {
+                            package,
+                            url: String::new(),
+                            message,
+                        };
+                        (Err(error), 0)
+                    })
+            }
+        })
+        .buffer_unordered(options.jobs.max(1))
+        .collect()
+        .await;
+    let mut report = Report::default();
+    let mut failures = Vec::new();
+    for (result, bytes) in results {
+        report.bytes += bytes;
+        match result {
+            Ok(true) => report.fetched += 1,
+            Ok(false) => {}
+            Err(e) => failures.push(e),
+        }
+    }
+    if failures.is_empty() {
+        Ok(report)
+    } else if failures.len() > 1 {
+        // Completion order is arbitrary; a stable order makes messages comparable.
+        failures.sort_by_cached_key(|e| e.to_string());
+        Err(FetchError::Failed(failures))
+    } else {
+        Err(FetchError::Failed(failures))
+    }
+}
+
+struct Shared {
+    store: Store,
+    client: Client,
+    options: Options,
+    progress: Progress,
+}
+
+/// One blob: `(Ok(true) if downloaded, Ok(false) if already present, bytes received)`.
+async fn fetch_one(shared: Arc<Shared>, wanted: Wanted) -> (Result<bool, FetchError>, u64) {
+    let mut transferred = 0u64;
+    let result = fetch_one_inner(&shared, &wanted, &mut transferred).await;
+    (result, transferred)
+}
+
+async fn fetch_one_inner(
+    shared: &Shared,
+    wanted: &Wanted,
+    transferred: &mut u64,
+) -> Result<bool, FetchError> {
+    let store = &shared.store;
+    if wanted.urls.is_empty() {
+        return Err(FetchError::Source {
+            package: wanted.package.clone(),
+            source_name: wanted.source.clone(),
+            reason: "no URL to fetch it from".into(),
+        });
+    }
+    let mut bar = shared.progress.start(wanted.label(), wanted.size);
+    let mut last_error = None;
+    for url in &wanted.urls {
+        for attempt in 0..shared.options.attempts.max(1) {
+            if store.contains(&wanted.sha256, wanted.size) {
+                // Another fetch (another process, a duplicate entry) stored it meanwhile.
+                bar.done();
+                return Ok(false);
+            }
+            let job = Job {
+                store,
+                wanted,
+                url,
+                bar: &mut bar,
+                transferred,
+            };
+            let result = if url.scheme() == "file" {
+                attempt::file(job).await
+            } else {
+                attempt::http(&shared.client, job).await
+            };
+            let failure = match result {
+                Ok(()) => {
+                    bar.done();
+                    return Ok(true);
+                }
+                Err(failure) => failure,
+            };
+            let next = failure.next;
+            last_error = Some(failure.error);
+            match next {
+                Next::Abort => return Err(last_error.expect("just set")),
+                Next::Mirror => break,
+                Next::Retry if attempt + 1 < shared.options.attempts => {
+                    tokio::time::sleep(backoff(shared.options.backoff, attempt)).await;
+                }
+                Next::Retry => {}
+            }
+        }
+    }
+    Err(last_error.expect("at least one attempt was made"))
+}
+
+/// `base * 2^attempt`, capped at [`MAX_BACKOFF`].
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    base.saturating_mul(1u32 << attempt.min(16))
+        .min(MAX_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let base = Duration::from_millis(100);
+        assert_eq!(backoff(base, 0), base);
+        assert_eq!(backoff(base, 3), Duration::from_millis(800));
+        assert_eq!(backoff(base, 30), MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,243 @@
+//! `imgbuild fetch RECIPE`: put every package file of the recipe's lock into
+//! the vendor store, verified against the lock.
+//!
+//! The heavy lifting is in [`crate::fetch`]; this module resolves the
+//! workspace paths, the recipe, the lock and the mirrors.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use url::Url;
+
+use crate::archive::mirror::Mirrors;
+use crate::fetch::session::{SessionOptions, fetch_lock};
+use crate::fetch::{Options, Progress, Store, vendor_dir};
+use crate::lock::Lockfile;
+use crate::ops::solve::lock_path;
+use crate::recipe::Recipe;
+
+pub use crate::fetch::FetchSummary;
+
+/// Default number of parallel downloads.
+pub const DEFAULT_JOBS: usize = 8;
+
+/// The arguments of `imgbuild fetch`.
+#[derive(Debug, Clone)]
+pub struct FetchArgs {
+    /// Recipe name or path (as for `Recipe::load`).
+    pub recipe: String,
+    /// The project directory (`-C`).
+    pub workspace: PathBuf,
+    /// `--vendor DIR`; else `$IMGBUILD_VENDOR`, else `<workspace>/vendor`.
+    pub vendor: Option<PathBuf>,
+    /// `--jobs N`: parallel downloads; 0 means [`DEFAULT_JOBS`].
+    pub jobs: usize,
+    /// `--mirror NAME=URL`, repeatable.
+    pub mirrors: Vec<String>,
+    /// `--verify`: re-hash blobs already in the store (corrupt ones are replaced).
+    pub verify: bool,
+    /// `--import DIR`: adopt matching `.deb` files (e.g. `/var/cache/apt/archives`).
+    pub import: Option<PathBuf>,
+    /// `--offline`: never use the network; fail listing what is missing.
+    pub offline: bool,
+    /// `--quiet`: no progress bars, no summary line.
+    pub quiet: bool,
+    /// apt configuration directory whose sources complement `--mirror`
+    /// (normally `/etc/apt`; as `SolveArgs::apt_dir`).
+    pub apt_dir: PathBuf,
+}
+
+impl Default for FetchArgs {
+    fn default() -> Self {
+        FetchArgs {
+            recipe: String::new(),
+            workspace: PathBuf::from("."),
+            vendor: None,
+            jobs: DEFAULT_JOBS,
+            mirrors: Vec::new(),
+            verify: false,
+            import: None,
+            offline: false,
+            quiet: false,
+            apt_dir: PathBuf::from("/etc/apt"),
+        }
+    }
+}
+
+/// Runs the fetch. Draws progress on a terminal and prints the one-line
+/// summary on stderr (both unless `quiet`); the caller need not print it.
+/// Must not be called from inside a tokio runtime (it runs its own).
+pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
+    let recipe = Recipe::load(&args.workspace, &args.recipe)?;
+    let lock_path = lock_path(&args.workspace, &recipe);
+    if !lock_path.is_file() {
+        bail!(
+            "{} does not exist: run `imgbuild solve {}` first",
+            lock_path.display(),
+            args.recipe
+        );
+    }
+    let lock = Lockfile::read(&lock_path)?;
+    if let Some(why) = lock.is_stale_for(&recipe)
+        && !args.quiet
+    {
+        eprintln!(
+            "warning: {} is stale ({why}); fetching what it pins (run `imgbuild solve {}` to refresh it)",
+            lock_path.display(),
+            args.recipe
+        );
+    }
+    let store = Store::open(&vendor_dir(&args.workspace, args.vendor.as_deref()))?;
+    // Offline, mirrors are not even configured: a missing mirror must not
+    // stop a fetch that needs no network.
+    let mirrors = if args.offline {
+        None
+    } else {
+        Some(Mirrors::new(&args.mirrors, &args.apt_dir)?)
+    };
+    let bases = |name: &str| -> Result<Vec<Url>, String> {
+        let source = recipe.source(name).ok_or_else(|| {
+            format!(
+                "the lock names source `{name}` but recipe `{}` has none by that name; re-solve",
+                recipe.name
+            )
+        })?;
+        let mirrors = mirrors.as_ref().ok_or("offline")?;
+        mirrors.resolve(source).map_err(|e| e.to_string())
+    };
+    let options = SessionOptions {
+        download: Options {
+            jobs: if args.jobs == 0 {
+                DEFAULT_JOBS
+            } else {
+                args.jobs
+            },
+            ..Options::default()
+        },
+        verify: args.verify,
+        import: args.import.clone(),
+        offline: args.offline,
+    };
+    let progress = Progress::for_terminal(args.quiet);
+    let summary = fetch_lock(&store, &recipe.name, &lock, bases, &options, &progress)?;
+    if !args.quiet {
+        eprintln!("{summary}");
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The wiring (recipe → lock path → mirrors → store) over a `file://`
+    //! mirror; the store and downloader have their own tests in `tests/fetch_*.rs`.
+
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+    use crate::lock::{LockedPackage, LockedRecipe};
+    use crate::ops::vendor;
+
+    /// A workspace whose recipe `base` names archive `test`, a lock pinning
+    /// three files, and a directory holding them (to be a `file://` mirror).
+    fn setup() -> (tempfile::TempDir, PathBuf, String) {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = tmp.path().join("ws");
+        std::fs::create_dir_all(ws.join("recipes/keys")).unwrap();
+        std::fs::write(ws.join("recipes/keys/k.pgp"), b"unused").unwrap();
+        std::fs::write(
+            ws.join("recipes/base.toml"),
+            "architecture = \"amd64\"\npackages = [\"p0\"]\n\n[[source]]\nname = \"main\"\n\
+             archive = \"test\"\nsuite = \"/\"\ncomponents = []\nkeyring = \"keys/k.pgp\"\n",
+        )
+        .unwrap();
+        let recipe = Recipe::load(&ws, "base").unwrap();
+        let mirror = tmp.path().join("mirror");
+        let packages = (0..3)
+            .map(|i| {
+                let bytes = format!("package {i}").repeat(100 + i).into_bytes();
+                let filename = format!("pool/p{i}_1_amd64.deb");
+                std::fs::create_dir_all(mirror.join("pool")).unwrap();
+                std::fs::write(mirror.join(&filename), &bytes).unwrap();
+                LockedPackage {
+                    name: format!("p{i}"),
+                    version: "1".into(),
+                    architecture: "amd64".into(),
+                    source: "main".into(),
+                    filename,
+                    size: bytes.len() as u64,
+                    sha256: hex::encode(Sha256::digest(&bytes)),
+                    reason: None,
+                    depends: vec![],
+                }
+            })
+            .collect();
+        let lock = Lockfile {
+            version: crate::lock::LOCK_VERSION,
+            recipe: LockedRecipe::for_recipe(&recipe),
+            sources: vec![],
+            packages,
+        };
+        std::fs::create_dir_all(ws.join("locks")).unwrap();
+        std::fs::write(ws.join("locks/base.lock"), lock.to_toml()).unwrap();
+        let url = Url::from_directory_path(&mirror).unwrap();
+        (tmp, ws, format!("test={url}"))
+    }
+
+    fn args(ws: &std::path::Path, mirror: &str) -> FetchArgs {
+        FetchArgs {
+            recipe: "base".into(),
+            workspace: ws.to_path_buf(),
+            mirrors: vec![mirror.to_string()],
+            quiet: true,
+            // No host apt sources: only --mirror counts.
+            apt_dir: ws.join("no-apt"),
+            ..FetchArgs::default()
+        }
+    }
+
+    #[test]
+    fn fetch_offline_verify_gc() {
+        let (_tmp, ws, mirror) = setup();
+        let summary = run(&args(&ws, &mirror)).unwrap();
+        assert_eq!((summary.fetched, summary.reused), (3, 0));
+        assert!(ws.join("vendor/index/base.json").is_file());
+        let offline = FetchArgs {
+            offline: true,
+            mirrors: vec![],
+            ..args(&ws, &mirror)
+        };
+        assert_eq!(run(&offline).unwrap().reused, 3);
+        let report = vendor::verify(&ws, None).unwrap();
+        assert_eq!((report.checked, report.corrupt.len()), (3, 0));
+        let gc = vendor::gc(&ws, None).unwrap();
+        assert_eq!((gc.kept, gc.removed), (3, 0));
+    }
+
+    #[test]
+    fn separate_store_missing_mirror_missing_lock() {
+        let (tmp, ws, mirror) = setup();
+        let store = tmp.path().join("store");
+        let a = FetchArgs {
+            vendor: Some(store.clone()),
+            jobs: 2,
+            ..args(&ws, &mirror)
+        };
+        assert_eq!(run(&a).unwrap().fetched, 3);
+        assert!(store.join("sha256").is_dir() && !ws.join("vendor").exists());
+
+        let no_mirror = FetchArgs {
+            mirrors: vec![],
+            ..a.clone()
+        };
+        std::fs::remove_dir_all(&store).unwrap();
+        let err = format!("{:#}", run(&no_mirror).unwrap_err());
+        assert!(
+            err.contains("no mirror configured for archive `test`"),
+            "{err}"
+        );
+
+        std::fs::remove_file(ws.join("locks/base.lock")).unwrap();
+        let err = run(&a).unwrap_err().to_string();
+        assert!(err.contains("run `imgbuild solve base` first"), "{err}");
+    }
+}
