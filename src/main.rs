@@ -59,6 +59,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Download everything a lock names into the vendor store (verified).
+    Fetch {
+        /// Recipe name or path.
+        recipe: String,
+        /// Vendor store directory (default: $IMGBUILD_VENDOR, else ./vendor).
+        #[arg(long, value_name = "DIR")]
+        vendor: Option<PathBuf>,
+        /// Parallel downloads.
+        #[arg(short, long, default_value_t = ops::fetch::DEFAULT_JOBS)]
+        jobs: usize,
+        /// Re-hash blobs already in the store (corrupt ones are replaced).
+        #[arg(long)]
+        verify: bool,
+        /// Adopt matching .deb files from a directory (e.g. /var/cache/apt/archives).
+        #[arg(long, value_name = "DIR")]
+        import: Option<PathBuf>,
+    },
+    /// Maintain the vendor store.
+    Vendor {
+        #[command(subcommand)]
+        command: VendorCommand,
+        /// Vendor store directory (default: $IMGBUILD_VENDOR, else ./vendor).
+        #[arg(long, value_name = "DIR", global = true)]
+        vendor: Option<PathBuf>,
+    },
     /// Print the locked dependency tree.
     Tree {
         /// Recipe name or path.
@@ -70,6 +95,18 @@ enum Command {
         #[arg(long)]
         depth: Option<usize>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum VendorCommand {
+    /// Remove blobs that no lock under locks/ references.
+    Gc,
+    /// Re-hash every blob; report (and remove) corrupt ones.
+    Verify,
+}
+
+fn apt_dir() -> PathBuf {
+    std::env::var_os("IMGBUILD_APT_DIR").map_or_else(|| PathBuf::from("/etc/apt"), PathBuf::from)
 }
 
 fn main() -> ExitCode {
@@ -144,6 +181,43 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print!("{}", ops::why::render(&lock, &package, &steps));
             }
         }
+        Command::Fetch {
+            recipe,
+            vendor,
+            jobs,
+            verify,
+            import,
+        } => {
+            let args = ops::fetch::FetchArgs {
+                recipe,
+                workspace: ws,
+                vendor,
+                jobs,
+                mirrors: cli.mirrors,
+                verify,
+                import,
+                offline: cli.offline,
+                quiet: cli.quiet,
+                apt_dir: apt_dir(),
+            };
+            // Prints its own summary line unless quiet.
+            ops::fetch::run(&args)?;
+        }
+        Command::Vendor { command, vendor } => match command {
+            VendorCommand::Gc => {
+                let summary = ops::vendor::gc(&ws, vendor.as_deref())?;
+                if !cli.quiet {
+                    eprintln!("{summary}");
+                }
+            }
+            VendorCommand::Verify => {
+                let summary = ops::vendor::verify(&ws, vendor.as_deref())?;
+                if !cli.quiet {
+                    eprintln!("{summary}");
+                }
+                summary.ensure_clean()?;
+            }
+        },
         Command::Tree {
             recipe,
             essential,

@@ -1,5 +1,7 @@
 //! One module per command, over the core model.
 
+pub mod fetch;
 pub mod solve;
 pub mod tree;
+pub mod vendor;
 pub mod why;
