@@ -5,6 +5,7 @@
 //! command over that core.
 
 pub mod archive;
+pub mod build;
 pub mod core;
 pub mod lock;
 pub mod ops;
