@@ -6,4 +6,5 @@
 //! - [`unpack`]: read a .deb's control members and extract its data.tar into a
 //!   root without ever writing outside it.
 
+pub mod sandbox;
 pub mod unpack;
