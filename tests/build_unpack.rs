@@ -477,6 +477,61 @@ fn malformed_archives_name_the_file() {
     assert!(err.contains("text.deb"), "{err}");
 }
 
+#[test]
+fn pax_xattrs_and_file_capabilities_are_applied() {
+    // data.tar from the tar crate (pax records), control.tar from a DebSpec.
+    let mut data = tar::Builder::new(Vec::new());
+    let root_is = rustix::process::geteuid().is_root();
+    // VFS_CAP_REVISION_2 with the effective flag, permitted = CAP_NET_RAW (13).
+    let mut cap = vec![0x01, 0, 0, 0x02];
+    cap.extend_from_slice(&(1u32 << 13).to_le_bytes());
+    cap.extend_from_slice(&[0; 12]);
+    let mut records: Vec<(&str, &[u8])> = vec![("SCHILY.xattr.user.imgbuild", b"tested")];
+    if root_is {
+        records.push(("SCHILY.xattr.security.capability", &cap));
+    }
+    data.append_pax_extensions(records.iter().copied()).unwrap();
+    let mut header = tar::Header::new_gnu();
+    header.set_size(4);
+    header.set_mode(0o755);
+    header.set_mtime(DEB_MTIME);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    data.append_data(&mut header, "./usr/bin/ping", &b"ping"[..])
+        .unwrap();
+    let data = deb::gz(&data.into_inner().unwrap());
+    let base = DebSpec::new("iputils-ping", "1", "amd64").gzip().build();
+    let mut input = ar::Archive::new(&base[..]);
+    let mut out = ar::Builder::new(Vec::new());
+    while let Some(entry) = input.next_entry() {
+        let mut entry = entry.unwrap();
+        let name = entry.header().identifier().to_vec();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        if name.starts_with(b"data.tar") {
+            bytes = data.clone();
+        }
+        out.append(&ar::Header::new(name, bytes.len() as u64), &bytes[..])
+            .unwrap();
+    }
+    let scene = Scene::new();
+    let deb = scene.write_deb("ping.deb", &out.into_inner().unwrap());
+    scene.unpack(&deb).unwrap();
+    let ping = scene.root().join("usr/bin/ping");
+    let get = |name: &str| {
+        let mut buf = vec![0u8; 64];
+        let n = rustix::fs::getxattr(&ping, name, &mut buf[..])
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        buf.truncate(n);
+        buf
+    };
+    assert_eq!(get("user.imgbuild"), b"tested");
+    if root_is {
+        assert_eq!(get("security.capability"), cap);
+    }
+}
+
 /// Speed on a real package: `IMGBUILD_UNPACK_BENCH=/path/big.deb cargo test
 /// --release --test build_unpack -- --ignored --nocapture unpack_speed`.
 #[test]

@@ -34,7 +34,8 @@
 //! chown in maintainer scripts need a root build), which needs unprivileged
 //! user namespaces enabled on the host (`kernel.unprivileged_userns_clone`,
 //! no AppArmor restriction). Everything else (tmpfs, proc, binds, hostname,
-//! `lo`) works the same inside it. Device nodes are bind-mounted, never mknod'ed,
+//! `lo`) works the same inside it; `tests/build_sandbox.rs` passes unchanged as
+//! `nobody` on a Debian host. Device nodes are bind-mounted, never mknod'ed,
 //! for that reason.
 
 mod child;

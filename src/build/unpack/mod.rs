@@ -400,36 +400,54 @@ fn extract_data(
     Ok(paths)
 }
 
-/// Header metadata, with pax `uid`/`gid`/`mtime` overrides and `SCHILY.xattr.*` records.
+/// Header metadata, with pax `uid`/`gid`/`mtime` overrides (the header field
+/// is only read when there is none) and `SCHILY.xattr.*` records.
 fn meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
-    let header = entry.header();
-    let mut meta = Meta {
-        mode: header.mode()?,
-        uid: header.uid()? as u32,
-        gid: header.gid()? as u32,
-        mtime: header.mtime()? as i64,
-        xattrs: Vec::new(),
-    };
+    let (mut uid, mut gid, mut mtime) = (None, None, None);
+    let mut xattrs = Vec::new();
     if let Some(pax) = entry.pax_extensions()? {
         for ext in pax {
             let ext = ext?;
             let value = ext.value_bytes();
+            // pax times may have a fraction ("1700000000.5"); whole seconds are kept.
             let number = || {
                 std::str::from_utf8(value)
                     .ok()
                     .and_then(|v| v.split('.').next()?.parse::<i64>().ok())
+                    .ok_or_else(|| {
+                        io::Error::other(format!(
+                            "bad pax number {:?}",
+                            String::from_utf8_lossy(value)
+                        ))
+                    })
             };
             match ext.key_bytes() {
-                b"uid" => meta.uid = number().unwrap_or(meta.uid as i64) as u32,
-                b"gid" => meta.gid = number().unwrap_or(meta.gid as i64) as u32,
-                b"mtime" => meta.mtime = number().unwrap_or(meta.mtime),
+                b"uid" => uid = Some(number()? as u32),
+                b"gid" => gid = Some(number()? as u32),
+                b"mtime" => mtime = Some(number()?),
                 key => {
                     if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                        meta.xattrs.push((name.to_vec(), value.to_vec()));
+                        xattrs.push((name.to_vec(), value.to_vec()));
                     }
                 }
             }
         }
     }
-    Ok(meta)
+    let header = entry.header();
+    Ok(Meta {
+        mode: header.mode()?,
+        uid: match uid {
+            Some(u) => u,
+            None => header.uid()? as u32,
+        },
+        gid: match gid {
+            Some(g) => g,
+            None => header.gid()? as u32,
+        },
+        mtime: match mtime {
+            Some(m) => m,
+            None => header.mtime()? as i64,
+        },
+        xattrs,
+    })
 }
