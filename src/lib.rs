@@ -5,6 +5,7 @@
 //! later stages. [`ops`] holds one module per command over that core.
 
 pub mod archive;
+pub mod build;
 pub mod core;
 pub mod fetch;
 pub mod lock;

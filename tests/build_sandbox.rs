@@ -1,0 +1,305 @@
+//! build::sandbox against a real root: the host's /usr bind-mounted read-only
+//! into a temp root (Debian has merged /usr, so `bin`, `lib`, … are symlinks
+//! into it). Proves no network to the host's loopback, no host paths, the
+//! fixed environment/hostname/umask, pid 1 in a new pid namespace, and that a
+//! timeout kills every process of the sandbox.
+//!
+//! Needs root, or unprivileged user namespaces: otherwise each test says
+//! "skipped" and passes.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use imgbuild::build::sandbox::{self, Input, SandboxSpec, Status, UserNamespace};
+
+/// A temp dir `T` with the root in `T/root` and host-only files in `T/host`.
+struct Root {
+    tmp: tempfile::TempDir,
+}
+
+impl Root {
+    fn new() -> Root {
+        let tmp = tempfile::Builder::new()
+            .prefix("imgbuild-sandbox-")
+            .tempdir()
+            .unwrap();
+        let root = tmp.path().join("root");
+        fs::create_dir_all(root.join("usr")).unwrap();
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::create_dir_all(root.join("root")).unwrap();
+        fs::create_dir_all(tmp.path().join("host")).unwrap();
+        for dir in ["bin", "sbin", "lib", "lib64"] {
+            if fs::symlink_metadata(Path::new("/usr").join(dir)).is_ok() {
+                std::os::unix::fs::symlink(format!("usr/{dir}"), root.join(dir)).unwrap();
+            }
+        }
+        Root { tmp }
+    }
+    fn root(&self) -> PathBuf {
+        self.tmp.path().join("root")
+    }
+    fn host(&self) -> PathBuf {
+        self.tmp.path().join("host")
+    }
+    /// `bash -c script` with /usr (and the loader cache) bound read-only.
+    fn spec(&self, script: &str) -> SandboxSpec {
+        let mut spec = SandboxSpec::new(self.root(), ["bash", "-c", script]);
+        spec.ro_binds.push(("/usr".into(), "/usr".into()));
+        if Path::new("/etc/ld.so.cache").exists() {
+            spec.ro_binds
+                .push(("/etc/ld.so.cache".into(), "/etc/ld.so.cache".into()));
+        }
+        spec.timeout = Some(Duration::from_secs(30));
+        spec
+    }
+}
+
+/// Runs `spec`, or returns None (test skipped) when namespaces are unavailable.
+fn run(spec: &SandboxSpec) -> Option<sandbox::Output> {
+    match sandbox::run(spec) {
+        Ok(out) => Some(out),
+        Err(e @ sandbox::SandboxError::Spawn { .. }) if !rustix::process::geteuid().is_root() => {
+            eprintln!("skipped: not root and no usable user namespace: {e}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn stdout(out: &sandbox::Output) -> String {
+    assert!(
+        out.success(),
+        "{:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn no_tcp_connection_reaches_the_hosts_loopback() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let script =
+        format!("if exec 3<>/dev/tcp/127.0.0.1/{port}; then echo connected; else echo refused; fi");
+    // Control: the same script on the host does connect, so the check can fail.
+    let host = Command::new("bash").args(["-c", &script]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&host.stdout).trim(), "connected");
+    let _ = wait_accept(&listener).expect("the control connection");
+
+    let r = Root::new();
+    let Some(out) = run(&r.spec(&format!("{script}; cat /proc/net/route | wc -l; ls /sys/class/net 2>/dev/null; cat /proc/net/dev | tail -n +3 | cut -d: -f1"))) else {
+        return;
+    };
+    let text = stdout(&out);
+    let mut lines = text.lines().map(str::trim);
+    assert_eq!(lines.next(), Some("refused"), "{text}");
+    assert_eq!(
+        lines.next(),
+        Some("1"),
+        "a route exists besides the header: {text}"
+    );
+    assert_eq!(
+        lines.collect::<Vec<_>>(),
+        ["lo"],
+        "interfaces other than lo: {text}"
+    );
+    assert!(
+        wait_accept(&listener).is_none(),
+        "the test server saw a connection from the sandbox"
+    );
+}
+
+/// Accepts one connection within 300 ms (bounded).
+fn wait_accept(listener: &TcpListener) -> Option<std::net::TcpStream> {
+    for _ in 0..30 {
+        match listener.accept() {
+            Ok((s, _)) => return Some(s),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    None
+}
+
+#[test]
+fn host_paths_are_invisible_except_declared_binds() {
+    let r = Root::new();
+    let marker = tempfile::Builder::new()
+        .prefix("imgbuild-marker-")
+        .tempfile_in("/tmp")
+        .unwrap();
+    let secret = r.host().join("secret");
+    fs::write(&secret, "s").unwrap();
+    let shared = r.host().join("shared");
+    fs::create_dir(&shared).unwrap();
+    let m = marker.path().display();
+    let s = secret.display();
+    let mut spec = r.spec(&format!(
+        "for p in {m} {s} /home /var /etc/passwd; do if [ -e $p ]; then echo visible $p; else echo hidden; fi; done; \
+         echo hi > /srv/shared/from-inside; touch /usr/x 2>/dev/null && echo usr-writable; ls /tmp | wc -l"
+    ));
+    spec.rw_binds.push((shared.clone(), "/srv/shared".into()));
+    let Some(out) = run(&spec) else { return };
+    assert!(
+        marker.path().exists() && secret.exists(),
+        "control: the files exist on the host"
+    );
+    assert_eq!(
+        stdout(&out).lines().collect::<Vec<_>>(),
+        ["hidden", "hidden", "hidden", "hidden", "hidden", "0"]
+    );
+    assert_eq!(
+        fs::read_to_string(shared.join("from-inside")).unwrap(),
+        "hi\n"
+    );
+    // Mount points created for the run are gone again; nothing else appeared.
+    let mut left: Vec<_> = fs::read_dir(r.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    let mut expected: Vec<String> = ["etc", "root", "usr", "bin", "sbin", "lib", "lib64"]
+        .iter()
+        .filter(|d| r.root().join(d).symlink_metadata().is_ok())
+        .map(|d| d.to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(left, expected);
+}
+
+#[test]
+fn fixed_environment_hostname_umask_and_epoch() {
+    let r = Root::new();
+    let mut spec = r.spec("");
+    spec.argv = vec!["env".into()];
+    spec.source_date_epoch = 1_700_000_000;
+    spec.env.push(("EXTRA".into(), "1".into()));
+    // SAFETY: single assignment in this test process, read by no other thread.
+    unsafe { std::env::set_var("IMGBUILD_LEAK_CHECK", "leaked") };
+    let Some(out) = run(&spec) else { return };
+    let mut env: Vec<_> = stdout(&out).lines().map(str::to_string).collect();
+    env.sort();
+    assert_eq!(
+        env,
+        [
+            "DEBIAN_FRONTEND=noninteractive",
+            "EXTRA=1",
+            "HOME=/root",
+            "LC_ALL=C.UTF-8",
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+            "SOURCE_DATE_EPOCH=1700000000",
+            "TZ=UTC",
+        ]
+    );
+
+    let mut spec = r.spec("hostname=$(</proc/sys/kernel/hostname); echo $hostname; umask; pwd; echo $SOURCE_DATE_EPOCH; touch /tmp/f; stat -c %a /tmp/f");
+    spec.hostname = "builder".into();
+    spec.cwd = "/etc".into();
+    spec.source_date_epoch = 42;
+    let Some(out) = run(&spec) else { return };
+    assert_eq!(
+        stdout(&out).lines().collect::<Vec<_>>(),
+        ["builder", "0022", "/etc", "42", "644"]
+    );
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_ne!(host.trim(), "builder", "the host's hostname changed");
+}
+
+#[test]
+fn the_command_is_pid_1_of_a_new_pid_namespace() {
+    let r = Root::new();
+    let Some(out) =
+        run(&r.spec("echo $$; sleep 0.2 & for p in /proc/[0-9]*; do echo ${p#/proc/}; done"))
+    else {
+        return;
+    };
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("1"), "{text}");
+    let pids: Vec<u32> = lines.map(|l| l.parse().unwrap()).collect();
+    // bash itself and the background sleep, nothing of the host.
+    assert_eq!(pids.len(), 2, "{text}");
+    assert!(pids.iter().all(|&p| p < 10), "{text}");
+}
+
+#[test]
+fn stdin_bytes_and_exit_codes() {
+    let r = Root::new();
+    let mut spec = r.spec("tr a-z A-Z; exit 3");
+    spec.stdin = Input::Bytes(b"hello\n".to_vec());
+    let Some(out) = run(&spec) else { return };
+    assert_eq!(out.status, Status::Exited(3));
+    assert_eq!(out.stdout, b"HELLO\n");
+    let mut spec = r.spec("");
+    spec.argv = vec!["/no/such/program".into()];
+    let err = sandbox::run(&spec).unwrap_err().to_string();
+    assert!(err.contains("/no/such/program"), "{err}");
+}
+
+#[test]
+fn the_timeout_kills_the_whole_sandbox() {
+    let r = Root::new();
+    let out_dir = r.host().join("out");
+    fs::create_dir(&out_dir).unwrap();
+    let script = |delay: &str| format!("(sleep {delay}; echo late > /out/marker) & sleep 100");
+    // Control: without a timeout cut, the background process writes the marker.
+    let mut spec = r.spec(&script("0.1"));
+    spec.argv[2] = "(sleep 0.1; echo late > /out/marker) & wait".into();
+    spec.rw_binds.push((out_dir.clone(), "/out".into()));
+    let Some(out) = run(&spec) else { return };
+    assert!(out.success());
+    fs::remove_file(out_dir.join("marker")).expect("control: marker written");
+
+    let mut spec = r.spec(&script("1.5"));
+    spec.rw_binds.push((out_dir.clone(), "/out".into()));
+    spec.timeout = Some(Duration::from_millis(500));
+    let out = run(&spec).unwrap();
+    assert_eq!(out.status, Status::TimedOut);
+    assert!(out.elapsed < Duration::from_secs(5), "{:?}", out.elapsed);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !out_dir.join("marker").exists(),
+        "a background process survived the timeout"
+    );
+}
+
+#[test]
+fn a_user_namespace_works_too() {
+    let r = Root::new();
+    let mut spec = r.spec("id -u; cat /proc/self/uid_map | tr -s ' '; echo $$");
+    spec.user_namespace = UserNamespace::Always;
+    let Some(out) = run(&spec) else { return };
+    let uid = rustix::process::getuid().as_raw();
+    assert_eq!(
+        stdout(&out).lines().collect::<Vec<_>>(),
+        ["0", &format!(" 0 {uid} 1"), "1"]
+    );
+}
+
+#[test]
+fn symlinked_mount_points_and_bad_binds_are_refused() {
+    let r = Root::new();
+    std::os::unix::fs::symlink(r.host(), r.root().join("srv")).unwrap();
+    let mut spec = r.spec("true");
+    spec.rw_binds.push((r.host(), "/srv/x".into()));
+    let err = sandbox::run(&spec).unwrap_err().to_string();
+    assert!(err.contains("symlink"), "{err}");
+    assert!(
+        !r.host().join("x").exists(),
+        "a mount point was created through the symlink"
+    );
+
+    let mut spec = r.spec("true");
+    spec.ro_binds.push(("/no/such/dir".into(), "/mnt".into()));
+    let err = sandbox::run(&spec).unwrap_err().to_string();
+    assert!(err.contains("/no/such/dir"), "{err}");
+}
