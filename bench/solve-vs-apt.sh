@@ -194,21 +194,33 @@ inst=$(grep -c '^Inst ' "$work/apt-warm.out" || true)
 grep '^Inst ' "$work/apt-warm.out" | awk '{print $2, substr($3, 2)}' | sort >"$work/apt-plan.txt"
 
 # --- 4. imgbuild -------------------------------------------------------------
-# >>> IMGBUILD SOLVE: fill in when the solver CLI exists. <<<
-# Time `imgbuild solve <recipe>` exactly like apt above: same sources (pass
-# the same mirrors with --mirror NAME=URL), cold = imgbuild's index cache
-# emptied (indexes still on local disk, like apt's lists: no network in the
-# timed part), warm = second run. For example:
-#   imgbuild_cache=$work/imgbuild-cache
-#   time_cmd imgbuild-cold "rm -rf \"\$imgbuild_cache/parsed\"" -- \
-#       "$imgbuild" solve "$recipe" --cache "$imgbuild_cache" --output "$work/$name.lock"
-#   ib_cold_s=$RESULT_S ib_cold_c=$RESULT_CPU ib_cold_m=$RESULT_MIB
-#   time_cmd imgbuild-warm ":" -- "$imgbuild" solve "$recipe" ...
-#   ib_warm_s=$RESULT_S ib_warm_c=$RESULT_CPU ib_warm_m=$RESULT_MIB
-# and compare the lock's package set with $work/apt-plan.txt.
-ib_cold_s=n/a ib_cold_c=n/a ib_cold_m=n/a ib_warm_s=n/a ib_warm_c=n/a ib_warm_m=n/a
-if [ -x "$imgbuild" ] && "$imgbuild" solve --help >/dev/null 2>&1; then
-    echo "note: $imgbuild has a solve command; wire it in at the IMGBUILD SOLVE spot" >&2
+# Same recipe, same sources (mirrors from the same configuration), in a
+# scratch workspace so the repository's locks are not touched. The indexes are
+# fetched and verified once, untimed (apt's `update` above is untimed too).
+# cold = imgbuild's decompressed-index cache dropped (it re-inflates the
+#        verified .xz files, as apt re-parses its lists without pkgcache.bin);
+# warm = cache present. Both run --offline: no network in the timed part, and
+# the lock is deleted first so every run solves and writes it.
+ib_ws=$work/imgbuild-ws
+rm -rf "$ib_ws" && mkdir -p "$ib_ws/locks" && cp -r "$(dirname "$recipe")" "$ib_ws/recipes"
+export IMGBUILD_CACHE=$work/imgbuild-cache
+"$imgbuild" -C "$ib_ws" -q solve "$name"
+ib_lock="$ib_ws/locks/$name.lock"
+ib_solve=("$imgbuild" -C "$ib_ws" --offline -q solve "$name")
+time_cmd imgbuild-cold "rm -rf \"\$IMGBUILD_CACHE/indexes/plain\" \"\$ib_lock\"" -- "${ib_solve[@]}"
+ib_cold_s=$RESULT_S ib_cold_c=$RESULT_CPU ib_cold_m=$RESULT_MIB
+time_cmd imgbuild-warm "rm -f \"\$ib_lock\"" -- "${ib_solve[@]}"
+ib_warm_s=$RESULT_S ib_warm_c=$RESULT_CPU ib_warm_m=$RESULT_MIB
+python3 - "$ib_lock" >"$work/imgbuild-plan.txt" <<'PY'
+import sys, tomllib
+for p in tomllib.load(open(sys.argv[1], "rb"))["package"]:
+    print(p["name"], p["version"])
+PY
+sort -o "$work/imgbuild-plan.txt" "$work/imgbuild-plan.txt"
+if cmp -s "$work/apt-plan.txt" "$work/imgbuild-plan.txt"; then
+    same="identical to apt's plan"
+else
+    same="DIFFERS from apt's plan: diff $work/apt-plan.txt $work/imgbuild-plan.txt"
 fi
 
 # --- 5. report ---------------------------------------------------------------
@@ -225,4 +237,5 @@ row "imgbuild solve" cold "$ib_cold_s" "$ib_cold_c" "$ib_cold_m" "$(ratio "$ib_c
     "$(ratio "$ib_cold_c" "$apt_cold_c")" "$(ratio "$ib_cold_m" "$apt_cold_m")"
 row "imgbuild solve" warm "$ib_warm_s" "$ib_warm_c" "$ib_warm_m" "$(ratio "$ib_warm_s" "$apt_warm_s")" \
     "$(ratio "$ib_warm_c" "$apt_warm_c")" "$(ratio "$ib_warm_m" "$apt_warm_m")"
+echo "imgbuild's lock: $(wc -l <"$work/imgbuild-plan.txt") packages, $same"
 echo "apt's plan: $work/apt-plan.txt"

@@ -231,6 +231,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn print_solve_report(r: &ops::solve::SolveReport, locked: bool, verbose: bool) {
+    let lock = r.lock.strip_prefix(".").unwrap_or(&r.lock).display();
     let per: Vec<String> = r
         .per_source
         .iter()
@@ -239,7 +240,7 @@ fn print_solve_report(r: &ops::solve::SolveReport, locked: bool, verbose: bool) 
     if locked {
         eprintln!(
             "{} is up to date ({} packages: {})",
-            r.lock.display(),
+            lock,
             r.packages,
             per.join(", ")
         );
@@ -258,7 +259,7 @@ fn print_solve_report(r: &ops::solve::SolveReport, locked: bool, verbose: bool) 
         "{verb} {} packages ({}) in {}",
         r.packages,
         per.join(", "),
-        r.lock.display()
+        lock
     );
     if verbose {
         eprintln!(
