@@ -82,11 +82,11 @@ fn dose_check(ws: &Path, cache: &Path, recipe_name: &str, lock: &Lockfile) {
         };
         text.push_str(&format!("Multi-Arch: {ma}\n"));
         for (field, value) in [
-            ("Depends", &r.depends),
-            ("Pre-Depends", &r.pre_depends),
-            ("Conflicts", &r.conflicts),
-            ("Breaks", &r.breaks),
-            ("Provides", &r.provides),
+            ("Depends", r.depends()),
+            ("Pre-Depends", r.pre_depends()),
+            ("Conflicts", r.conflicts()),
+            ("Breaks", r.breaks()),
+            ("Provides", &*r.provides),
         ] {
             if !value.is_empty() {
                 text.push_str(&format!("{field}: {}\n", value.replace('\n', " ")));

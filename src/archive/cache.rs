@@ -6,6 +6,10 @@
 //! - `indexes/plain/<hex>`: the same indexes decompressed, keyed by the
 //!   compressed file's sha256 — written only after that file was verified, so
 //!   a warm solve skips xz entirely (decompression is the slowest step);
+//! - `indexes/snapshot/<hex>`: the eager fields of every record plus stanza
+//!   offsets into the plain file (see `snapshot.rs`);
+//! - `verified/<inrelease hex>-<keyring hex>`: the signer and signed text of
+//!   an InRelease already verified with that keyring;
 //! - `inrelease/<hex>`: InRelease files, keyed by sha256 of "location\0suite".
 //!
 //! Everything is written to a temporary file in the same directory and
@@ -19,6 +23,7 @@ use sha2::{Digest, Sha256};
 
 use super::ArchiveError;
 use super::release::FileHash;
+use super::verify::Verified;
 
 /// The cache rooted at a directory.
 #[derive(Clone)]
@@ -79,6 +84,58 @@ impl Cache {
         let map = unsafe { memmap2::Mmap::map(&file) };
         map.map(Some)
             .map_err(|error| ArchiveError::Cache { path, error })
+    }
+
+    /// Where the result of verifying InRelease `inrelease_sha256` with the
+    /// keyring `keyring_sha256` is remembered.
+    fn verified_path(&self, inrelease_sha256: &str, keyring_sha256: &str) -> PathBuf {
+        self.root
+            .join("verified")
+            .join(format!("{inrelease_sha256}-{keyring_sha256}"))
+    }
+
+    /// A remembered verification: the signer's fingerprint and the signed text.
+    pub(crate) fn read_verified(
+        &self,
+        inrelease_sha256: &str,
+        keyring_sha256: &str,
+    ) -> Option<Verified> {
+        let data =
+            std::fs::read_to_string(self.verified_path(inrelease_sha256, keyring_sha256)).ok()?;
+        let (fingerprint, signed_text) = data.split_once('\n')?;
+        Some(Verified {
+            fingerprint: fingerprint.to_string(),
+            signed_text: signed_text.to_string(),
+        })
+    }
+
+    /// Remembers a successful verification.
+    pub(crate) fn store_verified(
+        &self,
+        inrelease_sha256: &str,
+        keyring_sha256: &str,
+        v: &Verified,
+    ) -> Result<(), ArchiveError> {
+        let data = format!("{}\n{}", v.fingerprint, v.signed_text);
+        write_atomic(
+            &self.verified_path(inrelease_sha256, keyring_sha256),
+            data.as_bytes(),
+        )
+    }
+
+    /// Where the record snapshot of the index with this sha256 lives.
+    pub(crate) fn snapshot_path(&self, sha256: &str) -> PathBuf {
+        self.root.join("indexes").join("snapshot").join(sha256)
+    }
+
+    /// The record snapshot of the verified index `sha256`, if cached.
+    pub(crate) fn read_snapshot(&self, sha256: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.snapshot_path(sha256)).ok()
+    }
+
+    /// Stores the record snapshot of the verified index `sha256`.
+    pub(crate) fn store_snapshot(&self, sha256: &str, data: &[u8]) -> Result<(), ArchiveError> {
+        write_atomic(&self.snapshot_path(sha256), data)
     }
 
     /// Stores the decompressed form of the verified index `sha256`.

@@ -7,7 +7,7 @@
 
 use std::io::Read;
 
-use crate::core::package::{BinaryPackage, PackagesError, parse_packages};
+use crate::core::package::{BinaryPackage, IndexText, PackagesError, parse_index_range};
 
 /// Target size of the text chunks handed to the parser threads.
 const CHUNK: usize = 4 << 20;
@@ -24,21 +24,22 @@ pub(crate) enum DecodeError {
 /// Parses an already decompressed index in parallel, straight from `data`
 /// (no copy): stanza-aligned slices of about [`CHUNK`] bytes go to the rayon pool.
 pub(crate) fn parse_plain(
-    data: &[u8],
+    text: &IndexText,
     index: &str,
     source: usize,
 ) -> Result<Vec<BinaryPackage>, DecodeError> {
-    parse_plain_with_chunk(data, index, source, CHUNK)
+    parse_plain_with_chunk(text, index, source, CHUNK)
 }
 
 /// [`parse_plain`] with an explicit chunk size (small in tests).
 fn parse_plain_with_chunk(
-    data: &[u8],
+    text: &IndexText,
     index: &str,
     source: usize,
     chunk: usize,
 ) -> Result<Vec<BinaryPackage>, DecodeError> {
     use rayon::prelude::*;
+    let data = (**text).as_ref();
     let mut bounds = Vec::new();
     let mut start = 0;
     while start < data.len() {
@@ -59,7 +60,9 @@ fn parse_plain_with_chunk(
     let parsed: Vec<Result<Vec<BinaryPackage>, DecodeError>> = bounds
         .par_iter()
         .zip(first_lines.par_iter())
-        .map(|(&(a, b), &line)| parse_chunk(&data[a..b], line, index, source))
+        .map(|(&(a, b), &line)| {
+            parse_index_range(text, a, b, line, index, source).map_err(DecodeError::Packages)
+        })
         .collect();
     let mut out = Vec::new();
     for chunk in parsed {
@@ -95,21 +98,6 @@ fn xz_stream() -> Result<liblzma::stream::Stream, DecodeError> {
         .map_err(|e| DecodeError::Decompress(format!("cannot start xz decoder: {e}")))
 }
 
-/// Parses one stanza-aligned chunk whose first line is `first_line + 1` of the file.
-fn parse_chunk(
-    chunk: &[u8],
-    first_line: usize,
-    index: &str,
-    source: usize,
-) -> Result<Vec<BinaryPackage>, DecodeError> {
-    let text = std::str::from_utf8(chunk)
-        .map_err(|e| DecodeError::Decompress(format!("not UTF-8 after line {first_line}: {e}")))?;
-    parse_packages(text, index, source).map_err(|mut e| {
-        e.line += first_line;
-        DecodeError::Packages(e)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,7 +119,7 @@ mod tests {
             ("P.gz", gz(text.as_bytes())),
             ("P", text.clone().into_bytes()),
         ] {
-            let plain = decompress(path, &data).unwrap();
+            let plain: IndexText = std::sync::Arc::new(decompress(path, &data).unwrap());
             let p = parse_plain_with_chunk(&plain, "main/P", 3, 16 * 1024).unwrap();
             assert_eq!(p.len(), 8_000, "{path}");
             assert!(
@@ -148,7 +136,8 @@ mod tests {
         let mut text = many(5_000);
         let lines_before = text.lines().count();
         text.push_str("Package: broken\nVersion: 1\n\n");
-        let e = parse_plain_with_chunk(text.as_bytes(), "main/P", 0, 16 * 1024).unwrap_err();
+        let shared: IndexText = std::sync::Arc::new(text.clone());
+        let e = parse_plain_with_chunk(&shared, "main/P", 0, 16 * 1024).unwrap_err();
         match e {
             DecodeError::Packages(e) => {
                 assert_eq!(e.line, lines_before + 1);
@@ -169,7 +158,8 @@ mod tests {
         let data = std::fs::read(&path).unwrap();
         for _ in 0..3 {
             let t = std::time::Instant::now();
-            let p = parse_plain(&decompress(&path, &data).unwrap(), "P", 0).unwrap();
+            let plain: IndexText = std::sync::Arc::new(decompress(&path, &data).unwrap());
+            let p = parse_plain(&plain, "P", 0).unwrap();
             eprintln!("{} packages in {:?}", p.len(), t.elapsed());
         }
         let t = std::time::Instant::now();
@@ -185,7 +175,8 @@ mod tests {
             .unwrap();
         eprintln!("xz alone, multi-threaded: {:?}", t.elapsed());
         let t = std::time::Instant::now();
-        let p = parse_packages(std::str::from_utf8(&text).unwrap(), "P", 0).unwrap();
+        let p = crate::core::package::parse_packages(std::str::from_utf8(&text).unwrap(), "P", 0)
+            .unwrap();
         eprintln!("parse alone, one thread: {} in {:?}", p.len(), t.elapsed());
         let t = std::time::Instant::now();
         let h = crate::archive::testutil::sha256_hex(&data);

@@ -19,10 +19,12 @@ use super::cache::{Cache, sha256_hex};
 use super::decode::{DecodeError, decompress, parse_plain};
 use super::mirror::{Mirrors, base_url};
 use super::release::{FileHash, Release};
+use super::snapshot;
 use super::transport::{Got, Transport};
 use super::verify::Keyring;
 use super::{ArchiveError, Mismatch};
 use crate::core::package::BinaryPackage;
+use crate::core::package::IndexText;
 use crate::lock::LockedIndex;
 use crate::recipe::{Location, Recipe, Source};
 
@@ -207,13 +209,25 @@ fn cache_key(location: &Location) -> String {
 async fn load_one(ctx: Arc<Ctx>, plan: Plan) -> Result<LoadedSource, ArchiveError> {
     let plan = Arc::new(plan);
     let (raw, what) = inrelease(&ctx, &plan).await?;
-    let keyring = plan.keyring.clone();
-    let what2 = what.clone();
-    let (verified, raw) = tokio::task::spawn_blocking(move || {
-        keyring.verify_inrelease(&raw, &what2).map(|v| (v, raw))
-    })
-    .await
-    .map_err(|e| ArchiveError::Setup(e.to_string()))??;
+    // Verifying an RSA signature over a 150 kB InRelease costs more than the
+    // rest of a warm solve; a verification done once for these exact bytes and
+    // this exact keyring is remembered in the cache.
+    let raw_sha = sha256_hex(&raw);
+    let keyring_sha = plan.keyring.sha256().to_string();
+    let (verified, raw) = match ctx.cache.read_verified(&raw_sha, &keyring_sha) {
+        Some(v) => (v, raw),
+        None => {
+            let keyring = plan.keyring.clone();
+            let what2 = what.clone();
+            let (v, raw) = tokio::task::spawn_blocking(move || {
+                keyring.verify_inrelease(&raw, &what2).map(|v| (v, raw))
+            })
+            .await
+            .map_err(|e| ArchiveError::Setup(e.to_string()))??;
+            ctx.cache.store_verified(&raw_sha, &keyring_sha, &v)?;
+            (v, raw)
+        }
+    };
     if !ctx.offline {
         ctx.cache
             .store_inrelease(&plan.cache_key, &plan.source.suite, &raw)?;
@@ -248,32 +262,39 @@ async fn load_one(ctx: Arc<Ctx>, plan: Plan) -> Result<LoadedSource, ArchiveErro
             let (source_name, source) = (plan.source.name.clone(), plan.index);
             let cache = ctx.cache.clone();
             tokio::task::spawn_blocking(move || {
-                let plain: Box<dyn AsRef<[u8]> + Send> = match data {
-                    Ok(map) => Box::new(map),
-                    Err(compressed) => {
-                        let plain = decompress(&path, &compressed).map_err(|e| match e {
-                            DecodeError::Decompress(reason) => ArchiveError::Decompress {
-                                source_name: source_name.clone(),
-                                path: path.clone(),
-                                reason,
-                            },
-                            DecodeError::Packages(error) => ArchiveError::Packages {
-                                source_name: source_name.clone(),
-                                error,
-                            },
-                        })?;
-                        cache.store_plain(&hash.sha256, &plain)?;
-                        Box::new(plain)
-                    }
-                };
-                parse_plain((*plain).as_ref(), &index, source).map_err(|e| match e {
+                let to_archive = |e| match e {
                     DecodeError::Decompress(reason) => ArchiveError::Decompress {
-                        source_name,
-                        path,
+                        source_name: source_name.clone(),
+                        path: path.clone(),
                         reason,
                     },
-                    DecodeError::Packages(error) => ArchiveError::Packages { source_name, error },
-                })
+                    DecodeError::Packages(error) => ArchiveError::Packages {
+                        source_name: source_name.clone(),
+                        error,
+                    },
+                };
+                let text: IndexText = match data {
+                    Ok(map) => {
+                        let text: IndexText = Arc::new(map);
+                        // Warm path: the snapshot names every record without
+                        // reading the (mapped) text.
+                        if let Some(records) = cache
+                            .read_snapshot(&hash.sha256)
+                            .and_then(|snap| snapshot::decode(&snap, &text, source))
+                        {
+                            return Ok(records);
+                        }
+                        text
+                    }
+                    Err(compressed) => {
+                        let plain = decompress(&path, &compressed).map_err(to_archive)?;
+                        cache.store_plain(&hash.sha256, &plain)?;
+                        Arc::new(plain)
+                    }
+                };
+                let records = parse_plain(&text, &index, source).map_err(to_archive)?;
+                cache.store_snapshot(&hash.sha256, &snapshot::encode(&records))?;
+                Ok(records)
             })
             .await
             .map_err(|e| ArchiveError::Setup(e.to_string()))?
@@ -283,17 +304,21 @@ async fn load_one(ctx: Arc<Ctx>, plan: Plan) -> Result<LoadedSource, ArchiveErro
 
     // With several architectures, `Architecture: all` packages are listed in
     // each architecture's index (No-Support-for-Architecture-all); keep one.
+    // Only possible with several architectures: skip the bookkeeping otherwise.
+    let several = plan.architectures.len() > 1;
     let mut seen_all = HashSet::new();
     let packages = parsed
         .into_iter()
         .flatten()
         .filter(|p| {
-            &*p.architecture != "all" || seen_all.insert((p.name.clone(), p.version.clone()))
+            !several
+                || &*p.architecture != "all"
+                || seen_all.insert((p.name.clone(), p.version.as_str().to_owned()))
         })
         .collect();
     Ok(LoadedSource {
         source: plan.index,
-        inrelease_sha256: sha256_hex(&raw),
+        inrelease_sha256: raw_sha,
         date: release.date,
         signed_by: verified.fingerprint,
         indexes: wanted

@@ -12,6 +12,7 @@ mod decode;
 pub mod fetch;
 pub mod mirror;
 pub mod release;
+mod snapshot;
 mod transport;
 pub mod verify;
 

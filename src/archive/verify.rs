@@ -39,6 +39,8 @@ enum SigningKey {
 /// A parsed keyring: the primary keys and bound signing subkeys that may sign.
 pub struct Keyring {
     path: PathBuf,
+    /// sha256 of the keyring bytes (identifies it in the verification cache).
+    sha256: String,
     /// (signing key, uppercase fingerprint of its primary key).
     keys: Vec<(SigningKey, String)>,
 }
@@ -114,6 +116,7 @@ impl Keyring {
             return Err(bad("contains no usable (unrevoked) public key".into()));
         }
         Ok(Keyring {
+            sha256: super::cache::sha256_hex(data),
             path: path.to_path_buf(),
             keys,
         })
@@ -122,6 +125,11 @@ impl Keyring {
     /// The file this keyring was read from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// sha256 of the keyring's bytes.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
     }
 
     /// Verifies a clear-signed `InRelease`; `what` (file or URL) names it in errors.

@@ -8,6 +8,8 @@ pub struct Stanza<'a> {
     fields: Vec<(&'a str, &'a str)>,
     /// 1-based line number of the stanza's first line (for error messages).
     pub line: usize,
+    /// Byte range of the stanza in the input (first field line to end of last line).
+    pub span: (usize, usize),
 }
 
 impl<'a> Stanza<'a> {
@@ -61,6 +63,7 @@ impl<'a> Iterator for Stanzas<'a> {
         let mut stanza = Stanza {
             fields: Vec::with_capacity(24),
             line: 0,
+            span: (0, 0),
         };
         // Start/end byte offsets of the value of the field being read.
         let mut current: Option<(&'a str, usize, usize)> = None;
@@ -74,6 +77,9 @@ impl<'a> Iterator for Stanzas<'a> {
             };
             self.line += 1;
             let line = &text[start..end];
+            if !line.trim().is_empty() && !line.starts_with('#') {
+                stanza.span.1 = end;
+            }
             let line = line.strip_suffix('\r').unwrap_or(line);
             if line.trim().is_empty() {
                 if current.is_some() || !stanza.fields.is_empty() {
@@ -107,6 +113,7 @@ impl<'a> Iterator for Stanzas<'a> {
             }
             if stanza.fields.is_empty() {
                 stanza.line = self.line;
+                stanza.span.0 = start;
             }
             current = Some((&line[..colon], start + colon + 1, start + line.len()));
         }

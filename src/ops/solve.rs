@@ -308,9 +308,9 @@ pub fn build_lock(
                 version: r.version.to_string(),
                 architecture: r.architecture.to_string(),
                 source: u.source_name(r).to_string(),
-                filename: r.filename.to_string(),
-                size: r.size,
-                sha256: r.sha256.to_string(),
+                filename: r.filename().to_string(),
+                size: r.size(),
+                sha256: r.sha256(),
                 reason: reasons.get(&id).map(|s| s.to_string()),
                 depends,
             }

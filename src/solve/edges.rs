@@ -86,11 +86,11 @@ impl Solution {
         let r = u.candidate(id, k);
         let arch = &u.instance(id).arch;
         let mut fields = vec![
-            (EdgeKind::PreDepends, &r.pre_depends),
-            (EdgeKind::Depends, &r.depends),
+            (EdgeKind::PreDepends, r.pre_depends()),
+            (EdgeKind::Depends, r.depends()),
         ];
         if recommends {
-            fields.push((EdgeKind::Recommends, &r.recommends));
+            fields.push((EdgeKind::Recommends, r.recommends()));
         }
         let mut out = Vec::new();
         for (kind, text) in fields {

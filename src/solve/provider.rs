@@ -336,14 +336,14 @@ impl<'u> DebProvider<'u> {
         let mut map: HashMap<Pkg, VS> = HashMap::new();
         let mut order = Vec::new();
         let mut fields: Vec<(EdgeKind, &str)> = vec![
-            (EdgeKind::PreDepends, &r.pre_depends),
-            (EdgeKind::Depends, &r.depends),
+            (EdgeKind::PreDepends, r.pre_depends()),
+            (EdgeKind::Depends, r.depends()),
         ];
         if self.recommends {
-            fields.push((EdgeKind::Recommends, &r.recommends));
+            fields.push((EdgeKind::Recommends, r.recommends()));
         }
-        fields.push((EdgeKind::Conflicts, &r.conflicts));
-        fields.push((EdgeKind::Breaks, &r.breaks));
+        fields.push((EdgeKind::Conflicts, r.conflicts()));
+        fields.push((EdgeKind::Breaks, r.breaks()));
         for (kind, text) in fields {
             let deps = match parse_field(text) {
                 Ok(d) => d,
