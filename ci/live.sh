@@ -13,4 +13,5 @@ if [ -z "$mirror" ] || ! curl -fsS -m 15 -o /dev/null "$mirror/dists/bookworm/In
   echo "live checks skipped: no reachable Debian mirror in this host's apt configuration"
   exit 0
 fi
-cargo test --locked --release --test live -- --ignored --test-threads 1
+# Same profile as `cargo test`, so CI builds the crate only once.
+cargo test --locked --test live -- --ignored --test-threads 1
