@@ -351,3 +351,52 @@ fn locked_versions_are_kept_while_allowed() {
     .unwrap();
     assert_eq!((sol.chosen[&a], sol.chosen[&b]), (2, 1));
 }
+
+#[test]
+fn multi_arch_same_foreign_and_no_across_architectures() {
+    let u = universe(&[(
+        "s",
+        500,
+        "Package: libfoo\nVersion: 1\nArchitecture: amd64\nMulti-Arch: same\n\n\
+         Package: libfoo\nVersion: 1\nArchitecture: i386\nMulti-Arch: same\n\n\
+         Package: libfoo\nVersion: 2\nArchitecture: i386\nMulti-Arch: same\n\n\
+         Package: app32\nVersion: 1\nArchitecture: i386\nDepends: libfoo, tool\n\n\
+         Package: tool\nVersion: 1\nArchitecture: amd64\nMulti-Arch: foreign\n\n\
+         Package: plain\nVersion: 1\nArchitecture: amd64\n\n\
+         Package: plain\nVersion: 1\nArchitecture: i386\n",
+    )]);
+    let sol = solve(
+        &u,
+        Request {
+            roots: vec![req("libfoo"), req("app32:i386")],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut got: Vec<String> = sol
+        .chosen
+        .iter()
+        .map(|(&id, &k)| {
+            format!(
+                "{}:{}={}",
+                u.instance(id).name,
+                u.instance(id).arch,
+                u.candidate(id, k).version
+            )
+        })
+        .collect();
+    got.sort();
+    // Multi-Arch: same co-installs only at one version (i386's newer 2 is not
+    // taken); the amd64 tool is Multi-Arch: foreign, so it serves i386's dependency.
+    assert_eq!(
+        got,
+        [
+            "app32:i386=1",
+            "libfoo:amd64=1",
+            "libfoo:i386=1",
+            "tool:amd64=1"
+        ]
+    );
+    let why = unsat(&u, &["plain", "plain:i386"]);
+    assert!(why.contains("not co-installable"), "{why}");
+}
