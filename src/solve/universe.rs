@@ -73,25 +73,26 @@ impl Universe {
             native: native_arch.to_string(),
             ..Default::default()
         };
-        let mut index: HashMap<(Box<str>, Box<str>), InstanceId> = HashMap::default();
+        // Keys borrow from the records: no allocation per record.
+        let mut index: HashMap<(&str, &str), InstanceId> = HashMap::default();
+        index.reserve(u.records.len());
         for (ri, r) in u.records.iter().enumerate() {
-            let arch: Box<str> = if &*r.architecture == "all" {
-                native_arch.into()
+            let arch: &str = if &*r.architecture == "all" {
+                native_arch
             } else {
-                r.architecture.clone()
+                &r.architecture
             };
-            let id = *index
-                .entry((r.name.clone(), arch.clone()))
-                .or_insert_with(|| {
-                    u.instances.push(Instance {
-                        name: r.name.clone(),
-                        arch,
-                        candidates: Vec::new(),
-                    });
-                    (u.instances.len() - 1) as InstanceId
+            let id = *index.entry((&r.name, arch)).or_insert_with(|| {
+                u.instances.push(Instance {
+                    name: r.name.clone(),
+                    arch: arch.into(),
+                    candidates: Vec::new(),
                 });
+                (u.instances.len() - 1) as InstanceId
+            });
             u.instances[id as usize].candidates.push(ri as u32);
         }
+        drop(index);
         let (records, sources) = (&u.records, &u.sources);
         for inst in &mut u.instances {
             // Sort by version, then best source first, so dedup keeps the best.
