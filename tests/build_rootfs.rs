@@ -512,6 +512,9 @@ fn listing(root: &Path) -> BTreeMap<String, String> {
             String::new()
         };
         let rel = p.strip_prefix(root).unwrap().display().to_string();
+        // A directory's st_size is the filesystem's allocation, not content
+        // (tar records 0): the same entries can give 65536 or 69632 bytes.
+        let size = if m.is_dir() { 0 } else { m.len() };
         out.insert(
             rel,
             format!(
@@ -519,7 +522,7 @@ fn listing(root: &Path) -> BTreeMap<String, String> {
                 m.mode(),
                 m.uid(),
                 m.gid(),
-                m.len()
+                size
             ),
         );
     }

@@ -47,6 +47,9 @@ const REMOVE: [&str; 5] = [
     "var/log/bootstrap.log",
 ];
 
+/// Which file names of a directory to remove.
+type NameFilter = fn(&str) -> bool;
+
 /// Normalises the root at `root` (see the module docs).
 pub fn normalize(root: &Path, epoch: i64, hostname: &str) -> Result<NormalizeReport, RootfsError> {
     let mut report = NormalizeReport::default();
@@ -62,7 +65,7 @@ pub fn normalize(root: &Path, epoch: i64, hostname: &str) -> Result<NormalizeRep
     for rel in REMOVE {
         remove(rel, &mut report)?;
     }
-    let globs: [(&str, fn(&str) -> bool); 4] = [
+    let globs: [(&str, NameFilter); 4] = [
         ("var/log/apt", |n| {
             n.ends_with(".log") || n.ends_with(".log.xz")
         }),
