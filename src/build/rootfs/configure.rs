@@ -1,0 +1,304 @@
+//! Running the maintainer scripts inside the image, in the build sandbox.
+//!
+//! Every package's files are already unpacked and registered as
+//! `install ok unpacked` (see `dpkgdb`), so what is left of a dpkg install
+//! is `preinst install` and `postinst configure`. The route, after debootstrap:
+//! 1. `/usr/sbin/policy-rc.d` exiting 101 is put in place so that no service
+//!    starts (removed again at the end, also on failure);
+//! 2. the base set: each `preinst install` in install order (base-passwd,
+//!    base-files, dpkg, libc6, … first), then the image's own
+//!    `dpkg --configure --force-depends --force-configure-any BASE…`;
+//! 3. every other package in install order: first its pre-dependencies are
+//!    made ready (their preinsts, then `dpkg --configure` of them and all they
+//!    depend on — dpkg's rule that a pre-dependency is configured before the
+//!    dependant is touched), then its own `preinst install`;
+//! 4. `dpkg --configure -a`, which configures the rest in dependency order and
+//!    runs the triggers activated meanwhile; then the file triggers that
+//!    dpkg would have activated while unpacking are activated with
+//!    `dpkg-trigger` and processed by another `dpkg --configure -a`.
+//!
+//! dpkg always gets `--force-confdef --force-confold --force-unsafe-io`
+//! (no prompts, no fsync: an interrupted build starts over). Preinsts are run
+//! by imgbuild with the environment dpkg gives them (`DPKG_MAINTSCRIPT_*`,
+//! `DPKG_ADMINDIR`, `DPKG_ROOT`, `DPKG_RUNNING_VERSION`), so that
+//! `dpkg-maintscript-helper` and debconf work. Unlike dpkg, a preinst here
+//! runs when the package's files are already in place: this is what
+//! debootstrap does for the required set and it is harmless for the
+//! usual preinst tasks (diversions with `--rename`, `dpkg-maintscript-helper`
+//! preparations, checks); the sandbox has no network and a fixed environment.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::dpkgdb::{self, write_atomic};
+use super::order::{self, Pkg};
+use super::{AssembleOptions, RootfsError, ScriptRun};
+use crate::build::sandbox::{self, SandboxSpec, Status};
+
+/// The longest a single preinst may run.
+const PREINST_TIMEOUT: Duration = Duration::from_secs(600);
+/// The longest one `dpkg --configure` may run.
+const DPKG_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Options of every dpkg run: no questions, keep the shipped conffiles, no fsync.
+const DPKG_FORCE: [&str; 3] = ["--force-confdef", "--force-confold", "--force-unsafe-io"];
+const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
+
+/// Runs the scripts as described in the module docs. `order` is the install
+/// order, `base[i]` whether package `i` is in the base set.
+pub(crate) fn configure_all(
+    root: &Path,
+    pkgs: &[Pkg],
+    base: &[bool],
+    order: &[usize],
+    lists: &[Vec<String>],
+    opts: &AssembleOptions,
+    scripts: &mut Vec<ScriptRun>,
+) -> Result<(), RootfsError> {
+    let policy = root.join(POLICY_RC_D);
+    let own_policy = !policy.exists() && policy.parent().is_some_and(Path::is_dir);
+    if own_policy {
+        write_atomic(
+            &policy,
+            b"#!/bin/sh\n# imgbuild: no service starts during the build.\nexit 101\n",
+            0o755,
+        )?;
+    }
+    let mut runner = Runner {
+        root,
+        pkgs,
+        order,
+        opts,
+        scripts,
+        dpkg_version: pkgs
+            .iter()
+            .find(|p| p.name == "dpkg")
+            .map(|p| p.version.clone())
+            .unwrap_or_default(),
+        preinst_done: vec![false; pkgs.len()],
+        configured: vec![false; pkgs.len()],
+    };
+    let result = runner.run(base, lists);
+    if own_policy {
+        let _ = fs::remove_file(&policy);
+    }
+    result
+}
+
+struct Runner<'a> {
+    root: &'a Path,
+    pkgs: &'a [Pkg],
+    order: &'a [usize],
+    opts: &'a AssembleOptions,
+    scripts: &'a mut Vec<ScriptRun>,
+    dpkg_version: String,
+    preinst_done: Vec<bool>,
+    configured: Vec<bool>,
+}
+
+impl Runner<'_> {
+    fn run(&mut self, base: &[bool], lists: &[Vec<String>]) -> Result<(), RootfsError> {
+        let base_order: Vec<usize> = self.order.iter().copied().filter(|&i| base[i]).collect();
+        for &i in &base_order {
+            self.preinst(i)?;
+        }
+        if !base_order.is_empty() {
+            let names: Vec<String> = base_order
+                .iter()
+                .map(|&i| self.pkgs[i].dpkg_name())
+                .collect();
+            let mut args = vec!["--configure", "--force-depends", "--force-configure-any"];
+            args.extend(names.iter().map(String::as_str));
+            self.dpkg(&args, "configure the base set")?;
+            for &i in &base_order {
+                self.configured[i] = true;
+            }
+        }
+        for &i in self.order {
+            if !base[i] {
+                let mut guard = vec![false; self.pkgs.len()];
+                self.prepare(i, &mut guard)?;
+            }
+        }
+        self.dpkg(&["--configure", "-a"], "configure all packages")?;
+        let paths = activated_file_triggers(self.pkgs, lists);
+        if !paths.is_empty() && self.root.join("usr/bin/dpkg-trigger").exists() {
+            let mut argv: Vec<OsString> = [
+                "/bin/sh",
+                "-c",
+                "for p; do dpkg-trigger --no-await \"$p\" || exit 1; done",
+                "sh",
+            ]
+            .into_iter()
+            .map(OsString::from)
+            .collect();
+            argv.extend(paths.iter().map(OsString::from));
+            self.sandbox(
+                argv,
+                Vec::new(),
+                DPKG_TIMEOUT,
+                "activate file triggers",
+                "dpkg-trigger",
+            )?;
+            self.dpkg(&["--configure", "-a"], "process file triggers")?;
+        }
+        let pending: Vec<String> = dpkgdb::read_status(self.root)?
+            .into_iter()
+            .filter(|(_, s)| s != "install ok installed")
+            .map(|(p, s)| format!("{p} ({s})"))
+            .collect();
+        if !pending.is_empty() {
+            return Err(RootfsError::NotConfigured { packages: pending });
+        }
+        Ok(())
+    }
+
+    /// Makes package `i`'s pre-dependencies configured, then runs its preinst.
+    fn prepare(&mut self, i: usize, guard: &mut [bool]) -> Result<(), RootfsError> {
+        if self.preinst_done[i] || std::mem::replace(&mut guard[i], true) {
+            return Ok(());
+        }
+        for t in self.pkgs[i].pre_depends.clone() {
+            if self.configured[t] {
+                continue;
+            }
+            let needed = order::closure(self.pkgs, &[t], &self.configured);
+            let ordered: Vec<usize> = self
+                .order
+                .iter()
+                .copied()
+                .filter(|j| needed.contains(j))
+                .collect();
+            for &m in &ordered {
+                self.prepare(m, guard)?;
+            }
+            let names: Vec<String> = ordered.iter().map(|&m| self.pkgs[m].dpkg_name()).collect();
+            let mut args = vec!["--configure"];
+            args.extend(names.iter().map(String::as_str));
+            let what = format!(
+                "configure {} (pre-dependency of {})",
+                self.pkgs[t].name, self.pkgs[i].name
+            );
+            self.dpkg(&args, &what)?;
+            for m in ordered {
+                self.configured[m] = true;
+            }
+        }
+        self.preinst(i)
+    }
+
+    /// `preinst install` of package `i`, if it has one.
+    fn preinst(&mut self, i: usize) -> Result<(), RootfsError> {
+        if std::mem::replace(&mut self.preinst_done[i], true) {
+            return Ok(());
+        }
+        let pkg = &self.pkgs[i];
+        if pkg.control.get("preinst").is_none() {
+            return Ok(());
+        }
+        let script = format!("/var/lib/dpkg/info/{}.preinst", pkg.dpkg_name());
+        let env = vec![
+            ("DPKG_MAINTSCRIPT_PACKAGE".to_string(), pkg.name.clone()),
+            ("DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT".into(), "1".into()),
+            ("DPKG_MAINTSCRIPT_ARCH".into(), pkg.arch.clone()),
+            ("DPKG_MAINTSCRIPT_NAME".into(), "preinst".into()),
+            ("DPKG_MAINTSCRIPT_DEBUG".into(), "0".into()),
+            ("DPKG_RUNNING_VERSION".into(), self.dpkg_version.clone()),
+            ("DPKG_ADMINDIR".into(), "/var/lib/dpkg".into()),
+            ("DPKG_ROOT".into(), String::new()),
+            ("DEBCONF_NONINTERACTIVE_SEEN".into(), "true".into()),
+        ];
+        let argv = vec![OsString::from(script), OsString::from("install")];
+        let label = pkg.label();
+        self.sandbox(argv, env, PREINST_TIMEOUT, "preinst install", &label)
+    }
+
+    /// Runs the image's dpkg with the fixed options and `args`.
+    fn dpkg(&mut self, args: &[&str], what: &str) -> Result<(), RootfsError> {
+        let mut argv: Vec<OsString> = vec!["dpkg".into()];
+        argv.extend(DPKG_FORCE.iter().map(OsString::from));
+        argv.extend(args.iter().map(OsString::from));
+        let env = vec![(
+            "DEBCONF_NONINTERACTIVE_SEEN".to_string(),
+            "true".to_string(),
+        )];
+        self.sandbox(argv, env, DPKG_TIMEOUT, what, "dpkg")
+    }
+
+    fn sandbox(
+        &mut self,
+        argv: Vec<OsString>,
+        env: Vec<(String, String)>,
+        timeout: Duration,
+        script: &str,
+        package: &str,
+    ) -> Result<(), RootfsError> {
+        let mut spec = SandboxSpec::new(self.root, argv.clone());
+        spec.env = env;
+        spec.hostname = self.opts.hostname.clone();
+        spec.source_date_epoch = self.opts.source_date_epoch.max(0) as u64;
+        spec.timeout = Some(timeout);
+        let start = Instant::now();
+        let out = sandbox::run(&spec).map_err(|source| RootfsError::Sandbox {
+            what: format!("{script} ({package})"),
+            source,
+        })?;
+        let command = argv
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.scripts.push(ScriptRun {
+            package: package.to_string(),
+            script: script.to_string(),
+            command: command.clone(),
+            elapsed: start.elapsed(),
+        });
+        if out.success() {
+            return Ok(());
+        }
+        let status = match out.status {
+            Status::Exited(c) => format!("exit status {c}"),
+            Status::Signaled(s) => format!("killed by signal {s}"),
+            Status::TimedOut => format!("timed out after {}s", timeout.as_secs()),
+        };
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        Err(RootfsError::Script {
+            package: package.to_string(),
+            script: script.to_string(),
+            command,
+            status,
+            output: tail(&text, 40),
+        })
+    }
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// File-trigger paths that some package installed something under: dpkg
+/// would have activated them while unpacking.
+fn activated_file_triggers(pkgs: &[Pkg], lists: &[Vec<String>]) -> Vec<String> {
+    let interests: BTreeSet<String> = pkgs
+        .iter()
+        .flat_map(dpkgdb::trigger_interests)
+        .map(|(_, name)| name)
+        .filter(|n| n.starts_with('/'))
+        .collect();
+    interests
+        .into_iter()
+        .filter(|t| {
+            let under = format!("{}/", t.trim_end_matches('/'));
+            lists
+                .iter()
+                .flatten()
+                .any(|p| p == t || p.starts_with(&under))
+        })
+        .collect()
+}

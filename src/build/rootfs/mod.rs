@@ -1,0 +1,378 @@
+//! Root filesystem assembly: a lock's packages, from the vendor store, into a
+//! directory that is a working Debian system.
+//!
+//! [`assemble`] never touches the network. Its phases:
+//! 1. **check**: every locked .deb must be in the [`Store`] (else the error
+//!    lists what is missing and says to run `imgbuild fetch RECIPE`);
+//! 2. **control**: the control members of every .deb are read (in parallel)
+//!    to learn `Essential`/`Priority`, `Multi-Arch` and `Replaces`;
+//! 3. **unpack**: merged-/usr symlinks first where the suite expects them
+//!    (`/bin → usr/bin`, `/sbin`, `/lib`, and `/lib64` on amd64: any lock with
+//!    `usr-is-merged`/`usrmerge`, or base-files ≥ 13 which ships them itself),
+//!    then every .deb with [`crate::build::unpack`] in install order — the base
+//!    set (required packages and their dependencies) first, pre-dependencies
+//!    before their dependants (see `order.rs`). Extraction is sequential: files
+//!    of different packages may overlap (`Replaces`), and the first package
+//!    to create a shared directory decides its mode and owner, so a parallel
+//!    extraction would not give the same tree every time;
+//! 4. **database**: a real dpkg database with every package
+//!    `install ok unpacked` (see `dpkgdb.rs`);
+//! 5. **configure** (when [`AssembleOptions::run_scripts`]): the maintainer
+//!    scripts run inside the image in the build sandbox, the image's own
+//!    `dpkg --configure` doing the postinsts (see `configure.rs`);
+//! 6. **normalize**: logs, caches, machine id and host keys are removed or
+//!    reset and mtimes clamped to `SOURCE_DATE_EPOCH` (see `normalize.rs`).
+
+mod configure;
+mod dpkgdb;
+mod normalize;
+mod order;
+mod time;
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+pub use normalize::{NormalizeReport, clamp_tree, normalize};
+pub use time::{default_source_date_epoch, parse_rfc2822};
+
+use crate::build::sandbox::SandboxError;
+use crate::build::unpack::{self, ExtractOptions, UnpackError};
+use crate::core::version::DebVersion;
+use crate::fetch::Store;
+use crate::fetch::store::MissingBlobs;
+use crate::lock::Lockfile;
+
+/// How to assemble.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssembleOptions {
+    /// Timestamp the build pretends to happen at: scripts see it as
+    /// `SOURCE_DATE_EPOCH` and no mtime in the result is later.
+    pub source_date_epoch: i64,
+    /// `/etc/hostname` and the hostname scripts see.
+    pub hostname: String,
+    /// Run the maintainer scripts (default). Without them the packages stay
+    /// `install ok unpacked`, which needs no shell in the image.
+    pub run_scripts: bool,
+}
+
+impl Default for AssembleOptions {
+    /// Epoch 0, hostname `localhost`, scripts run.
+    fn default() -> Self {
+        AssembleOptions {
+            source_date_epoch: 0,
+            hostname: "localhost".into(),
+            run_scripts: true,
+        }
+    }
+}
+
+/// One command run in the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptRun {
+    /// `name version arch` for a preinst, `dpkg` for a dpkg run.
+    pub package: String,
+    /// What it was (`preinst install`, `configure the base set`, …).
+    pub script: String,
+    /// The command line.
+    pub command: String,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// What [`assemble`] did.
+#[derive(Debug, Clone, Default)]
+pub struct AssembleReport {
+    /// Number of packages installed.
+    pub packages: usize,
+    /// The base set (`NAME:ARCH`), in install order.
+    pub base: Vec<String>,
+    /// Every package (`NAME:ARCH`) in the order it was unpacked.
+    pub unpack_order: Vec<String>,
+    /// Whether the merged-/usr symlinks were made.
+    pub merged_usr: bool,
+    /// Wall time of each phase, in order.
+    pub phases: Vec<(String, Duration)>,
+    /// The commands run in the sandbox, in order (empty without scripts).
+    pub scripts: Vec<ScriptRun>,
+    /// Things worth knowing that did not stop the build (overlapping files).
+    pub warnings: Vec<String>,
+    /// What normalisation removed and clamped.
+    pub normalize: NormalizeReport,
+}
+
+/// Why a root filesystem could not be assembled. Each names what it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    /// The destination is not an empty directory.
+    #[error("{dest}: the destination must be an existing, empty directory")]
+    Destination {
+        /// The destination.
+        dest: PathBuf,
+    },
+    /// Blobs are missing from the vendor store.
+    #[error("{0}")]
+    Missing(#[from] MissingBlobs),
+    /// A .deb could not be read or unpacked.
+    #[error("package {package}: {source}")]
+    Unpack {
+        /// `name version arch`.
+        package: String,
+        /// What went wrong.
+        #[source]
+        source: UnpackError,
+    },
+    /// A file of the image could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: io::Error,
+    },
+    /// The sandbox could not be started.
+    #[error("{what}: {source}")]
+    Sandbox {
+        /// What was to be run.
+        what: String,
+        /// What went wrong.
+        #[source]
+        source: SandboxError,
+    },
+    /// A maintainer script or dpkg run failed.
+    #[error("{script} ({package}) failed with {status}: `{command}`; last output:\n{output}")]
+    Script {
+        /// `name version arch`, or `dpkg`.
+        package: String,
+        /// What was run.
+        script: String,
+        /// The command line.
+        command: String,
+        /// How it ended.
+        status: String,
+        /// The end of its output.
+        output: String,
+    },
+    /// After configuring, some packages are not `install ok installed`.
+    #[error("packages not fully installed after configuring: {}", packages.join(", "))]
+    NotConfigured {
+        /// `name:arch (status)` for each.
+        packages: Vec<String>,
+    },
+}
+
+impl RootfsError {
+    /// An `Io` error constructor for `map_err`.
+    pub(crate) fn io(path: &Path) -> impl FnOnce(io::Error) -> RootfsError + '_ {
+        move |source| RootfsError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Builds the root filesystem for `lock` into `dest` (an empty directory),
+/// reading .debs only from `store`. See the module docs for the phases.
+pub fn assemble(
+    lock: &Lockfile,
+    store: &Store,
+    dest: &Path,
+    opts: &AssembleOptions,
+) -> Result<AssembleReport, RootfsError> {
+    let mut report = AssembleReport {
+        packages: lock.packages.len(),
+        ..AssembleReport::default()
+    };
+    let mut phase_start = Instant::now();
+    let mut phase = |report: &mut AssembleReport, name: &str| {
+        report
+            .phases
+            .push((name.to_string(), phase_start.elapsed()));
+        phase_start = Instant::now();
+    };
+    let empty = fs::read_dir(dest).map(|mut d| d.next().is_none());
+    if !empty.map_err(RootfsError::io(dest))? {
+        return Err(RootfsError::Destination {
+            dest: dest.to_path_buf(),
+        });
+    }
+    store.require(lock, &lock.recipe.name)?;
+    phase(&mut report, "check");
+
+    let debs: Vec<PathBuf> = lock
+        .packages
+        .iter()
+        .map(|p| store.path_of(&p.sha256))
+        .collect();
+    let controls = debs
+        .par_iter()
+        .zip(&lock.packages)
+        .map(|(deb, p)| {
+            unpack::read_control(deb).map_err(|source| RootfsError::Unpack {
+                package: format!("{} {} {}", p.name, p.version, p.architecture),
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let pkgs = order::packages(&lock.packages, controls);
+    let base = order::base_set(&pkgs);
+    let install = order::install_order(&pkgs, &base);
+    let id = |i: usize| format!("{}:{}", pkgs[i].name, pkgs[i].arch);
+    report.base = install
+        .iter()
+        .copied()
+        .filter(|&i| base[i])
+        .map(id)
+        .collect();
+    report.unpack_order = install.iter().copied().map(id).collect();
+    phase(&mut report, "control");
+
+    report.merged_usr = wants_merged_usr(lock);
+    if report.merged_usr {
+        merge_usr(dest, &lock.recipe.architecture)?;
+    }
+    let options = ExtractOptions::default();
+    let mut lists: Vec<Vec<String>> = vec![Vec::new(); pkgs.len()];
+    let unpack_one = |i: usize| {
+        unpack::unpack(&debs[i], dest, &options)
+            .map(|u| u.paths)
+            .map_err(|source| RootfsError::Unpack {
+                package: pkgs[i].label(),
+                source,
+            })
+    };
+    for &i in &install {
+        lists[i] = unpack_one(i)?;
+    }
+    for i in resolve_overlaps(dest, &pkgs, &install, &mut lists, &mut report.warnings) {
+        unpack_one(i)?;
+    }
+    phase(&mut report, "unpack");
+
+    let mut foreign: Vec<String> = pkgs
+        .iter()
+        .map(|p| p.arch.clone())
+        .filter(|a| a != "all" && *a != lock.recipe.architecture)
+        .collect();
+    foreign.sort();
+    foreign.dedup();
+    dpkgdb::init(dest, &lock.recipe.architecture, &foreign)?;
+    dpkgdb::write(dest, &pkgs, &lists)?;
+    phase(&mut report, "database");
+
+    if opts.run_scripts {
+        configure::configure_all(
+            dest,
+            &pkgs,
+            &base,
+            &install,
+            &lists,
+            opts,
+            &mut report.scripts,
+        )?;
+        phase(&mut report, "configure");
+    }
+    report.normalize = normalize(dest, opts.source_date_epoch, &opts.hostname)?;
+    phase(&mut report, "normalize");
+    Ok(report)
+}
+
+/// Whether the suite expects merged /usr: the lock has `usr-is-merged` or
+/// `usrmerge` (bookworm and later), or base-files 13 or later (trixie),
+/// which ships the links itself.
+fn wants_merged_usr(lock: &Lockfile) -> bool {
+    let thirteen = DebVersion::parse("13").expect("valid version");
+    lock.packages.iter().any(|p| {
+        matches!(p.name.as_str(), "usr-is-merged" | "usrmerge")
+            || (p.name == "base-files"
+                && DebVersion::parse(&p.version).is_ok_and(|v| v >= thirteen))
+    })
+}
+
+/// Creates `/usr/{bin,sbin,lib[,lib64]}` and the top-level symlinks to them.
+fn merge_usr(root: &Path, arch: &str) -> Result<(), RootfsError> {
+    let mut dirs = vec!["bin", "sbin", "lib"];
+    if matches!(arch, "amd64" | "ppc64el" | "s390x" | "mips64el") {
+        dirs.push("lib64");
+    }
+    for dir in dirs {
+        let target = root.join("usr").join(dir);
+        fs::create_dir_all(&target).map_err(RootfsError::io(&target))?;
+        let link = root.join(dir);
+        std::os::unix::fs::symlink(format!("usr/{dir}"), &link).map_err(RootfsError::io(&link))?;
+    }
+    Ok(())
+}
+
+/// Finds non-directory paths installed by several packages. Where one
+/// package `Replaces` the other, the path belongs to the replacer only (as
+/// dpkg moves it) and, if the replacer was unpacked first, it must be
+/// unpacked again so its version is the one on disk: those packages are
+/// returned, in install order. Other overlaps are reported as warnings (the
+/// package unpacked last wins), except between `Multi-Arch: same` instances.
+fn resolve_overlaps(
+    root: &Path,
+    pkgs: &[crate::build::rootfs::order::Pkg],
+    install: &[usize],
+    lists: &mut [Vec<String>],
+    warnings: &mut Vec<String>,
+) -> Vec<usize> {
+    let position: HashMap<usize, usize> =
+        install.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+    let mut owners: HashMap<&str, Vec<usize>> = HashMap::new();
+    for &i in install {
+        for p in &lists[i] {
+            owners.entry(p.as_str()).or_default().push(i);
+        }
+    }
+    let mut moved: Vec<(usize, String)> = Vec::new();
+    let mut again = Vec::new();
+    let mut shared: Vec<(&str, Vec<usize>)> =
+        owners.into_iter().filter(|(_, o)| o.len() > 1).collect();
+    shared.sort();
+    for (path, who) in shared {
+        let on_disk = root.join(path.trim_start_matches('/'));
+        if fs::metadata(&on_disk).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        let last = *who.iter().max_by_key(|i| position[i]).expect("two owners");
+        let replacer = who.iter().copied().find(|&r| {
+            who.iter()
+                .any(|&o| o != r && pkgs[r].replaces.iter().any(|n| *n == pkgs[o].name))
+        });
+        match replacer {
+            Some(r) => {
+                for &o in &who {
+                    if o != r {
+                        moved.push((o, path.to_string()));
+                    }
+                }
+                if r != last {
+                    again.push(r);
+                }
+            }
+            None if who
+                .iter()
+                .all(|&o| pkgs[o].ma_same && pkgs[o].name == pkgs[who[0]].name) => {}
+            None => warnings.push(format!(
+                "{path} is shipped by {}; the one unpacked last ({}) is kept",
+                who.iter()
+                    .map(|&o| pkgs[o].label())
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                pkgs[last].label()
+            )),
+        }
+    }
+    for (o, path) in moved {
+        lists[o].retain(|p| *p != path);
+    }
+    again.sort_by_key(|i| position[i]);
+    again.dedup();
+    again
+}

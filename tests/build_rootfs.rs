@@ -1,0 +1,619 @@
+//! build::rootfs on fixture .debs (offline, no shell needed in the image:
+//! `run_scripts: false`): refusal of a missing blob, unpack order w.r.t.
+//! Pre-Depends and the base set, merged /usr, the dpkg database, overlaps
+//! with Replaces, normalisation. The `#[ignore]`d tests assemble the real
+//! sonic-p4 lock from `./vendor` (fill it with `imgbuild fetch sonic-p4`).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use imgbuild::build::rootfs::{self, AssembleOptions, RootfsError};
+use imgbuild::build::sandbox::{self, SandboxSpec};
+use imgbuild::fetch::Store;
+use imgbuild::lock::{LockedEdge, LockedPackage, LockedRecipe, LockedSource, Lockfile};
+use sha2::{Digest, Sha256};
+use support::*;
+
+const EPOCH: i64 = 1_600_000_000;
+
+/// A store and a lock made from fixture specs, with `edges` per package.
+struct Fixture {
+    tmp: tempfile::TempDir,
+    lock: Lockfile,
+}
+
+impl Fixture {
+    fn new(specs: &[(DebSpec, &[(&str, &str)])]) -> Fixture {
+        let tmp = tempfile::Builder::new()
+            .prefix("imgbuild-rootfs-")
+            .tempdir()
+            .unwrap();
+        let store = Store::open(&tmp.path().join("vendor")).unwrap();
+        let mut packages = Vec::new();
+        for (spec, edges) in specs {
+            let bytes = spec.build();
+            let sha256 = hex::encode(Sha256::digest(&bytes));
+            let path = store.path_of(&sha256);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, &bytes).unwrap();
+            packages.push(LockedPackage {
+                name: spec.name.clone(),
+                version: spec.version.clone(),
+                architecture: spec.architecture.clone(),
+                source: "test".into(),
+                filename: format!("pool/main/{}", spec.file_name()),
+                size: bytes.len() as u64,
+                sha256,
+                reason: None,
+                depends: edges
+                    .iter()
+                    .map(|(kind, name)| LockedEdge {
+                        name: name.to_string(),
+                        relation: name.to_string(),
+                        kind: kind.to_string(),
+                    })
+                    .collect(),
+            });
+        }
+        let mut lock = Lockfile {
+            version: 1,
+            recipe: LockedRecipe {
+                name: "fixture".into(),
+                hash: "sha256:00".into(),
+                architecture: "amd64".into(),
+            },
+            sources: vec![LockedSource {
+                name: "test".into(),
+                suite: "test".into(),
+                inrelease_sha256: "00".into(),
+                date: "Sun, 13 Sep 2020 12:26:40 UTC".into(),
+                signed_by: "00".into(),
+                indexes: Vec::new(),
+            }],
+            packages,
+        };
+        lock.sort_packages();
+        fs::create_dir(tmp.path().join("root")).unwrap();
+        Fixture { tmp, lock }
+    }
+    fn store(&self) -> Store {
+        Store::open(&self.tmp.path().join("vendor")).unwrap()
+    }
+    fn root(&self) -> PathBuf {
+        self.tmp.path().join("root")
+    }
+    fn assemble(&self) -> Result<rootfs::AssembleReport, RootfsError> {
+        let opts = AssembleOptions {
+            source_date_epoch: EPOCH,
+            hostname: "fixture-host".into(),
+            run_scripts: false,
+        };
+        rootfs::assemble(&self.lock, &self.store(), &self.root(), &opts)
+    }
+    fn read(&self, rel: &str) -> String {
+        fs::read_to_string(self.root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+}
+
+/// A small "distribution": an essential package with its own pre-dependency,
+/// a usr-is-merged marker, and optional packages with a pre-depends chain.
+fn distro() -> Vec<(DebSpec, &'static [(&'static str, &'static str)])> {
+    vec![
+        (
+            DebSpec::new("app", "1.0", "amd64")
+                .file("/usr/bin/app", "app\n", 0o755)
+                .file("/etc/app.conf", "answer=42\n", 0o644)
+                .control_member("conffiles", "/etc/app.conf\n")
+                .script("postinst", "#!/bin/sh\nexit 0\n")
+                .control_member("triggers", "interest-noawait /usr/share/app-plugins\n")
+                .pre_depends("helper"),
+            &[("pre-depends", "helper"), ("depends", "libfoo")],
+        ),
+        (
+            DebSpec::new("helper", "2.0", "all")
+                .file("/usr/share/helper/tool", "t\n", 0o755)
+                .pre_depends("libfoo"),
+            &[("pre-depends", "libfoo")],
+        ),
+        (
+            DebSpec::new("libfoo", "1.2-3", "amd64")
+                .multi_arch("same")
+                .file("/usr/lib/x86_64-linux-gnu/libfoo.so.1", "ELF\n", 0o644)
+                .control_member("triggers", "activate-noawait ldconfig\n"),
+            &[],
+        ),
+        (
+            DebSpec::new("zbase", "1", "amd64")
+                .essential()
+                .file("/bin/zsh-like", "#!\n", 0o755)
+                .file("/etc/zbase", "z\n", 0o644)
+                .pre_depends("zlib"),
+            &[("pre-depends", "zlib")],
+        ),
+        (
+            DebSpec::new("zlib", "1", "amd64")
+                .priority("required")
+                .file("/lib/x86_64-linux-gnu/libz.so.1", "z\n", 0o644)
+                .control_member("triggers", "interest-await ldconfig\n"),
+            &[],
+        ),
+        (
+            DebSpec::new("usr-is-merged", "37", "all").file(
+                "/usr/share/doc/usr-is-merged/x",
+                "m",
+                0o644,
+            ),
+            &[],
+        ),
+    ]
+}
+
+#[test]
+fn a_missing_blob_is_refused_with_the_fetch_command() {
+    let fx = Fixture::new(&distro());
+    let gone = fx.lock.package("helper").unwrap().sha256.clone();
+    fs::remove_file(fx.store().path_of(&gone)).unwrap();
+    let err = fx.assemble().unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, RootfsError::Missing(_)), "{text}");
+    assert!(text.contains("helper 2.0 all"), "{text}");
+    assert!(text.contains("imgbuild fetch fixture"), "{text}");
+    assert!(
+        fs::read_dir(fx.root()).unwrap().next().is_none(),
+        "nothing may be written"
+    );
+}
+
+#[test]
+fn the_destination_must_be_empty() {
+    let fx = Fixture::new(&distro());
+    fs::write(fx.root().join("stale"), "x").unwrap();
+    let err = fx.assemble().unwrap_err();
+    assert!(matches!(err, RootfsError::Destination { .. }), "{err}");
+}
+
+#[test]
+fn base_set_first_then_pre_dependencies_before_dependants() {
+    let fx = Fixture::new(&distro());
+    let report = fx.assemble().unwrap();
+    assert_eq!(report.packages, 6);
+    // zbase is essential, zlib required; zbase pre-depends on zlib.
+    assert_eq!(report.base, ["zlib:amd64", "zbase:amd64"]);
+    let order = &report.unpack_order;
+    let pos = |p: &str| {
+        order
+            .iter()
+            .position(|x| x == p)
+            .unwrap_or_else(|| panic!("{p} in {order:?}"))
+    };
+    assert!(pos("zbase:amd64") < pos("app:amd64"));
+    assert!(pos("libfoo:amd64") < pos("helper:all"), "{order:?}");
+    assert!(pos("helper:all") < pos("app:amd64"), "{order:?}");
+    assert!(report.scripts.is_empty());
+    let names: Vec<&str> = report.phases.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["check", "control", "unpack", "database", "normalize"]
+    );
+}
+
+#[test]
+fn merged_usr_links_come_first_and_packages_install_through_them() {
+    let fx = Fixture::new(&distro());
+    let report = fx.assemble().unwrap();
+    assert!(report.merged_usr);
+    for dir in ["bin", "sbin", "lib", "lib64"] {
+        let link = fs::read_link(fx.root().join(dir)).unwrap();
+        assert_eq!(link, Path::new("usr").join(dir));
+    }
+    // /bin/zsh-like landed in /usr/bin through the link.
+    assert!(fx.root().join("usr/bin/zsh-like").is_file());
+    assert!(
+        fx.root()
+            .join("usr/lib/x86_64-linux-gnu/libz.so.1")
+            .is_file()
+    );
+}
+
+#[test]
+fn without_usr_is_merged_no_links_are_made() {
+    let mut specs = distro();
+    specs.retain(|(s, _)| s.name != "usr-is-merged");
+    let fx = Fixture::new(&specs);
+    let report = fx.assemble().unwrap();
+    assert!(!report.merged_usr);
+    assert!(
+        fs::symlink_metadata(fx.root().join("bin"))
+            .unwrap()
+            .is_dir()
+    );
+}
+
+#[test]
+fn the_dpkg_database_is_complete() {
+    let fx = Fixture::new(&distro());
+    fx.assemble().unwrap();
+    let status = fx.read("var/lib/dpkg/status");
+    // Sorted by name, each unpacked, control fields kept.
+    let names: Vec<&str> = status
+        .lines()
+        .filter_map(|l| l.strip_prefix("Package: "))
+        .collect();
+    assert_eq!(
+        names,
+        ["app", "helper", "libfoo", "usr-is-merged", "zbase", "zlib"]
+    );
+    let app = status
+        .split("\n\n")
+        .find(|s| s.starts_with("Package: app\n"))
+        .unwrap();
+    let lines: Vec<&str> = app.lines().collect();
+    assert_eq!(lines[1], "Status: install ok unpacked");
+    assert!(app.contains("Pre-Depends: helper\n"), "{app}");
+    // Conffiles with the md5 of the file as unpacked, before Description.
+    let md5 = hex::encode(md5::Md5::digest(b"answer=42\n"));
+    let conf = app
+        .find(&format!("Conffiles:\n /etc/app.conf {md5}\n"))
+        .expect(app);
+    assert!(conf < app.find("Description:").unwrap(), "{app}");
+    // Lists, md5sums, scripts; Multi-Arch: same packages as NAME:ARCH.
+    let list = fx.read("var/lib/dpkg/info/app.list");
+    assert!(list.starts_with("/.\n"), "{list}");
+    assert!(list.lines().any(|l| l == "/usr/bin/app"), "{list}");
+    assert!(list.lines().any(|l| l == "/etc/app.conf"), "{list}");
+    assert!(
+        fx.read("var/lib/dpkg/info/libfoo:amd64.list")
+            .contains("/usr/lib/x86_64-linux-gnu/libfoo.so.1\n")
+    );
+    assert!(!fx.root().join("var/lib/dpkg/info/libfoo.list").exists());
+    assert!(
+        fx.read("var/lib/dpkg/info/app.md5sums")
+            .contains("usr/bin/app\n")
+    );
+    assert_eq!(
+        fx.read("var/lib/dpkg/info/app.conffiles"),
+        "/etc/app.conf\n"
+    );
+    let postinst = fx.root().join("var/lib/dpkg/info/app.postinst");
+    assert_eq!(fs::metadata(&postinst).unwrap().mode() & 0o777, 0o755);
+    assert!(!fx.root().join("var/lib/dpkg/info/app.control").exists());
+    // Trigger interests as dpkg records them.
+    assert_eq!(
+        fx.read("var/lib/dpkg/triggers/File"),
+        "/usr/share/app-plugins app/noawait\n"
+    );
+    assert_eq!(fx.read("var/lib/dpkg/triggers/ldconfig"), "zlib\n");
+    // The rest of the skeleton, and apt's state directories.
+    assert_eq!(fx.read("var/lib/dpkg/arch"), "amd64\n");
+    for empty in [
+        "available",
+        "diversions",
+        "statoverride",
+        "triggers/Unincorp",
+    ] {
+        assert_eq!(fx.read(&format!("var/lib/dpkg/{empty}")), "", "{empty}");
+    }
+    for dir in [
+        "var/lib/dpkg/updates",
+        "var/lib/apt/lists/partial",
+        "var/cache/apt/archives/partial",
+    ] {
+        assert!(fx.root().join(dir).is_dir(), "{dir}");
+    }
+}
+
+#[test]
+fn the_host_dpkg_reads_the_database() {
+    // An independent judge: the host's dpkg-query on the image's admindir.
+    let fx = Fixture::new(&distro());
+    fx.assemble().unwrap();
+    let admindir = fx.root().join("var/lib/dpkg");
+    let Ok(out) = std::process::Command::new("dpkg-query")
+        .arg(format!("--admindir={}", admindir.display()))
+        .args(["-W", "-f", "${Package} ${Version} ${db:Status-Abbrev}\n"])
+        .output()
+    else {
+        eprintln!("skipped: no dpkg-query on this host");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.trim_end() == "app 1.0 iU"), "{text}");
+    assert_eq!(text.lines().count(), 6, "{text}");
+    let out = std::process::Command::new("dpkg-query")
+        .arg(format!("--admindir={}", admindir.display()))
+        .args(["-S", "/usr/bin/app"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "app: /usr/bin/app\n");
+}
+
+#[test]
+fn overlapping_files_belong_to_the_replacer() {
+    let mut specs = distro();
+    specs.push((
+        // Unpacked before `newtool` (lock order), which takes over its file.
+        DebSpec::new("aoldtool", "1", "amd64").file("/usr/bin/tool", "old\n", 0o755),
+        &[],
+    ));
+    specs.push((
+        DebSpec::new("newtool", "1", "amd64")
+            .file("/usr/bin/tool", "new\n", 0o755)
+            .replaces("aoldtool"),
+        &[],
+    ));
+    let fx = Fixture::new(&specs);
+    let report = fx.assemble().unwrap();
+    assert_eq!(fx.read("usr/bin/tool"), "new\n");
+    assert!(
+        !fx.read("var/lib/dpkg/info/aoldtool.list")
+            .contains("/usr/bin/tool\n")
+    );
+    assert!(
+        fx.read("var/lib/dpkg/info/newtool.list")
+            .contains("/usr/bin/tool\n")
+    );
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+}
+
+#[test]
+fn overlaps_without_replaces_are_reported() {
+    let mut specs = distro();
+    specs.push((
+        DebSpec::new("clash", "1", "amd64").file("/usr/bin/app", "other\n", 0o755),
+        &[],
+    ));
+    let fx = Fixture::new(&specs);
+    let report = fx.assemble().unwrap();
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains("/usr/bin/app"),
+        "{:?}",
+        report.warnings
+    );
+}
+
+#[test]
+fn normalisation_resets_build_state_and_clamps_mtimes() {
+    let fx = Fixture::new(&distro());
+    let root = fx.root();
+    // Pre-made build debris a run would leave (the destination must be
+    // empty before assembly, so normalise again afterwards).
+    fx.assemble().unwrap();
+    for (rel, body) in [
+        ("etc/machine-id", "0123456789abcdef\n"),
+        ("var/lib/dbus/machine-id", "0123\n"),
+        ("var/log/dpkg.log", "log\n"),
+        ("var/log/apt/history.log", "log\n"),
+        ("var/log/alternatives.log", "log\n"),
+        ("var/cache/ldconfig/aux-cache", "c"),
+        ("var/cache/debconf/config.dat-old", "c"),
+        ("var/lib/dpkg/status-old", "s"),
+        ("etc/ssh/ssh_host_ed25519_key", "k"),
+        (
+            "usr/lib/python3/dist-packages/m/__pycache__/x.cpython-311.pyc",
+            "pyc",
+        ),
+        ("usr/lib/python3/dist-packages/m/keep.pyc", "shipped"),
+    ] {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, body).unwrap();
+    }
+    std::os::unix::fs::symlink("/nonexistent/target", root.join("usr/dangling")).unwrap();
+    let old = root.join("etc/zbase");
+    let t = rustix::fs::Timespec {
+        tv_sec: 1_000_000_000,
+        tv_nsec: 0,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: t,
+        last_modification: t,
+    };
+    rustix::fs::utimensat(rustix::fs::CWD, &old, &times, rustix::fs::AtFlags::empty()).unwrap();
+    let report = rootfs::normalize(&root, EPOCH, "box").unwrap();
+    assert!(report.clamped > 0);
+    assert_eq!(fx.read("etc/machine-id"), "");
+    assert_eq!(fx.read("etc/hostname"), "box\n");
+    assert_eq!(fx.read("etc/resolv.conf"), "");
+    for gone in [
+        "var/lib/dbus/machine-id",
+        "var/log/dpkg.log",
+        "var/log/apt/history.log",
+        "var/log/alternatives.log",
+        "var/cache/ldconfig/aux-cache",
+        "var/cache/debconf/config.dat-old",
+        "var/lib/dpkg/status-old",
+        "etc/ssh/ssh_host_ed25519_key",
+        "usr/lib/python3/dist-packages/m/__pycache__/x.cpython-311.pyc",
+    ] {
+        assert!(!root.join(gone).exists(), "{gone} should be gone");
+        assert!(
+            report.removed.contains(&format!("/{gone}")),
+            "{gone} in {:?}",
+            report.removed
+        );
+    }
+    assert!(
+        root.join("usr/lib/python3/dist-packages/m/keep.pyc")
+            .exists()
+    );
+    // Nothing newer than the epoch, the dangling symlink included (lutimes).
+    for (path, mtime) in walk(&root) {
+        assert!(mtime <= EPOCH, "{} has mtime {mtime}", path.display());
+    }
+    assert_eq!(
+        fs::symlink_metadata(root.join("usr/dangling"))
+            .unwrap()
+            .mtime(),
+        EPOCH
+    );
+    // Package files from after the epoch are clamped, older ones kept.
+    assert_eq!(
+        fs::metadata(root.join("usr/bin/app")).unwrap().mtime(),
+        EPOCH
+    );
+    assert_eq!(fs::metadata(&old).unwrap().mtime(), 1_000_000_000);
+}
+
+#[test]
+fn default_epoch_is_the_newest_source_date() {
+    let mut fx = Fixture::new(&distro());
+    assert_eq!(rootfs::default_source_date_epoch(&fx.lock), 1_600_000_000);
+    let mut newer = fx.lock.sources[0].clone();
+    newer.date = "Mon, 14 Sep 2020 12:26:40 UTC".into();
+    fx.lock.sources.push(newer);
+    assert_eq!(rootfs::default_source_date_epoch(&fx.lock), 1_600_086_400);
+}
+
+#[test]
+fn two_assemblies_are_identical() {
+    let a = Fixture::new(&distro());
+    let b = Fixture::new(&distro());
+    a.assemble().unwrap();
+    b.assemble().unwrap();
+    assert_eq!(listing(&a.root()), listing(&b.root()));
+}
+
+/// Every path under `root` with its mtime (no symlinks followed).
+fn walk(root: &Path) -> Vec<(PathBuf, i64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = fs::symlink_metadata(&p).unwrap();
+        if m.is_dir() {
+            for e in fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+        out.push((p, m.mtime()));
+    }
+    out
+}
+
+/// `path → (mode, uid, gid, size, mtime, sha256 or link target)` of a tree.
+fn listing(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (p, mtime) in walk(root) {
+        let m = fs::symlink_metadata(&p).unwrap();
+        let content = if m.file_type().is_symlink() {
+            fs::read_link(&p).unwrap().display().to_string()
+        } else if m.is_file() {
+            hex::encode(Sha256::digest(fs::read(&p).unwrap()))
+        } else {
+            String::new()
+        };
+        let rel = p.strip_prefix(root).unwrap().display().to_string();
+        // A directory's st_size is the filesystem's allocation, not content
+        // (tar records 0): the same entries can give 65536 or 69632 bytes.
+        let size = if m.is_dir() { 0 } else { m.len() };
+        out.insert(
+            rel,
+            format!(
+                "{:o} {}:{} {} {mtime} {content}",
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                size
+            ),
+        );
+    }
+    out
+}
+
+// ---- the real thing (network-free but needs ./vendor filled and root) ----
+
+fn sonic_lock() -> Option<(Lockfile, Store)> {
+    let lock = Lockfile::read(Path::new("locks/sonic-p4.lock")).ok()?;
+    let vendor =
+        std::env::var_os("IMGBUILD_VENDOR").map_or_else(|| PathBuf::from("vendor"), PathBuf::from);
+    let store = Store::open(&vendor).ok()?;
+    if let Err(e) = store.require(&lock, "sonic-p4") {
+        eprintln!("skipped: {e}");
+        return None;
+    }
+    Some((lock, store))
+}
+
+/// Runs `sh -c script` in the image, returns stdout.
+fn inside(root: &Path, script: &str) -> String {
+    let mut spec = SandboxSpec::new(root, ["/bin/sh", "-c", script]);
+    spec.timeout = Some(std::time::Duration::from_secs(300));
+    let out = sandbox::run(&spec).unwrap();
+    eprintln!("$ {script}\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "assembles sonic-p4 twice from ./vendor with scripts (needs root; minutes)"]
+fn sonic_p4_assembles_configured_and_reproducibly() {
+    let Some((lock, store)) = sonic_lock() else {
+        return;
+    };
+    let out =
+        std::env::var_os("IMGBUILD_ROOTFS_OUT").map_or_else(std::env::temp_dir, PathBuf::from);
+    let opts = AssembleOptions {
+        source_date_epoch: rootfs::default_source_date_epoch(&lock),
+        hostname: "sonic".into(),
+        run_scripts: true,
+    };
+    let mut listings = Vec::new();
+    for run in ["a", "b"] {
+        let root = out.join(format!("sonic-p4-rootfs-{run}"));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).unwrap();
+        let report =
+            rootfs::assemble(&lock, &store, &root, &opts).unwrap_or_else(|e| panic!("{e}"));
+        eprintln!(
+            "run {run}: {} packages, base {}, phases {:?}",
+            report.packages,
+            report.base.len(),
+            report.phases
+        );
+        eprintln!("scripts run: {}", report.scripts.len());
+        for s in &report.scripts {
+            eprintln!("  {:>8.2?} {} {}", s.elapsed, s.package, s.script);
+        }
+        eprintln!("warnings: {:#?}", report.warnings);
+        eprintln!("normalize removed: {:?}", report.normalize.removed);
+        let installed = inside(
+            &root,
+            "dpkg-query -W -f '${db:Status-Abbrev}\\n' | grep -c '^ii'",
+        );
+        assert_eq!(installed.trim(), "249");
+        let verify = inside(&root, "dpkg --verify; true");
+        eprintln!("dpkg --verify:\n{verify}");
+        assert_eq!(fs::read(root.join("etc/machine-id")).unwrap(), b"");
+        listings.push(listing(&root));
+    }
+    let (a, b) = (&listings[0], &listings[1]);
+    let mut diffs = Vec::new();
+    for key in a
+        .keys()
+        .chain(b.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        if a.get(key) != b.get(key) {
+            diffs.push(format!(
+                "{key}\n   a: {:?}\n   b: {:?}",
+                a.get(key),
+                b.get(key)
+            ));
+        }
+    }
+    eprintln!(
+        "{} of {} entries differ:\n{}",
+        diffs.len(),
+        a.len(),
+        diffs.join("\n")
+    );
+    assert!(diffs.is_empty());
+}
