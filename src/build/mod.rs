@@ -4,7 +4,12 @@
 //! - [`sandbox`]: run a command with a directory as `/` in fresh namespaces,
 //!   with no network, a minimal `/dev`, a fixed environment and a timeout;
 //! - [`unpack`]: read a .deb's control members and extract its data.tar into a
-//!   root without ever writing outside it.
+//!   root without ever writing outside it;
+//! - [`output`]: reproducible artifacts from an assembled root (deterministic
+//!   tar, OCI layout, package list, SBOM, manifest);
+//! - [`cache`]: assembled roots kept by the hash of their inputs.
 
+pub mod cache;
+pub mod output;
 pub mod sandbox;
 pub mod unpack;
