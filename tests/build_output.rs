@@ -13,8 +13,9 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
+use imgbuild::build::output::Compression;
 use imgbuild::build::output::compare::EntrySummary;
-use imgbuild::build::output::tar::{Compression, TarOptions, write_tree};
+use imgbuild::build::output::tar::{TarOptions, write_tree};
 use imgbuild::build::output::{self, ImageInfo, Manifest, compare, oci};
 use imgbuild::lock::{LOCK_VERSION, LockedPackage, LockedRecipe, Lockfile};
 

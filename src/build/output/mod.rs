@@ -2,7 +2,8 @@
 //! assembled root filesystem.
 //!
 //! - [`tar`]: a deterministic tar of a directory tree (sorted names, numeric
-//!   owners, clamped mtimes, hard links, xattrs) and stable compression;
+//!   owners, clamped mtimes, hard links, xattrs);
+//! - [`compress`]: stable gzip and zstd;
 //! - [`oci`]: an OCI image layout (image-spec 1.1) with one layer;
 //! - [`pkglist`]: `packages.txt` and a CycloneDX SBOM from the lock;
 //! - [`manifest`]: `manifest.json`, every artifact with its size and sha256;
@@ -20,13 +21,14 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 pub mod compare;
+pub mod compress;
 pub mod manifest;
 pub mod oci;
 pub mod pkglist;
 pub mod tar;
 
+pub use compress::Compression;
 pub use manifest::{Artifact, Manifest};
-pub use tar::Compression;
 
 use crate::lock::Lockfile;
 
