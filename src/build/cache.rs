@@ -1,0 +1,284 @@
+//! The rootfs cache: the deterministic tar of an assembled root filesystem,
+//! kept under a key that hashes every input of the assembly, so a rebuild
+//! with unchanged inputs re-emits outputs without assembling again.
+//!
+//! ```text
+//! $IMGBUILD_CACHE/rootfs/        (else <vendor>/../.imgbuild-cache/rootfs/)
+//!   RECIPE/<key>.tar             the rootfs tar
+//!   RECIPE/<key>.tar.sha256      its sha256, checked before every use
+//! ```
+//!
+//! Entries appear by atomic rename only. Only the newest key of a recipe is
+//! kept (a rootfs tar is large and an older one is rarely wanted again).
+
+use std::fs::{self, File};
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::build::output::{Compression, OutputError};
+use crate::fetch::store::hash_file;
+use crate::lock::Lockfile;
+
+/// Environment variable naming the cache directory.
+pub const CACHE_ENV: &str = "IMGBUILD_CACHE";
+
+/// Bump when the rootfs or its tar changes for the same inputs, to orphan
+/// older cache entries and output directories.
+const KEY_FORMAT: &str = "imgbuild-rootfs-key v1";
+
+/// Everything the assembled rootfs depends on.
+#[derive(Debug, Clone)]
+pub struct KeyInputs<'a> {
+    /// The lock (hashed in its canonical TOML form, so line endings or
+    /// formatting of the file do not matter).
+    pub lock: &'a Lockfile,
+    /// The recipe's canonical hash as of now.
+    pub recipe_hash: &'a str,
+    /// SOURCE_DATE_EPOCH.
+    pub source_date_epoch: i64,
+    /// `/etc/hostname` of the image.
+    pub hostname: &'a str,
+    /// Whether maintainer scripts run.
+    pub run_scripts: bool,
+}
+
+/// `sha256:<hex>` over the inputs and this imgbuild's version.
+pub fn rootfs_key(inputs: &KeyInputs<'_>) -> String {
+    let lock_sha = hex::encode(Sha256::digest(inputs.lock.to_toml().as_bytes()));
+    let text = format!(
+        "{KEY_FORMAT}\nimgbuild={}\nlock={lock_sha}\nrecipe={}\nepoch={}\nhostname={}\nrun-scripts={}\n",
+        env!("CARGO_PKG_VERSION"),
+        inputs.recipe_hash,
+        inputs.source_date_epoch,
+        inputs.hostname,
+        inputs.run_scripts,
+    );
+    format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
+}
+
+/// `sha256:<hex>` of the outputs: the rootfs key plus the options that
+/// change the outputs but not the rootfs. `manifest.json` records it.
+pub fn output_key(rootfs_key: &str, compression: Compression) -> String {
+    let text = format!("{KEY_FORMAT}\nrootfs={rootfs_key}\ncompression={compression:?}\n");
+    format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
+}
+
+/// The cache directory: `$IMGBUILD_CACHE/rootfs`, else
+/// `<vendor>/../.imgbuild-cache/rootfs` (next to the vendor store, so on the
+/// same disk as the large files already there).
+pub fn default_dir(vendor: &Path) -> PathBuf {
+    match std::env::var_os(CACHE_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("rootfs"),
+        _ => {
+            let parent = vendor.parent().filter(|p| !p.as_os_str().is_empty());
+            parent
+                .unwrap_or(Path::new("."))
+                .join(".imgbuild-cache")
+                .join("rootfs")
+        }
+    }
+}
+
+/// A rootfs cache rooted at a directory (created on first insert).
+#[derive(Debug, Clone)]
+pub struct RootfsCache {
+    dir: PathBuf,
+}
+
+impl RootfsCache {
+    /// The cache at `dir`.
+    pub fn new(dir: &Path) -> RootfsCache {
+        RootfsCache {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the tar of `recipe` under `key` lives.
+    pub fn path_for(&self, recipe: &str, key: &str) -> PathBuf {
+        let hex = key.strip_prefix("sha256:").unwrap_or(key);
+        self.dir.join(recipe).join(format!("{hex}.tar"))
+    }
+
+    /// The cached tar, if present and intact (re-hashed against the sha256
+    /// recorded when it was stored; a damaged entry is removed).
+    pub fn get(&self, recipe: &str, key: &str) -> Option<PathBuf> {
+        let tar = self.path_for(recipe, key);
+        let sidecar = sidecar(&tar);
+        let recorded = fs::read_to_string(&sidecar).ok()?;
+        match hash_file(&tar) {
+            Ok((sha, _)) if sha == recorded.trim() => Some(tar),
+            _ => {
+                let _ = fs::remove_file(&tar);
+                let _ = fs::remove_file(&sidecar);
+                None
+            }
+        }
+    }
+
+    /// Stores the tar that `make` writes (into the buffered file it is
+    /// given) as `recipe`'s entry for `key`, removes the recipe's other
+    /// entries, and returns the stored tar's path. Nothing is stored if
+    /// `make` fails.
+    pub fn insert_with<E: From<OutputError>>(
+        &self,
+        recipe: &str,
+        key: &str,
+        make: impl FnOnce(&mut BufWriter<File>) -> Result<(), E>,
+    ) -> Result<PathBuf, E> {
+        let dir = self.dir.join(recipe);
+        fs::create_dir_all(&dir).map_err(OutputError::io("creating", &dir))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .suffix(".tar")
+            .tempfile_in(&dir)
+            .map_err(OutputError::io("creating a temp file in", &dir))?;
+        let (file, tmp_path) = tmp.into_parts();
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        make(&mut w)?;
+        let file = w
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all().map(|()| f))
+            .map_err(OutputError::io("writing", &tmp_path))?;
+        drop(file);
+        let (sha, _) = hash_file(&tmp_path).map_err(OutputError::io("hashing", &tmp_path))?;
+        let dest = self.path_for(recipe, key);
+        // The sidecar goes first: a tar without one is never used, and a
+        // sidecar without its tar is ignored.
+        super::output::write_atomic(&sidecar(&dest), format!("{sha}\n").as_bytes())?;
+        tmp_path
+            .persist(&dest)
+            .map_err(|e| OutputError::io("renaming into place", &dest)(e.error))?;
+        self.prune(recipe, &dest);
+        Ok(dest)
+    }
+
+    /// Removes `recipe`'s entries other than `keep` (best effort).
+    fn prune(&self, recipe: &str, keep: &Path) {
+        let keep_sidecar = sidecar(keep);
+        let Ok(entries) = fs::read_dir(self.dir.join(recipe)) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if path != keep && path != keep_sidecar && !name.starts_with(".tmp-") {
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
+}
+
+/// `<tar>.sha256`.
+fn sidecar(tar: &Path) -> PathBuf {
+    let mut name = tar.as_os_str().to_owned();
+    name.push(".sha256");
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lock::{LOCK_VERSION, LockedRecipe};
+    use std::io::Write;
+
+    fn lock() -> Lockfile {
+        Lockfile {
+            version: LOCK_VERSION,
+            recipe: LockedRecipe {
+                name: "base".into(),
+                hash: "sha256:00".into(),
+                architecture: "amd64".into(),
+            },
+            sources: vec![],
+            packages: vec![],
+        }
+    }
+
+    #[test]
+    fn key_depends_on_every_input() {
+        let l = lock();
+        let base = KeyInputs {
+            lock: &l,
+            recipe_hash: "sha256:00",
+            source_date_epoch: 1,
+            hostname: "h",
+            run_scripts: true,
+        };
+        let k = rootfs_key(&base);
+        assert_eq!(k, rootfs_key(&base.clone()));
+        let mut other = l.clone();
+        other.recipe.architecture = "arm64".into();
+        let variants = [
+            KeyInputs {
+                lock: &other,
+                ..base.clone()
+            },
+            KeyInputs {
+                recipe_hash: "sha256:01",
+                ..base.clone()
+            },
+            KeyInputs {
+                source_date_epoch: 2,
+                ..base.clone()
+            },
+            KeyInputs {
+                hostname: "g",
+                ..base.clone()
+            },
+            KeyInputs {
+                run_scripts: false,
+                ..base.clone()
+            },
+        ];
+        for v in variants {
+            assert_ne!(rootfs_key(&v), k, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn insert_get_prune_and_damage() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = RootfsCache::new(tmp.path());
+        assert_eq!(cache.get("base", "sha256:aa"), None);
+        let a = cache
+            .insert_with::<OutputError>("base", "sha256:aa", |w| {
+                w.write_all(b"first")
+                    .map_err(OutputError::io("w", Path::new("x")))
+            })
+            .unwrap();
+        assert_eq!(cache.get("base", "sha256:aa"), Some(a.clone()));
+        // A failing writer stores nothing.
+        let failed = cache.insert_with("base", "sha256:cc", |_| {
+            Err(OutputError::Invalid {
+                path: "x".into(),
+                reason: "boom".into(),
+            })
+        });
+        assert!(failed.is_err());
+        assert_eq!(cache.get("base", "sha256:cc"), None);
+        // A new key replaces the old one.
+        let b = cache
+            .insert_with::<OutputError>("base", "sha256:bb", |w| {
+                w.write_all(b"second")
+                    .map_err(OutputError::io("w", Path::new("x")))
+            })
+            .unwrap();
+        assert_eq!(cache.get("base", "sha256:aa"), None);
+        assert!(!a.exists());
+        // Damage is detected and the entry dropped.
+        fs::write(&b, b"secont").unwrap();
+        assert_eq!(cache.get("base", "sha256:bb"), None);
+        assert!(!b.exists());
+        let left: Vec<_> = fs::read_dir(tmp.path().join("base")).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}

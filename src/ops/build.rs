@@ -1,0 +1,348 @@
+//! `imgbuild build RECIPE`: a fresh lock's packages from the vendor store →
+//! an assembled root filesystem → reproducible outputs in `out/RECIPE/`.
+//!
+//! The lock must be fresh for the recipe (`--locked` semantics: a stale lock
+//! is an error, never re-solved here) and every package must be in the store
+//! (never the network). The rootfs is assembled in a temp directory next to
+//! the outputs, archived as a deterministic tar and kept in the rootfs cache
+//! ([`crate::build::cache`]) under the hash of every input; the outputs are
+//! written into `out/RECIPE.tmp-XXXX/` and swapped into `out/RECIPE/` only
+//! when complete.
+//!
+//! Incremental: when `out/RECIPE/manifest.json` already records the same
+//! build key and its artifacts are present, nothing is done; when only the
+//! rootfs tar is cached, the outputs are re-emitted from it without assembling.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::build::cache::{self, KeyInputs, RootfsCache};
+use crate::build::output::tar::{TarOptions, TarStats, write_tree};
+use crate::build::output::{self, Compression, ImageInfo, Manifest};
+use crate::build::rootfs::{self, AssembleOptions};
+use crate::fetch::{Store, vendor_dir};
+use crate::lock::Lockfile;
+use crate::ops::solve::lock_path;
+use crate::recipe::Recipe;
+
+/// The arguments of `imgbuild build`.
+#[derive(Debug, Clone, Default)]
+pub struct BuildArgs {
+    /// Recipe name or path (as for `Recipe::load`).
+    pub recipe: String,
+    /// The project directory (`-C`).
+    pub workspace: PathBuf,
+    /// `--vendor DIR`; else `$IMGBUILD_VENDOR`, else `<workspace>/vendor`.
+    pub vendor: Option<PathBuf>,
+    /// `--out DIR`: where `RECIPE/` is written; default `<workspace>/out`.
+    pub out: Option<PathBuf>,
+    /// SOURCE_DATE_EPOCH; default: derived from the lock
+    /// ([`rootfs::default_source_date_epoch`]).
+    pub source_date_epoch: Option<i64>,
+    /// No progress lines or summary.
+    pub quiet: bool,
+    /// Compression of the `rootfs.tar` artifact (the OCI layer is always gzip).
+    pub compression: Compression,
+    /// `--no-scripts`: do not run maintainer scripts (unpack only).
+    pub no_scripts: bool,
+    /// Rootfs cache directory; default [`cache::default_dir`]
+    /// (`$IMGBUILD_CACHE/rootfs`, else next to the vendor store).
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// How much of a build could be reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reuse {
+    /// The outputs were already there for the same inputs; nothing was written.
+    UpToDate,
+    /// The rootfs tar came from the cache; the outputs were re-emitted.
+    CachedRootfs,
+    /// The rootfs was assembled.
+    Assembled,
+}
+
+/// What a build did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BuildReport {
+    /// Recipe name.
+    pub recipe: String,
+    /// The output directory (`out/RECIPE`).
+    pub out_dir: PathBuf,
+    /// `sha256:…` of every input (recorded in `manifest.json`).
+    pub build_key: String,
+    /// SOURCE_DATE_EPOCH used.
+    pub source_date_epoch: i64,
+    /// What was reused.
+    pub reuse: Reuse,
+    /// The outputs.
+    pub manifest: Manifest,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+impl fmt::Display for BuildReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let how = match self.reuse {
+            Reuse::UpToDate => "up to date",
+            Reuse::CachedRootfs => "re-emitted from the cached rootfs",
+            Reuse::Assembled => "built",
+        };
+        write!(
+            f,
+            "{} {how}: {} artifacts in {} ({:.1}s)",
+            self.recipe,
+            self.manifest.artifacts.len(),
+            self.out_dir.display(),
+            self.seconds
+        )
+    }
+}
+
+/// Everything a build needs, resolved and checked, before any work.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub(crate) recipe: Recipe,
+    pub(crate) lock: Lockfile,
+    pub(crate) store: Store,
+    pub(crate) out_root: PathBuf,
+    pub(crate) assemble: AssembleOptions,
+    pub(crate) compression: Compression,
+    /// Key of the assembled rootfs (the cache key).
+    pub(crate) rootfs_key: String,
+    /// Key of the outputs (rootfs key + output options).
+    pub(crate) build_key: String,
+    pub(crate) quiet: bool,
+}
+
+impl Plan {
+    /// Loads the recipe and its fresh lock, checks the store, derives the keys.
+    pub(crate) fn new(args: &BuildArgs) -> Result<Plan> {
+        let recipe = Recipe::load(&args.workspace, &args.recipe)?;
+        let path = lock_path(&args.workspace, &recipe);
+        if !path.is_file() {
+            bail!(
+                "{} does not exist: run `imgbuild solve {}` first",
+                path.display(),
+                args.recipe
+            );
+        }
+        let lock = Lockfile::read(&path)?;
+        if let Some(why) = lock.is_stale_for(&recipe) {
+            bail!(
+                "{} is stale: {why}; run `imgbuild solve {}`",
+                path.display(),
+                args.recipe
+            );
+        }
+        let store = Store::open(&vendor_dir(&args.workspace, args.vendor.as_deref()))?;
+        store.require(&lock, &recipe.name)?;
+        let source_date_epoch = args
+            .source_date_epoch
+            .unwrap_or_else(|| rootfs::default_source_date_epoch(&lock));
+        let assemble = AssembleOptions {
+            source_date_epoch,
+            hostname: hostname_for(&recipe.name),
+            run_scripts: !args.no_scripts,
+        };
+        let recipe_hash = recipe.canonical_hash();
+        let rootfs_key = cache::rootfs_key(&KeyInputs {
+            lock: &lock,
+            recipe_hash: &recipe_hash,
+            source_date_epoch,
+            hostname: &assemble.hostname,
+            run_scripts: assemble.run_scripts,
+        });
+        let build_key = cache::output_key(&rootfs_key, args.compression);
+        let out_root = args
+            .out
+            .clone()
+            .unwrap_or_else(|| args.workspace.join("out"));
+        Ok(Plan {
+            recipe,
+            lock,
+            store,
+            out_root,
+            assemble,
+            compression: args.compression,
+            rootfs_key,
+            build_key,
+            quiet: args.quiet,
+        })
+    }
+
+    /// `out/RECIPE`.
+    pub(crate) fn out_dir(&self) -> PathBuf {
+        self.out_root.join(&self.recipe.name)
+    }
+
+    /// What `manifest.json` and the SBOM record.
+    pub(crate) fn info(&self) -> ImageInfo<'_> {
+        ImageInfo {
+            lock: &self.lock,
+            source_date_epoch: self.assemble.source_date_epoch,
+            build_key: self.build_key.clone(),
+            compression: self.compression,
+        }
+    }
+
+    /// Assembles the rootfs in a temp directory under `work` and writes its
+    /// deterministic tar to `w`; the tree is removed afterwards.
+    pub(crate) fn assemble_tar(&self, work: &Path, w: &mut impl Write) -> Result<TarStats> {
+        fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{}.rootfs-", self.recipe.name))
+            .tempdir_in(work)
+            .with_context(|| format!("creating a temp directory in {}", work.display()))?;
+        // The tree's root becomes the tar's `./`: a root directory is 0755,
+        // not the 0700 of a fresh temp directory.
+        let root = tmp.path().join("root");
+        fs::create_dir(&root).with_context(|| format!("creating {}", root.display()))?;
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("chmod {}", root.display()))?;
+        if !self.quiet {
+            eprintln!(
+                "Assembling {} ({} packages)…",
+                self.recipe.name,
+                self.lock.packages.len()
+            );
+        }
+        rootfs::assemble(&self.lock, &self.store, &root, &self.assemble)
+            .with_context(|| format!("assembling the root filesystem of `{}`", self.recipe.name))?;
+        let opts = TarOptions {
+            source_date_epoch: self.assemble.source_date_epoch,
+        };
+        let stats = write_tree(&root, w, &opts)?;
+        if !stats.skipped.is_empty() && !self.quiet {
+            eprintln!(
+                "warning: {} socket(s) left out of the rootfs tar: {}",
+                stats.skipped.len(),
+                stats.skipped.join(", ")
+            );
+        }
+        Ok(stats)
+    }
+}
+
+/// The image's hostname: the recipe name when it is a valid host name label,
+/// else `localhost`.
+fn hostname_for(recipe: &str) -> String {
+    let valid = !recipe.is_empty()
+        && recipe.len() <= 63
+        && !recipe.starts_with('-')
+        && !recipe.ends_with('-')
+        && recipe
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if valid {
+        recipe.to_ascii_lowercase()
+    } else {
+        "localhost".to_string()
+    }
+}
+
+/// Runs the build. Prints progress and a summary on stderr unless quiet.
+pub fn run(args: &BuildArgs) -> Result<BuildReport> {
+    let started = Instant::now();
+    let plan = Plan::new(args)?;
+    let dest = plan.out_dir();
+    let report = |manifest: Manifest, reuse: Reuse| BuildReport {
+        recipe: plan.recipe.name.clone(),
+        out_dir: dest.clone(),
+        build_key: plan.build_key.clone(),
+        source_date_epoch: plan.assemble.source_date_epoch,
+        reuse,
+        manifest,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let done = |r: BuildReport| {
+        if !args.quiet {
+            eprintln!("{r}");
+        }
+        Ok(r)
+    };
+
+    if let Ok(existing) = Manifest::read(&dest)
+        && existing.build_key == plan.build_key
+        && existing.present_in(&dest)
+    {
+        return done(report(existing, Reuse::UpToDate));
+    }
+
+    fs::create_dir_all(&plan.out_root)
+        .with_context(|| format!("creating {}", plan.out_root.display()))?;
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| cache::default_dir(plan.store.root()));
+    let cache = RootfsCache::new(&cache_dir);
+    let (tar, reuse) = match cache.get(&plan.recipe.name, &plan.rootfs_key) {
+        Some(tar) => (tar, Reuse::CachedRootfs),
+        None => {
+            let tar = cache.insert_with(&plan.recipe.name, &plan.rootfs_key, |w| {
+                plan.assemble_tar(&plan.out_root, w).map(drop)
+            })?;
+            (tar, Reuse::Assembled)
+        }
+    };
+    let manifest = emit_into(&plan, &tar, &dest)?;
+    done(report(manifest, reuse))
+}
+
+/// Writes every output from `tar` into a temp directory next to `dest` and
+/// swaps it in; the previous outputs (if any) are deleted afterwards.
+fn emit_into(plan: &Plan, tar: &Path, dest: &Path) -> Result<Manifest> {
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("{}.tmp-", plan.recipe.name))
+        .tempdir_in(parent)
+        .with_context(|| format!("creating a temp directory in {}", parent.display()))?;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("chmod {}", tmp.path().display()))?;
+    if !plan.quiet {
+        eprintln!("Writing outputs of {}…", plan.recipe.name);
+    }
+    let manifest = output::emit(tar, tmp.path(), &plan.info())?;
+    let old = output::publish_dir(tmp.path(), dest)?;
+    // After an exchange the temp path holds the old outputs, removed with
+    // `tmp`; after a plain rename it no longer exists. With the fallback the
+    // old outputs were moved aside and are removed here.
+    if let Some(old) = old.filter(|o| o != tmp.path()) {
+        fs::remove_dir_all(&old).with_context(|| format!("removing {}", old.display()))?;
+    }
+    drop(tmp);
+    Ok(manifest)
+}
+
+/// Creates the file at `path` for a tar and writes it via `f` (used by verify).
+pub(crate) fn write_tar_file(
+    path: &Path,
+    f: impl FnOnce(&mut std::io::BufWriter<File>) -> Result<()>,
+) -> Result<()> {
+    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    f(&mut w)?;
+    w.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames() {
+        assert_eq!(hostname_for("sonic-p4"), "sonic-p4");
+        assert_eq!(hostname_for("Base"), "base");
+        assert_eq!(hostname_for("my_image"), "localhost");
+        assert_eq!(hostname_for("-x"), "localhost");
+    }
+}

@@ -1,0 +1,185 @@
+//! `imgbuild build` / `imgbuild verify` end to end over a signed fixture
+//! archive: solve and fetch with the built binary, then build in-process
+//! with `ops::build::run` (maintainer scripts off: the fixture image has no
+//! shell) and check the outputs, the incremental paths and the errors.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use imgbuild::build::output::Compression;
+use imgbuild::build::output::compare::read_entries;
+use imgbuild::ops::build::{self, BuildArgs, Reuse};
+use imgbuild::ops::verify::{self, VerifyArgs};
+use support::*;
+
+/// A fixed SOURCE_DATE_EPOCH: 2023-11-14T22:13:20Z.
+const EPOCH: i64 = 1_700_000_000;
+
+/// A workspace whose recipe `img` (package `app`) is solved and fetched.
+fn fetched() -> (Site, TestServer, Workspace) {
+    let site = Site::new();
+    site.archive("debian")
+        .suite("bookworm", &["amd64"], &["main"])
+        .add(
+            DebSpec::new("base-files", "12.4", "amd64")
+                .essential()
+                .file("etc/os-release", "ID=test\n", 0o644)
+                .file("usr/bin/hello", "#!/bin/sh\necho hello\n", 0o755)
+                .symlink("usr/bin/hi", "hello"),
+        )
+        .add(
+            DebSpec::new("app", "1.0", "amd64")
+                .depends("libx (>= 2)")
+                .file("usr/share/app/data", vec![7u8; 5000], 0o644),
+        )
+        .add(DebSpec::new("libx", "2:2.1+b1", "amd64").file("usr/lib/libx.so.2", "ELF", 0o644))
+        .build();
+    let server = site.serve();
+    let ws = Workspace::new();
+    write_recipe(&ws, &server, &["app"]);
+    ws.run(&["solve", "img"]).assert_success();
+    ws.run(&["fetch", "img"]).assert_success();
+    (site, server, ws)
+}
+
+fn write_recipe(ws: &Workspace, server: &TestServer, packages: &[&str]) {
+    let src = ws.trusted_source("main", &server.url("debian/"), "bookworm", &["main"]);
+    ws.write_recipe(
+        "img",
+        &RecipeToml::new("amd64")
+            .packages(packages)
+            .source(src)
+            .to_toml(),
+    );
+}
+
+fn args(ws: &Workspace) -> BuildArgs {
+    BuildArgs {
+        recipe: "img".into(),
+        workspace: ws.path().to_path_buf(),
+        source_date_epoch: Some(EPOCH),
+        quiet: true,
+        no_scripts: true,
+        cache_dir: Some(ws.cache_dir().join("rootfs")),
+        ..BuildArgs::default()
+    }
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn build_writes_outputs_and_rebuilds_incrementally() {
+    let (_site, _server, ws) = fetched();
+    let out: PathBuf = ws.path().join("out/img");
+
+    let first = build::run(&args(&ws)).unwrap();
+    assert_eq!(first.reuse, Reuse::Assembled);
+    assert_eq!(first.out_dir, out);
+    assert!(first.manifest.check(&out).is_empty());
+    let entries = read_entries(&out.join("rootfs.tar")).unwrap();
+    let entry = |name: &str| {
+        entries
+            .iter()
+            .find(|e| e.0 == name)
+            .unwrap_or_else(|| panic!("no {name} in the rootfs"))
+            .1
+            .clone()
+    };
+    assert_eq!(entry("./usr/bin/hello").mode, 0o755);
+    assert_eq!(
+        (entry("./usr/bin/hi").kind, entry("./usr/bin/hi").link),
+        ('2', "hello".into())
+    );
+    assert_eq!(entry("./usr/share/app/data").size, 5000);
+    assert!(entries.iter().all(|(_, e)| e.mtime <= EPOCH as u64));
+    let packages = fs::read_to_string(out.join("packages.txt")).unwrap();
+    assert!(packages.contains("app 1.0 amd64\n"), "{packages}");
+    assert!(packages.contains("libx 2:2.1+b1 amd64\n"), "{packages}");
+    let sbom = fs::read_to_string(out.join("sbom.cdx.json")).unwrap();
+    assert!(sbom.contains("pkg:deb/debian/libx@2%3A2.1%2Bb1?arch=amd64"));
+
+    // Unchanged: nothing to do, fast.
+    let again = build::run(&args(&ws)).unwrap();
+    assert_eq!(again.reuse, Reuse::UpToDate);
+    assert!(again.seconds < 1.0, "{}s", again.seconds);
+    assert_eq!(again.manifest, first.manifest);
+
+    // Outputs gone: re-emitted from the cached rootfs, byte for byte.
+    fs::remove_dir_all(&out).unwrap();
+    let reemitted = build::run(&args(&ws)).unwrap();
+    assert_eq!(reemitted.reuse, Reuse::CachedRootfs);
+    assert_eq!(reemitted.manifest, first.manifest);
+
+    // Another compression changes the outputs, not the rootfs.
+    let zstd = build::run(&BuildArgs {
+        compression: Compression::Zstd,
+        ..args(&ws)
+    })
+    .unwrap();
+    assert_eq!(zstd.reuse, Reuse::CachedRootfs);
+    assert!(zstd.manifest.artifact("rootfs.tar.zst").is_some());
+    assert!(zstd.manifest.artifact("rootfs.tar").is_none() && !out.join("rootfs.tar").exists());
+    assert_eq!(
+        zstd.manifest.artifact("oci/index.json"),
+        first.manifest.artifact("oci/index.json")
+    );
+
+    // Another epoch is another rootfs (and another image).
+    let later = build::run(&BuildArgs {
+        source_date_epoch: Some(EPOCH + 86_400),
+        ..args(&ws)
+    })
+    .unwrap();
+    assert_eq!(later.reuse, Reuse::Assembled);
+    assert_ne!(later.build_key, first.build_key);
+    assert_ne!(
+        later.manifest.artifact("oci/index.json"),
+        first.manifest.artifact("oci/index.json")
+    );
+    // Nothing but the published directory is left in out/.
+    assert_eq!(names_in(&ws.path().join("out")), ["img"]);
+}
+
+#[test]
+fn stale_lock_or_missing_packages_are_errors_and_write_nothing() {
+    let (_site, server, ws) = fetched();
+    write_recipe(&ws, &server, &["app", "libx"]);
+    let err = format!("{:#}", build::run(&args(&ws)).unwrap_err());
+    assert!(
+        err.contains("is stale") && err.contains("run `imgbuild solve img`"),
+        "{err}"
+    );
+
+    write_recipe(&ws, &server, &["app"]);
+    fs::remove_dir_all(ws.path().join("vendor")).unwrap();
+    let err = format!("{:#}", build::run(&args(&ws)).unwrap_err());
+    assert!(err.contains("run `imgbuild fetch img`"), "{err}");
+    assert!(!ws.path().join("out/img").exists());
+}
+
+#[test]
+fn verify_finds_two_builds_identical() {
+    let (_site, _server, ws) = fetched();
+    let report = verify::run(&VerifyArgs {
+        recipe: "img".into(),
+        workspace: ws.path().to_path_buf(),
+        source_date_epoch: Some(EPOCH),
+        no_scripts: true,
+        quiet: true,
+        ..VerifyArgs::default()
+    })
+    .unwrap();
+    assert!(report.manifest.artifact("rootfs.tar").is_some());
+    assert!(report.manifest.artifact("oci/index.json").is_some());
+    // Its temp builds are gone and nothing was published.
+    assert_eq!(names_in(&ws.path().join("out")), Vec::<String>::new());
+}
