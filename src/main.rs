@@ -76,6 +76,23 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         import: Option<PathBuf>,
     },
+    /// Build a recipe's images offline from its lock and the vendor store.
+    Build {
+        /// Recipe name or path.
+        recipe: String,
+        #[command(flatten)]
+        opts: BuildOpts,
+        /// Compression of out/NAME/rootfs.tar.
+        #[arg(long, value_parser = ["none", "gzip", "zstd"], default_value = "none")]
+        compression: String,
+    },
+    /// Build twice (different directory, umask, clock) and compare every artifact.
+    Verify {
+        /// Recipe name or path.
+        recipe: String,
+        #[command(flatten)]
+        opts: BuildOpts,
+    },
     /// Maintain the vendor store.
     Vendor {
         #[command(subcommand)]
@@ -95,6 +112,23 @@ enum Command {
         #[arg(long)]
         depth: Option<usize>,
     },
+}
+
+/// Options shared by `build` and `verify`.
+#[derive(clap::Args, Debug)]
+struct BuildOpts {
+    /// Vendor store directory (default: $IMGBUILD_VENDOR, else ./vendor).
+    #[arg(long, value_name = "DIR")]
+    vendor: Option<PathBuf>,
+    /// Output directory (default: ./out); artifacts go to OUT/NAME/.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Fixed time for the build (default: $SOURCE_DATE_EPOCH, else the lock's newest index date).
+    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+    source_date_epoch: Option<i64>,
+    /// Unpack only: do not run maintainer scripts.
+    #[arg(long)]
+    no_scripts: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -202,6 +236,49 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             // Prints its own summary line unless quiet.
             ops::fetch::run(&args)?;
+        }
+        Command::Build {
+            recipe,
+            opts,
+            compression,
+        } => {
+            let compression = match compression.as_str() {
+                "gzip" => imgbuild::build::output::Compression::Gzip,
+                "zstd" => imgbuild::build::output::Compression::Zstd,
+                _ => imgbuild::build::output::Compression::None,
+            };
+            let args = ops::build::BuildArgs {
+                recipe,
+                workspace: ws,
+                vendor: opts.vendor,
+                out: opts.out,
+                source_date_epoch: opts.source_date_epoch,
+                quiet: cli.quiet,
+                compression,
+                no_scripts: opts.no_scripts,
+                cache_dir: None,
+            };
+            // Prints its own progress and summary unless quiet.
+            ops::build::run(&args)?;
+        }
+        Command::Verify { recipe, opts } => {
+            let args = ops::verify::VerifyArgs {
+                recipe,
+                workspace: ws,
+                vendor: opts.vendor,
+                out: opts.out,
+                source_date_epoch: opts.source_date_epoch,
+                no_scripts: opts.no_scripts,
+                quiet: cli.quiet,
+            };
+            let report = ops::verify::run(&args)?;
+            if !cli.quiet {
+                eprintln!(
+                    "reproducible: {} artifacts identical across two builds ({:.0} s)",
+                    report.manifest.artifacts.len(),
+                    report.seconds
+                );
+            }
         }
         Command::Vendor { command, vendor } => match command {
             VendorCommand::Gc => {

@@ -184,6 +184,10 @@ pub fn assemble(
     dest: &Path,
     opts: &AssembleOptions,
 ) -> Result<AssembleReport, RootfsError> {
+    // Directories and files the assembly creates itself (dpkg database, apt
+    // state, merged-/usr links) get their modes from the umask: fix it, so the
+    // tree does not depend on the caller's. Restored when this returns.
+    let _umask = UmaskGuard::set(0o022);
     let mut report = AssembleReport {
         packages: lock.packages.len(),
         ..AssembleReport::default()
@@ -375,4 +379,21 @@ fn resolve_overlaps(
     again.sort_by_key(|i| position[i]);
     again.dedup();
     again
+}
+
+/// Sets the process umask and restores the previous one on drop.
+struct UmaskGuard(rustix::fs::Mode);
+
+impl UmaskGuard {
+    fn set(mask: u32) -> UmaskGuard {
+        UmaskGuard(rustix::process::umask(rustix::fs::Mode::from_raw_mode(
+            mask,
+        )))
+    }
+}
+
+impl Drop for UmaskGuard {
+    fn drop(&mut self) {
+        rustix::process::umask(self.0);
+    }
 }
