@@ -360,7 +360,7 @@ async fn inrelease(ctx: &Ctx, plan: &Plan) -> Result<(Vec<u8>, String), ArchiveE
             Ok(Got::NotFound) => failures.push(format!("{url}: not found")),
             // Another mirror may work; a bad signature would not be tried
             // around (that is refused after download, not here).
-            Err(e) => failures.push(e.to_string()),
+            Err(e) => failures.push(failure_text(e)),
         }
     }
     Err(ArchiveError::Download {
@@ -417,7 +417,7 @@ async fn index_bytes(
                     continue;
                 }
                 Err(e) => {
-                    failures.push(e.to_string());
+                    failures.push(failure_text(e));
                     // Transport failure: this mirror is unusable, try the next.
                     break;
                 }
@@ -450,3 +450,12 @@ async fn index_bytes(
 
 #[cfg(test)]
 mod tests;
+
+/// One mirror's failure, for the list in the final error: without the
+/// "download failed" prefix, which the final error already carries.
+fn failure_text(e: ArchiveError) -> String {
+    match e {
+        ArchiveError::Download { url, reason } => format!("{url}: {reason}"),
+        other => other.to_string(),
+    }
+}
