@@ -271,14 +271,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 no_scripts: opts.no_scripts,
                 quiet: cli.quiet,
             };
-            let report = ops::verify::run(&args)?;
-            if !cli.quiet {
-                eprintln!(
-                    "reproducible: {} artifacts identical across two builds ({:.0} s)",
-                    report.manifest.artifacts.len(),
-                    report.seconds
-                );
-            }
+            // Prints its own summary unless quiet; fails on any difference.
+            ops::verify::run(&args)?;
         }
         Command::Vendor { command, vendor } => match command {
             VendorCommand::Gc => {
