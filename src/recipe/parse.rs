@@ -320,6 +320,9 @@ impl Loader<'_> {
     }
 }
 
+/// A byte range in a recipe file.
+type Span = std::ops::Range<usize>;
+
 /// The action keys of a `[[step]]`.
 const STEP_ACTIONS: [&str; 6] = ["copy", "write", "run", "sysctl", "enable", "mask"];
 
@@ -335,7 +338,7 @@ impl Loader<'_> {
         let header = s.span();
         let origin = src.origin(header.start);
         let s = s.get_ref();
-        let set: Vec<(&str, std::ops::Range<usize>)> = [
+        let set: Vec<(&str, Span)> = [
             ("copy", s.copy.as_ref().map(Spanned::span)),
             ("write", s.write.as_ref().map(Spanned::span)),
             ("run", s.run.as_ref().map(Spanned::span)),
@@ -364,7 +367,7 @@ impl Loader<'_> {
             }
         };
         // Keys that only go with some actions.
-        let extra: [(&str, Option<std::ops::Range<usize>>, &[&str]); 4] = [
+        let extra: [(&str, Option<Span>, &[&str]); 4] = [
             ("to", s.to.as_ref().map(Spanned::span), &["copy"]),
             ("content", s.content.as_ref().map(Spanned::span), &["write"]),
             (

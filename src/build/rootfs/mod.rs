@@ -166,7 +166,7 @@ pub enum RootfsError {
     },
     /// A recipe build step failed.
     #[error("{0}")]
-    Step(#[from] StepError),
+    Step(#[source] Box<StepError>),
     /// After configuring, some packages are not `install ok installed`.
     #[error("packages not fully installed after configuring: {}", packages.join(", "))]
     NotConfigured {
@@ -303,7 +303,8 @@ pub fn assemble_with_steps(
         phase(&mut report, "configure");
     }
     if !steps.is_empty() {
-        report.steps = steps::apply(dest, steps, &StepSandbox::for_assembly(opts))?;
+        report.steps = steps::apply(dest, steps, &StepSandbox::for_assembly(opts))
+            .map_err(|e| RootfsError::Step(Box::new(e)))?;
         phase(&mut report, "steps");
     }
     report.normalize = normalize(dest, opts.source_date_epoch, &opts.hostname)?;
