@@ -95,8 +95,9 @@ impl Recipe {
     pub fn build_hash(&self) -> String {
         let canonical = CanonicalSteps {
             format: STEPS_FORMAT,
-            // `StepAction` serializes every field but the resolved copy
-            // source path (`#[serde(skip)]`), `Step` adds only its origin.
+            // `StepAction` serializes every field but the copy source's
+            // paths (`#[serde(skip)]`: its sha256 stands for it); `Step`
+            // adds only its origin.
             steps: self
                 .steps
                 .iter()

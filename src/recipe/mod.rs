@@ -4,6 +4,11 @@
 //! keyring and a priority) and its requirements in Debian relation syntax.
 //! `extends = "base"` merges another recipe first. The parsed, merged recipe
 //! has a canonical hash, which the lock records to detect staleness.
+//!
+//! `[[step]]` tables (copy, write, run, sysctl, enable, mask) change the
+//! built image, not its packages: they are left out of the canonical hash and
+//! hashed by [`Recipe::build_hash`] instead (with copied files' contents),
+//! which the rootfs cache key includes.
 
 use std::path::{Path, PathBuf};
 
@@ -112,7 +117,9 @@ pub struct Step {
 pub enum StepAction {
     /// `copy = "files/x"`, `to = "/etc/x"`: a file next to the recipe into the image.
     Copy {
-        /// The source as written (relative to its recipe's directory).
+        /// The source as written (relative to its recipe's directory); only
+        /// its contents are hashed.
+        #[serde(skip)]
         from: String,
         /// The source, resolved to an absolute path when the recipe was loaded.
         #[serde(skip)]
