@@ -183,3 +183,82 @@ fn verify_finds_two_builds_identical() {
     // Its temp builds are gone and nothing was published.
     assert_eq!(names_in(&ws.path().join("out")), Vec::<String>::new());
 }
+
+/// The fixture recipe plus `[[step]]`s copying `recipes/files/interfaces`,
+/// writing, setting a sysctl and masking a unit.
+fn write_recipe_with_steps(ws: &Workspace, server: &TestServer) {
+    let src = ws.trusted_source("main", &server.url("debian/"), "bookworm", &["main"]);
+    let mut text = RecipeToml::new("amd64")
+        .packages(&["app"])
+        .source(src)
+        .to_toml();
+    text.push_str(
+        "\n[[step]]\ncopy = \"files/interfaces\"\nto = \"/etc/network/interfaces\"\nmode = \"0640\"\n\
+         \n[[step]]\nwrite = \"/etc/modules-load.d/k8s.conf\"\ncontent = \"overlay\\nbr_netfilter\\n\"\n\
+         \n[[step]]\nsysctl = { \"net.ipv4.ip_forward\" = \"1\" }\n\
+         \n[[step]]\nmask = [\"swap.target\"]\n",
+    );
+    ws.write_recipe("img", &text);
+}
+
+#[test]
+fn steps_change_the_build_not_the_lock() {
+    let (_site, server, ws) = fetched();
+    let plain = build::run(&args(&ws)).unwrap();
+
+    ws.write_file("recipes/files/interfaces", b"auto lo\n");
+    write_recipe_with_steps(&ws, &server);
+    // The lock is about packages: still fresh.
+    ws.run(&["solve", "img", "--locked"]).assert_success();
+    let first = build::run(&args(&ws)).unwrap();
+    assert_eq!(first.reuse, Reuse::Assembled);
+    assert_ne!(first.build_key, plain.build_key);
+    let out = ws.path().join("out/img");
+    let entries = read_entries(&out.join("rootfs.tar")).unwrap();
+    let entry = |name: &str| {
+        entries
+            .iter()
+            .find(|e| e.0 == name)
+            .unwrap_or_else(|| panic!("no {name} in the rootfs"))
+            .1
+            .clone()
+    };
+    let interfaces = entry("./etc/network/interfaces");
+    assert_eq!((interfaces.mode, interfaces.size), (0o640, 8));
+    let modules = entry("./etc/modules-load.d/k8s.conf");
+    assert_eq!((modules.mode, modules.size), (0o644, 21));
+    assert_eq!(entry("./etc/sysctl.d/90-imgbuild.conf").mode, 0o644);
+    let mask = entry("./etc/systemd/system/swap.target");
+    assert_eq!((mask.kind, mask.link), ('2', "/dev/null".into()));
+    // Normalisation ran after the steps.
+    assert!(entries.iter().all(|(_, e)| e.mtime <= EPOCH as u64));
+
+    // Editing a copied file: same lock, another rootfs.
+    ws.write_file("recipes/files/interfaces", b"auto lo\nauto eth0\n");
+    ws.run(&["solve", "img", "--locked"]).assert_success();
+    let edited = build::run(&args(&ws)).unwrap();
+    assert_eq!(edited.reuse, Reuse::Assembled);
+    assert_ne!(edited.build_key, first.build_key);
+    let entries = read_entries(&out.join("rootfs.tar")).unwrap();
+    let size = entries
+        .iter()
+        .find(|e| e.0 == "./etc/network/interfaces")
+        .unwrap()
+        .1
+        .size;
+    assert_eq!(size, 18);
+    // Unchanged again: up to date.
+    assert_eq!(build::run(&args(&ws)).unwrap().reuse, Reuse::UpToDate);
+}
+
+#[test]
+fn a_missing_copy_source_is_an_error_with_file_line() {
+    let (_site, server, ws) = fetched();
+    write_recipe_with_steps(&ws, &server);
+    let err = format!("{:#}", build::run(&args(&ws)).unwrap_err());
+    assert!(
+        err.contains("recipes/img.toml:")
+            && err.contains("`copy` source `files/interfaces` not found"),
+        "{err}"
+    );
+}

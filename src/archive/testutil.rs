@@ -36,6 +36,7 @@ pub fn source(name: &str, location: Location, suite: &str) -> Source {
 /// A recipe over `sources` for `arch` plus `foreign` architectures.
 pub fn recipe(sources: Vec<Source>, arch: &str, foreign: &[&str]) -> Recipe {
     Recipe {
+        steps: vec![],
         name: "test".into(),
         path: PathBuf::from("recipes/test.toml"),
         architecture: arch.into(),

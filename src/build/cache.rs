@@ -36,6 +36,8 @@ pub struct KeyInputs<'a> {
     pub lock: &'a Lockfile,
     /// The recipe's canonical hash as of now.
     pub recipe_hash: &'a str,
+    /// The recipe's build-steps hash ([`crate::recipe::Recipe::build_hash`]).
+    pub steps_hash: &'a str,
     /// SOURCE_DATE_EPOCH.
     pub source_date_epoch: i64,
     /// `/etc/hostname` of the image.
@@ -48,9 +50,10 @@ pub struct KeyInputs<'a> {
 pub fn rootfs_key(inputs: &KeyInputs<'_>) -> String {
     let lock_sha = hex::encode(Sha256::digest(inputs.lock.to_toml().as_bytes()));
     let text = format!(
-        "{KEY_FORMAT}\nimgbuild={}\nlock={lock_sha}\nrecipe={}\nepoch={}\nhostname={}\nrun-scripts={}\n",
+        "{KEY_FORMAT}\nimgbuild={}\nlock={lock_sha}\nrecipe={}\nsteps={}\nepoch={}\nhostname={}\nrun-scripts={}\n",
         env!("CARGO_PKG_VERSION"),
         inputs.recipe_hash,
+        inputs.steps_hash,
         inputs.source_date_epoch,
         inputs.hostname,
         inputs.run_scripts,
@@ -209,6 +212,7 @@ mod tests {
         let base = KeyInputs {
             lock: &l,
             recipe_hash: "sha256:00",
+            steps_hash: "sha256:10",
             source_date_epoch: 1,
             hostname: "h",
             run_scripts: true,
@@ -224,6 +228,10 @@ mod tests {
             },
             KeyInputs {
                 recipe_hash: "sha256:01",
+                ..base.clone()
+            },
+            KeyInputs {
+                steps_hash: "sha256:11",
                 ..base.clone()
             },
             KeyInputs {

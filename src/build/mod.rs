@@ -7,6 +7,8 @@
 //!   root without ever writing outside it;
 //! - [`rootfs`]: assemble a lock's packages from the vendor store into a
 //!   configured, normalised root filesystem;
+//! - [`steps`]: a recipe's `[[step]]`s, applied to an assembled root before
+//!   normalisation;
 //! - [`output`]: reproducible artifacts from an assembled root (deterministic
 //!   tar, OCI layout, package list, SBOM, manifest);
 //! - [`cache`]: assembled roots kept by the hash of their inputs.
@@ -15,4 +17,5 @@ pub mod cache;
 pub mod output;
 pub mod rootfs;
 pub mod sandbox;
+pub mod steps;
 pub mod unpack;

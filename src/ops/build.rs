@@ -152,9 +152,11 @@ impl Plan {
             run_scripts: !args.no_scripts,
         };
         let recipe_hash = recipe.canonical_hash();
+        let steps_hash = recipe.build_hash();
         let rootfs_key = cache::rootfs_key(&KeyInputs {
             lock: &lock,
             recipe_hash: &recipe_hash,
+            steps_hash: &steps_hash,
             source_date_epoch,
             hostname: &assemble.hostname,
             run_scripts: assemble.run_scripts,
@@ -213,8 +215,19 @@ impl Plan {
                 self.lock.packages.len()
             );
         }
-        rootfs::assemble(&self.lock, &self.store, &root, &self.assemble)
-            .with_context(|| format!("assembling the root filesystem of `{}`", self.recipe.name))?;
+        let report = rootfs::assemble_with_steps(
+            &self.lock,
+            &self.store,
+            &root,
+            &self.assemble,
+            &self.recipe.steps,
+        )
+        .with_context(|| format!("assembling the root filesystem of `{}`", self.recipe.name))?;
+        if !self.quiet {
+            for line in &report.steps {
+                eprintln!("  step {line}");
+            }
+        }
         let opts = TarOptions {
             source_date_epoch: self.assemble.source_date_epoch,
         };

@@ -9,7 +9,7 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{Location, Recipe, Requirement, Source};
+use super::{Location, Recipe, Requirement, Source, Step, StepAction};
 
 /// Bumped whenever the canonical form changes meaning, so that old locks are
 /// reported stale instead of silently matching a differently-built hash.
@@ -56,6 +56,9 @@ impl Recipe {
             packages,
             essential,
             recommends,
+            // Steps change the build, not what is installed: they are in
+            // `build_hash`, so adding one does not make the lock stale.
+            steps: _,
         } = self;
         // Foreign architectures are a set: order and repeats do not matter.
         let mut foreign: Vec<&str> = foreign_architectures.iter().map(String::as_str).collect();
@@ -70,6 +73,36 @@ impl Recipe {
             recommends: *recommends,
             sources: sources.iter().map(canonical_source).collect(),
             packages: packages.iter().map(canonical_requirement).collect(),
+        };
+        let json = serde_json::to_vec(&canonical).expect("plain data serializes");
+        format!("sha256:{}", hex::encode(Sha256::digest(&json)))
+    }
+}
+
+/// Bumped whenever the canonical form of the steps changes meaning.
+const STEPS_FORMAT: &str = "imgbuild-steps-1";
+
+#[derive(Serialize)]
+struct CanonicalSteps<'a> {
+    format: &'static str,
+    steps: Vec<&'a StepAction>,
+}
+
+impl Recipe {
+    /// `sha256:<hex>` of the build steps: their actions in order, with the
+    /// *contents* (sha256) of copied files, not their paths; origins do not
+    /// count. Part of the rootfs cache key, not of the lock.
+    pub fn build_hash(&self) -> String {
+        let canonical = CanonicalSteps {
+            format: STEPS_FORMAT,
+            // `StepAction` serializes every field but the copy source's
+            // paths (`#[serde(skip)]`: its sha256 stands for it); `Step`
+            // adds only its origin.
+            steps: self
+                .steps
+                .iter()
+                .map(|Step { action, origin: _ }| action)
+                .collect(),
         };
         let json = serde_json::to_vec(&canonical).expect("plain data serializes");
         format!("sha256:{}", hex::encode(Sha256::digest(&json)))

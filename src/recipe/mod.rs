@@ -4,6 +4,11 @@
 //! keyring and a priority) and its requirements in Debian relation syntax.
 //! `extends = "base"` merges another recipe first. The parsed, merged recipe
 //! has a canonical hash, which the lock records to detect staleness.
+//!
+//! `[[step]]` tables (copy, write, run, sysctl, enable, mask) change the
+//! built image, not its packages: they are left out of the canonical hash and
+//! hashed by [`Recipe::build_hash`] instead (with copied files' contents),
+//! which the rootfs cache key includes.
 
 use std::path::{Path, PathBuf};
 
@@ -89,6 +94,90 @@ pub struct Recipe {
     pub essential: bool,
     /// Install Recommends (default false).
     pub recommends: bool,
+    /// Build steps (`[[step]]`), parents' first. Not part of
+    /// [`Recipe::canonical_hash`] (the lock is about packages): see
+    /// [`Recipe::build_hash`].
+    pub steps: Vec<Step>,
+}
+
+/// One `[[step]]`: an action applied to the assembled root filesystem,
+/// after the packages and before normalisation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Step {
+    /// What the step does.
+    pub action: StepAction,
+    /// `file:line` where the step was written.
+    #[serde(skip)]
+    pub origin: String,
+}
+
+/// The action of a [`Step`]; exactly one per step.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepAction {
+    /// `copy = "files/x"`, `to = "/etc/x"`: a file next to the recipe into the image.
+    Copy {
+        /// The source as written (relative to its recipe's directory); only
+        /// its contents are hashed.
+        #[serde(skip)]
+        from: String,
+        /// The source, resolved to an absolute path when the recipe was loaded.
+        #[serde(skip)]
+        source: PathBuf,
+        /// sha256 of the source's contents when the recipe was loaded.
+        sha256: String,
+        /// Absolute destination inside the image.
+        to: String,
+        /// Permission bits (default 0644).
+        mode: u32,
+        /// Numeric owner (default: the caller, i.e. 0:0 in a root build).
+        owner: Option<(u32, u32)>,
+    },
+    /// `write = "/etc/x"`, `content = "…"`: a file with the given contents.
+    Write {
+        /// Absolute destination inside the image.
+        path: String,
+        /// The file's contents.
+        content: String,
+        /// Permission bits (default 0644).
+        mode: u32,
+        /// Numeric owner (default: the caller).
+        owner: Option<(u32, u32)>,
+    },
+    /// `run = ["argv", …]`: a command in the build sandbox, the image as `/`.
+    Run {
+        /// Program and arguments.
+        argv: Vec<String>,
+    },
+    /// `sysctl = { key = "value" }`: lines of `/etc/sysctl.d/90-imgbuild.conf`.
+    Sysctl {
+        /// Settings, sorted by key.
+        settings: std::collections::BTreeMap<String, String>,
+    },
+    /// `enable = ["unit", …]`: `systemctl enable` in the sandbox.
+    Enable {
+        /// Unit names.
+        units: Vec<String>,
+    },
+    /// `mask = ["unit", …]`: `/etc/systemd/system/UNIT → /dev/null`.
+    Mask {
+        /// Unit names.
+        units: Vec<String>,
+    },
+}
+
+impl StepAction {
+    /// The action key (`copy`, `write`, …), for logs and errors.
+    pub fn key(&self) -> &'static str {
+        match self {
+            StepAction::Copy { .. } => "copy",
+            StepAction::Write { .. } => "write",
+            StepAction::Run { .. } => "run",
+            StepAction::Sysctl { .. } => "sysctl",
+            StepAction::Enable { .. } => "enable",
+            StepAction::Mask { .. } => "mask",
+        }
+    }
 }
 
 impl Recipe {

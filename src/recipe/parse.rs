@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use super::error::{RecipeError, SourceText};
-use super::raw::{RawRecipe, RawSource};
-use super::{Location, Recipe, Requirement, Source};
+use super::raw::{RawRecipe, RawSource, RawStep};
+use super::{Location, Recipe, Requirement, Source, Step, StepAction};
 use crate::core::relation::Dependency;
 
 /// Priority of a source that does not set one (apt's default pin).
@@ -34,6 +34,7 @@ struct Layer {
     recommends: Option<bool>,
     packages: Vec<Requirement>,
     sources: Vec<Source>,
+    steps: Vec<Step>,
 }
 
 impl Layer {
@@ -198,7 +199,13 @@ impl Loader<'_> {
             source_lines.push(super::error::line_col(&text, s.get_ref().name.span().start).0);
             sources.push(source);
         }
+        let steps = raw
+            .steps
+            .iter()
+            .map(|s| self.step(&src, path, s))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Layer {
+            steps,
             path: path.to_path_buf(),
             name,
             architecture: raw.architecture,
@@ -313,6 +320,255 @@ impl Loader<'_> {
     }
 }
 
+/// A byte range in a recipe file.
+type Span = std::ops::Range<usize>;
+
+/// The action keys of a `[[step]]`.
+const STEP_ACTIONS: [&str; 6] = ["copy", "write", "run", "sysctl", "enable", "mask"];
+
+impl Loader<'_> {
+    /// Validates one `[[step]]`; a `copy` source is resolved against the
+    /// recipe's directory and hashed.
+    fn step(
+        &self,
+        src: &SourceText<'_>,
+        recipe_path: &Path,
+        s: &Spanned<RawStep>,
+    ) -> Result<Step, RecipeError> {
+        let header = s.span();
+        let origin = src.origin(header.start);
+        let s = s.get_ref();
+        let set: Vec<(&str, Span)> = [
+            ("copy", s.copy.as_ref().map(Spanned::span)),
+            ("write", s.write.as_ref().map(Spanned::span)),
+            ("run", s.run.as_ref().map(Spanned::span)),
+            ("sysctl", s.sysctl.as_ref().map(Spanned::span)),
+            ("enable", s.enable.as_ref().map(Spanned::span)),
+            ("mask", s.mask.as_ref().map(Spanned::span)),
+        ]
+        .into_iter()
+        .filter_map(|(k, span)| span.map(|sp| (k, sp)))
+        .collect();
+        let key = match set.as_slice() {
+            [] => {
+                return Err(src.error_hint(
+                    header,
+                    "step has no action",
+                    Some(format!("set exactly one of {}", STEP_ACTIONS.join(", "))),
+                ));
+            }
+            [(k, _)] => *k,
+            [(a, _), (b, span), ..] => {
+                return Err(src.error_hint(
+                    span.clone(),
+                    format!("step sets both `{a}` and `{b}`"),
+                    Some("write one action per `[[step]]`".into()),
+                ));
+            }
+        };
+        // Keys that only go with some actions.
+        let extra: [(&str, Option<Span>, &[&str]); 4] = [
+            ("to", s.to.as_ref().map(Spanned::span), &["copy"]),
+            ("content", s.content.as_ref().map(Spanned::span), &["write"]),
+            (
+                "mode",
+                s.mode.as_ref().map(Spanned::span),
+                &["copy", "write"],
+            ),
+            (
+                "owner",
+                s.owner.as_ref().map(Spanned::span),
+                &["copy", "write"],
+            ),
+        ];
+        for (name, span, allowed) in extra {
+            if let Some(span) = span
+                && !allowed.contains(&key)
+            {
+                return Err(src.error(span, format!("`{name}` does not apply to a `{key}` step")));
+            }
+        }
+        let mode = match &s.mode {
+            None => 0o644,
+            Some(m) => u32::from_str_radix(m.get_ref(), 8)
+                .ok()
+                .filter(|v| *v <= 0o7777 && !m.get_ref().is_empty())
+                .ok_or_else(|| {
+                    src.error_hint(
+                        m.span(),
+                        format!("invalid mode `{}`", m.get_ref()),
+                        Some("write octal permission bits as a string, e.g. \"0644\"".into()),
+                    )
+                })?,
+        };
+        let owner = match &s.owner {
+            None => None,
+            Some(o) => Some(
+                o.get_ref()
+                    .split_once(':')
+                    .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)))
+                    .ok_or_else(|| {
+                        src.error_hint(
+                            o.span(),
+                            format!("invalid owner `{}`", o.get_ref()),
+                            Some("write numeric `uid:gid`, e.g. \"0:0\"".into()),
+                        )
+                    })?,
+            ),
+        };
+        let image_path = |p: &Spanned<String>| -> Result<String, RecipeError> {
+            let v = p.get_ref();
+            let ok = v.starts_with('/')
+                && v.len() > 1
+                && !v.ends_with('/')
+                && !v.contains('\0')
+                && v.split('/')
+                    .skip(1)
+                    .all(|c| !c.is_empty() && c != "." && c != "..");
+            if ok {
+                Ok(v.clone())
+            } else {
+                Err(src.error_hint(
+                    p.span(),
+                    format!("invalid path in the image `{v}`"),
+                    Some("give an absolute file path without `.`, `..` or `//`".into()),
+                ))
+            }
+        };
+        let units = |list: &Spanned<Vec<Spanned<String>>>| -> Result<Vec<String>, RecipeError> {
+            if list.get_ref().is_empty() {
+                return Err(src.error(list.span(), format!("`{key}` lists no units")));
+            }
+            list.get_ref()
+                .iter()
+                .map(|u| {
+                    let v = u.get_ref();
+                    let ok = v.contains('.')
+                        && !v.starts_with('.')
+                        && v.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_.@:\\".contains(&b));
+                    if ok {
+                        Ok(v.clone())
+                    } else {
+                        Err(src.error_hint(
+                            u.span(),
+                            format!("invalid unit name `{v}`"),
+                            Some("give a unit file name, e.g. `ssh.service`".into()),
+                        ))
+                    }
+                })
+                .collect()
+        };
+        let action = match key {
+            "copy" => {
+                let from = s.copy.as_ref().expect("copy is set");
+                let Some(to) = &s.to else {
+                    return Err(src.error_hint(
+                        from.span(),
+                        "`copy` step has no `to`",
+                        Some("add `to = \"/absolute/path/in/the/image\"`".into()),
+                    ));
+                };
+                let to = image_path(to)?;
+                let source = dir_of(recipe_path).join(from.get_ref());
+                let source = std::path::absolute(&source).unwrap_or(source);
+                let bytes = match std::fs::metadata(&source) {
+                    Ok(m) if m.is_file() => std::fs::read(&source),
+                    Ok(_) => Err(std::io::Error::other("not a regular file")),
+                    Err(e) => Err(e),
+                };
+                let bytes = bytes.map_err(|e| {
+                    let what = if e.kind() == std::io::ErrorKind::NotFound {
+                        "not found".to_string()
+                    } else {
+                        format!("cannot be read: {e}")
+                    };
+                    src.error_hint(
+                        from.span(),
+                        format!(
+                            "`copy` source `{}` {what} ({})",
+                            from.get_ref(),
+                            self.display(&source)
+                        ),
+                        Some("`copy` paths are relative to the recipe's directory".into()),
+                    )
+                })?;
+                StepAction::Copy {
+                    from: from.get_ref().clone(),
+                    source,
+                    sha256: hex::encode(Sha256::digest(&bytes)),
+                    to,
+                    mode,
+                    owner,
+                }
+            }
+            "write" => {
+                let path = s.write.as_ref().expect("write is set");
+                let Some(content) = &s.content else {
+                    return Err(src.error_hint(
+                        path.span(),
+                        "`write` step has no `content`",
+                        Some("add `content = \"…\"` (it may be empty)".into()),
+                    ));
+                };
+                StepAction::Write {
+                    path: image_path(path)?,
+                    content: content.get_ref().clone(),
+                    mode,
+                    owner,
+                }
+            }
+            "run" => {
+                let argv = s.run.as_ref().expect("run is set");
+                if argv
+                    .get_ref()
+                    .first()
+                    .is_none_or(|a| a.get_ref().is_empty())
+                {
+                    return Err(src.error_hint(
+                        argv.span(),
+                        "`run` needs a program",
+                        Some("give the argv, e.g. [\"sh\", \"-c\", \"…\"]".into()),
+                    ));
+                }
+                StepAction::Run {
+                    argv: argv.get_ref().iter().map(|a| a.get_ref().clone()).collect(),
+                }
+            }
+            "sysctl" => {
+                let table = s.sysctl.as_ref().expect("sysctl is set");
+                if table.get_ref().is_empty() {
+                    return Err(src.error(table.span(), "`sysctl` sets nothing"));
+                }
+                let mut settings = std::collections::BTreeMap::new();
+                for (k, v) in table.get_ref() {
+                    let key_ok = !k.is_empty()
+                        && k.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"._-/*".contains(&b));
+                    if !key_ok {
+                        return Err(src.error(v.span(), format!("invalid sysctl key `{k}`")));
+                    }
+                    if v.get_ref().contains(['\n', '\r']) {
+                        return Err(src.error(
+                            v.span(),
+                            format!("sysctl `{k}`: the value must be a single line"),
+                        ));
+                    }
+                    settings.insert(k.clone(), v.get_ref().trim().to_string());
+                }
+                StepAction::Sysctl { settings }
+            }
+            "enable" => StepAction::Enable {
+                units: units(s.enable.as_ref().expect("enable is set"))?,
+            },
+            _ => StepAction::Mask {
+                units: units(s.mask.as_ref().expect("mask is set"))?,
+            },
+        };
+        Ok(Step { action, origin })
+    }
+}
+
 /// Validates a source URL and normalizes it (lowercase scheme and host, a
 /// trailing `/`) so that equivalent spellings hash the same and joining
 /// `dists/…` onto it always works.
@@ -356,7 +612,9 @@ fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
     let mut sources: Vec<Source> = Vec::new();
     let mut packages: Vec<Requirement> = Vec::new();
     let mut seen_packages = HashSet::new();
+    let mut steps: Vec<Step> = Vec::new();
     for layer in layers.iter().rev() {
+        steps.extend(layer.steps.iter().cloned());
         if let Some(a) = &layer.architecture {
             match &architecture {
                 Some((prev, origin)) if prev != a.get_ref() => {
@@ -417,5 +675,6 @@ fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
         packages,
         essential: essential.unwrap_or(true),
         recommends: recommends.unwrap_or(false),
+        steps,
     })
 }

@@ -23,6 +23,25 @@ pub(super) struct RawRecipe {
     pub packages: Vec<Spanned<String>>,
     #[serde(default, rename = "source")]
     pub sources: Vec<Spanned<RawSource>>,
+    #[serde(default, rename = "step")]
+    pub steps: Vec<Spanned<RawStep>>,
+}
+
+/// One `[[step]]` table: every key optional here, exactly one action key is
+/// checked in `parse.rs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawStep {
+    pub copy: Option<Spanned<String>>,
+    pub to: Option<Spanned<String>>,
+    pub write: Option<Spanned<String>>,
+    pub content: Option<Spanned<String>>,
+    pub mode: Option<Spanned<String>>,
+    pub owner: Option<Spanned<String>>,
+    pub run: Option<Spanned<Vec<Spanned<String>>>>,
+    pub sysctl: Option<Spanned<std::collections::BTreeMap<String, Spanned<String>>>>,
+    pub enable: Option<Spanned<Vec<Spanned<String>>>>,
+    pub mask: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// One `[[source]]` table.

@@ -20,7 +20,9 @@
 //! 5. **configure** (when [`AssembleOptions::run_scripts`]): the maintainer
 //!    scripts run inside the image in the build sandbox, the image's own
 //!    `dpkg --configure` doing the postinsts (see `configure.rs`);
-//! 6. **normalize**: logs, caches, machine id and host keys are removed or
+//! 6. **steps** (with [`assemble_with_steps`]): the recipe's `[[step]]`s
+//!    (see [`crate::build::steps`]);
+//! 7. **normalize**: logs, caches, machine id and host keys are removed or
 //!    reset and mtimes clamped to `SOURCE_DATE_EPOCH` (see `normalize.rs`).
 
 mod configure;
@@ -41,11 +43,13 @@ pub use normalize::{NormalizeReport, clamp_tree, normalize};
 pub use time::{default_source_date_epoch, parse_rfc2822};
 
 use crate::build::sandbox::SandboxError;
+use crate::build::steps::{self, StepError, StepSandbox};
 use crate::build::unpack::{self, ExtractOptions, UnpackError};
 use crate::core::version::DebVersion;
 use crate::fetch::Store;
 use crate::fetch::store::MissingBlobs;
 use crate::lock::Lockfile;
+use crate::recipe::Step;
 
 /// How to assemble.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +107,8 @@ pub struct AssembleReport {
     pub warnings: Vec<String>,
     /// What normalisation removed and clamped.
     pub normalize: NormalizeReport,
+    /// One line per recipe build step applied (empty without steps).
+    pub steps: Vec<String>,
 }
 
 /// Why a root filesystem could not be assembled. Each names what it concerns.
@@ -158,6 +164,9 @@ pub enum RootfsError {
         /// The end of its output.
         output: String,
     },
+    /// A recipe build step failed.
+    #[error("{0}")]
+    Step(#[source] Box<StepError>),
     /// After configuring, some packages are not `install ok installed`.
     #[error("packages not fully installed after configuring: {}", packages.join(", "))]
     NotConfigured {
@@ -183,6 +192,18 @@ pub fn assemble(
     store: &Store,
     dest: &Path,
     opts: &AssembleOptions,
+) -> Result<AssembleReport, RootfsError> {
+    assemble_with_steps(lock, store, dest, opts, &[])
+}
+
+/// [`assemble`], applying the recipe's build `steps` after the packages are
+/// configured and before normalisation (so their files' mtimes are clamped).
+pub fn assemble_with_steps(
+    lock: &Lockfile,
+    store: &Store,
+    dest: &Path,
+    opts: &AssembleOptions,
+    steps: &[Step],
 ) -> Result<AssembleReport, RootfsError> {
     // Directories and files the assembly creates itself (dpkg database, apt
     // state, merged-/usr links) get their modes from the umask: fix it, so the
@@ -280,6 +301,11 @@ pub fn assemble(
             &mut report.scripts,
         )?;
         phase(&mut report, "configure");
+    }
+    if !steps.is_empty() {
+        report.steps = steps::apply(dest, steps, &StepSandbox::for_assembly(opts))
+            .map_err(|e| RootfsError::Step(Box::new(e)))?;
+        phase(&mut report, "steps");
     }
     report.normalize = normalize(dest, opts.source_date_epoch, &opts.hostname)?;
     phase(&mut report, "normalize");
