@@ -423,6 +423,9 @@ fn normalisation_resets_build_state_and_clamps_mtimes() {
     assert!(report.clamped > 0);
     assert_eq!(fx.read("etc/machine-id"), "");
     assert_eq!(fx.read("etc/hostname"), "box\n");
+    // An empty hostname means no /etc/hostname at all (R2lab: DHCP names the node).
+    rootfs::normalize(&root, EPOCH, "").unwrap();
+    assert!(!root.join("etc/hostname").exists());
     assert_eq!(fx.read("etc/resolv.conf"), "");
     for gone in [
         "var/lib/dbus/machine-id",

@@ -54,7 +54,7 @@ impl StepSandbox {
     /// The settings of the assembly's script phase, a one-hour timeout.
     pub fn for_assembly(opts: &AssembleOptions) -> StepSandbox {
         StepSandbox {
-            hostname: opts.hostname.clone(),
+            hostname: crate::build::rootfs::sandbox_hostname(&opts.hostname),
             source_date_epoch: opts.source_date_epoch,
             timeout: Duration::from_secs(3600),
             ro_binds: Vec::new(),

@@ -148,7 +148,10 @@ impl Plan {
             .unwrap_or_else(|| rootfs::default_source_date_epoch(&lock));
         let assemble = AssembleOptions {
             source_date_epoch,
-            hostname: hostname_for(&recipe.name),
+            hostname: recipe
+                .hostname
+                .clone()
+                .unwrap_or_else(|| hostname_for(&recipe.name)),
             run_scripts: !args.no_scripts,
         };
         let recipe_hash = recipe.canonical_hash();

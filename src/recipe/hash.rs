@@ -56,9 +56,10 @@ impl Recipe {
             packages,
             essential,
             recommends,
-            // Steps change the build, not what is installed: they are in
-            // `build_hash`, so adding one does not make the lock stale.
+            // Steps and the hostname change the build, not what is installed:
+            // they are in `build_hash`, so changing them does not make the lock stale.
             steps: _,
+            hostname: _,
         } = self;
         // Foreign architectures are a set: order and repeats do not matter.
         let mut foreign: Vec<&str> = foreign_architectures.iter().map(String::as_str).collect();
@@ -80,11 +81,12 @@ impl Recipe {
 }
 
 /// Bumped whenever the canonical form of the steps changes meaning.
-const STEPS_FORMAT: &str = "imgbuild-steps-1";
+const STEPS_FORMAT: &str = "imgbuild-steps-2";
 
 #[derive(Serialize)]
 struct CanonicalSteps<'a> {
     format: &'static str,
+    hostname: Option<&'a str>,
     steps: Vec<&'a StepAction>,
 }
 
@@ -95,6 +97,7 @@ impl Recipe {
     pub fn build_hash(&self) -> String {
         let canonical = CanonicalSteps {
             format: STEPS_FORMAT,
+            hostname: self.hostname.as_deref(),
             // `StepAction` serializes every field but the copy source's
             // paths (`#[serde(skip)]`: its sha256 stands for it); `Step`
             // adds only its origin.

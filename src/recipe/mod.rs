@@ -94,6 +94,10 @@ pub struct Recipe {
     pub essential: bool,
     /// Install Recommends (default false).
     pub recommends: bool,
+    /// `hostname`: written to the image's `/etc/hostname`; `""` for none (the
+    /// name then comes from DHCP, as on R2lab); unset: the recipe name. A
+    /// build setting: part of [`Recipe::build_hash`], not of the lock's hash.
+    pub hostname: Option<String>,
     /// Build steps (`[[step]]`), parents' first. Not part of
     /// [`Recipe::canonical_hash`] (the lock is about packages): see
     /// [`Recipe::build_hash`].

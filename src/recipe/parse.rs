@@ -32,6 +32,7 @@ struct Layer {
     extends: Option<Spanned<String>>,
     essential: Option<bool>,
     recommends: Option<bool>,
+    hostname: Option<String>,
     packages: Vec<Requirement>,
     sources: Vec<Source>,
     steps: Vec<Step>,
@@ -199,6 +200,22 @@ impl Loader<'_> {
             source_lines.push(super::error::line_col(&text, s.get_ref().name.span().start).0);
             sources.push(source);
         }
+        if let Some(h) = &raw.hostname {
+            let v = h.get_ref();
+            let label_ok = |l: &str| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            };
+            if !v.is_empty() && !v.split('.').all(label_ok) {
+                return Err(src.error(
+                    h.span(),
+                    format!("invalid hostname `{v}` (letters, digits, `-`, dots; \"\" for none)"),
+                ));
+            }
+        }
         let steps = raw
             .steps
             .iter()
@@ -213,6 +230,7 @@ impl Loader<'_> {
             extends: raw.extends,
             essential: raw.essential,
             recommends: raw.recommends,
+            hostname: raw.hostname.map(|h| h.into_inner()),
             packages,
             sources,
             file,
@@ -609,6 +627,7 @@ fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
     let mut foreign_architectures: Vec<String> = Vec::new();
     let mut essential = None;
     let mut recommends = None;
+    let mut hostname = None;
     let mut sources: Vec<Source> = Vec::new();
     let mut packages: Vec<Requirement> = Vec::new();
     let mut seen_packages = HashSet::new();
@@ -636,6 +655,7 @@ fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
         }
         essential = layer.essential.or(essential);
         recommends = layer.recommends.or(recommends);
+        hostname = layer.hostname.clone().or(hostname);
         for s in &layer.sources {
             // A child's source replaces its parent's in place, so that
             // overriding e.g. a mirror URL keeps the source order stable.
@@ -675,6 +695,7 @@ fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
         packages,
         essential: essential.unwrap_or(true),
         recommends: recommends.unwrap_or(false),
+        hostname,
         steps,
     })
 }

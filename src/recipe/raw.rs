@@ -19,6 +19,7 @@ pub(super) struct RawRecipe {
     pub extends: Option<Spanned<String>>,
     pub essential: Option<bool>,
     pub recommends: Option<bool>,
+    pub hostname: Option<Spanned<String>>,
     #[serde(default)]
     pub packages: Vec<Spanned<String>>,
     #[serde(default, rename = "source")]

@@ -554,3 +554,30 @@ fn steps_change_the_build_hash_not_the_canonical_hash() {
         ["recipes/base.toml:9", "recipes/x.toml:2"]
     );
 }
+
+#[test]
+fn hostname_is_a_build_setting() {
+    let ws = Ws::new();
+    ws.recipe("x", &with_steps(""));
+    let base = ws.load("x");
+    assert_eq!(base.hostname, None);
+    ws.recipe("x", &format!("hostname = \"\"\n{}", with_steps("")));
+    let none = ws.load("x");
+    assert_eq!(none.hostname.as_deref(), Some(""));
+    assert_eq!(
+        none.canonical_hash(),
+        base.canonical_hash(),
+        "the lock does not depend on it"
+    );
+    assert_ne!(none.build_hash(), base.build_hash(), "the build does");
+    ws.recipe(
+        "x",
+        &format!("hostname = \"node-1.lab\"\n{}", with_steps("")),
+    );
+    assert_eq!(ws.load("x").hostname.as_deref(), Some("node-1.lab"));
+    let e = ws.err(&format!("hostname = \"bad_name\"\n{}", with_steps("")));
+    assert!(
+        e.starts_with("recipes/x.toml:1:12: invalid hostname `bad_name`"),
+        "{e}"
+    );
+}

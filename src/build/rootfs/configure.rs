@@ -237,7 +237,7 @@ impl Runner<'_> {
     ) -> Result<(), RootfsError> {
         let mut spec = SandboxSpec::new(self.root, argv.clone());
         spec.env = env;
-        spec.hostname = self.opts.hostname.clone();
+        spec.hostname = sandbox_hostname(&self.opts.hostname);
         spec.source_date_epoch = self.opts.source_date_epoch.max(0) as u64;
         spec.timeout = Some(timeout);
         let start = Instant::now();
@@ -301,4 +301,14 @@ fn activated_file_triggers(pkgs: &[Pkg], lists: &[Vec<String>]) -> Vec<String> {
                 .any(|p| p == t || p.starts_with(&under))
         })
         .collect()
+}
+
+/// The hostname commands see during the build: the image's, or `localhost`
+/// when the image has none (its name comes from DHCP at boot).
+pub(crate) fn sandbox_hostname(hostname: &str) -> String {
+    if hostname.is_empty() {
+        "localhost".into()
+    } else {
+        hostname.to_string()
+    }
 }

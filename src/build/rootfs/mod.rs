@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
+pub(crate) use configure::sandbox_hostname;
 pub use normalize::{NormalizeReport, clamp_tree, normalize};
 pub use time::{default_source_date_epoch, parse_rfc2822};
 
@@ -57,7 +58,8 @@ pub struct AssembleOptions {
     /// Timestamp the build pretends to happen at: scripts see it as
     /// `SOURCE_DATE_EPOCH` and no mtime in the result is later.
     pub source_date_epoch: i64,
-    /// `/etc/hostname` and the hostname scripts see.
+    /// `/etc/hostname` and the hostname scripts see; empty: no `/etc/hostname`
+    /// (scripts then see `localhost`).
     pub hostname: String,
     /// Run the maintainer scripts (default). Without them the packages stay
     /// `install ok unpacked`, which needs no shell in the image.

@@ -86,11 +86,18 @@ pub fn normalize(root: &Path, epoch: i64, hostname: &str) -> Result<NormalizeRep
     }
     let etc = root.join("etc");
     if etc.is_dir() {
-        write_atomic(
-            &etc.join("hostname"),
-            format!("{hostname}\n").as_bytes(),
-            0o644,
-        )?;
+        let path = etc.join("hostname");
+        if hostname.is_empty() {
+            // No /etc/hostname: the name comes from DHCP at boot (R2lab).
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(RootfsError::io(&path)(e));
+                }
+                _ => {}
+            }
+        } else {
+            write_atomic(&path, format!("{hostname}\n").as_bytes(), 0o644)?;
+        }
         let resolv = etc.join("resolv.conf");
         if !fs::symlink_metadata(&resolv).is_ok_and(|m| m.file_type().is_symlink()) {
             write_atomic(&resolv, b"", 0o644)?;
