@@ -180,20 +180,16 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// Writes `data` to `path` through a temporary file in the same directory
-/// and a rename, so the file appears complete or not at all.
+/// Writes a cache file atomically (creating its directory).
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ArchiveError> {
-    use std::io::Write;
+    use crate::core::atomic::{Durability, write_atomic};
     let dir = path.parent().expect("cache paths have a parent");
-    let err = |error| ArchiveError::Cache {
-        path: path.to_path_buf(),
-        error,
-    };
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    tmp.write_all(data).map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
+    std::fs::create_dir_all(dir)
+        .and_then(|()| write_atomic(path, data, 0o644, Durability::Atomic))
+        .map_err(|error| ArchiveError::Cache {
+            path: path.to_path_buf(),
+            error,
+        })
 }
 
 #[cfg(test)]

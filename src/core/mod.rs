@@ -1,6 +1,7 @@
 //! The small core model shared by every stage: versions, relations, deb822
 //! control data and binary package records.
 
+pub mod atomic;
 pub mod deb822;
 pub mod package;
 pub mod relation;

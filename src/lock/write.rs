@@ -5,7 +5,7 @@
 //! is fixed here: one key per line, one dependency edge or index per line.
 
 use std::fmt::Write as _;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::Path;
 
 use super::{LockedEdge, LockedIndex, LockedPackage, LockedSource, Lockfile};
@@ -131,30 +131,7 @@ impl Lockfile {
     /// directory, fsynced, then renamed over `path` (and the directory
     /// fsynced), so a crash leaves either the old lock or the new one.
     pub fn write_atomic(&self, path: &Path) -> io::Result<()> {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let file_name = path.file_name().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "lock path has no file name")
-        })?;
-        let prefix = format!(".{}.", file_name.to_string_lossy());
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(&prefix).suffix(".tmp");
-        #[cfg(unix)]
-        {
-            // NamedTempFile defaults to 0600; a lock is an ordinary,
-            // shareable file (the umask still applies).
-            use std::os::unix::fs::PermissionsExt;
-            builder.permissions(std::fs::Permissions::from_mode(0o644));
-        }
-        // On any error below, dropping `tmp` deletes the temp file.
-        let mut tmp = builder.tempfile_in(dir)?;
-        tmp.write_all(self.to_toml().as_bytes())?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(path).map_err(|e| e.error)?;
-        #[cfg(unix)]
-        std::fs::File::open(dir)?.sync_all()?;
-        Ok(())
+        use crate::core::atomic::{Durability, write_atomic};
+        write_atomic(path, self.to_toml().as_bytes(), 0o644, Durability::Durable)
     }
 }

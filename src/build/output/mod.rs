@@ -108,20 +108,10 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// Writes `bytes` to `path` through a temp file in the same directory and a
-/// rename, so `path` holds the old contents or the new ones, never a part.
+/// Writes an artifact atomically and durably.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(OutputError::io("creating a temp file in", dir))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(OutputError::io("writing", tmp.path()))?;
-    tmp.persist(path)
-        .map_err(|e| OutputError::io("renaming into place", path)(e.error))?;
-    Ok(())
+    use crate::core::atomic::{Durability, write_atomic};
+    write_atomic(path, bytes, 0o644, Durability::Durable).map_err(OutputError::io("writing", path))
 }
 
 /// What the output files record about the image besides its contents.

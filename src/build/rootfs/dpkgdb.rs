@@ -19,8 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use md5::Digest as _;
@@ -258,21 +257,11 @@ pub(crate) fn md5_in_root(root: &Path, path: &str) -> Result<Option<String>, Roo
     Ok(Some(hex::encode(hasher.finalize())))
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory
-/// and a rename, so the file appears whole or not at all.
+/// Writes a file of the image atomically with `mode` (no fsync: the tree is
+/// rebuilt from scratch if the build dies).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), RootfsError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".imgbuild-")
-        .tempfile_in(dir)
-        .map_err(RootfsError::io(dir))?;
-    tmp.write_all(bytes).map_err(RootfsError::io(path))?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(RootfsError::io(path))?;
-    tmp.persist(path)
-        .map_err(|e| RootfsError::io(path)(e.error))?;
-    Ok(())
+    use crate::core::atomic::{Durability, write_atomic};
+    write_atomic(path, bytes, mode, Durability::Atomic).map_err(RootfsError::io(path))
 }
 
 /// Reads the `status` file back: `(package, Status value)` per stanza.
