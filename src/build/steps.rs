@@ -11,8 +11,9 @@
 //! written to a temp name in its directory and renamed over the destination
 //! (a symlink there is replaced, not followed).
 //!
-//! `run` and `enable` (`systemctl enable UNIT…`, offline: no systemd runs
-//! in the sandbox) run in the build sandbox ([`crate::build::sandbox`]) with
+//! `run`, `enable` (`systemctl enable UNIT…`, offline: no systemd runs
+//! in the sandbox), `group` and `user` (the image's own `groupadd` and
+//! `useradd`, which take `/etc/shadow`'s dates from SOURCE_DATE_EPOCH) run in the build sandbox ([`crate::build::sandbox`]) with
 //! the same fixed environment, hostname and `SOURCE_DATE_EPOCH` as the
 //! maintainer scripts, no network, and `/usr/sbin/policy-rc.d` exiting 101
 //! so that no service starts.
@@ -30,7 +31,7 @@ use sha2::{Digest, Sha256};
 
 use crate::build::rootfs::AssembleOptions;
 use crate::build::sandbox::{self, SandboxError, SandboxSpec, Status};
-use crate::recipe::{Step, StepAction};
+use crate::recipe::{Step, StepAction, UserAccount};
 
 /// Where `sysctl` steps write.
 pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-imgbuild.conf";
@@ -227,6 +228,22 @@ impl Runner<'_> {
                 self.command(step, argv)?;
                 format!("enable {}", units.join(" "))
             }
+            StepAction::Group { name, gid, system } => {
+                let mut argv: Vec<OsString> = vec!["groupadd".into()];
+                if let Some(gid) = gid {
+                    argv.extend(["--gid".into(), gid.to_string().into()]);
+                }
+                if *system {
+                    argv.push("--system".into());
+                }
+                argv.push(name.into());
+                self.command(step, argv)?;
+                format!("group {name}")
+            }
+            StepAction::User(account) => {
+                self.command(step, useradd_argv(account))?;
+                format!("user {}", account.name)
+            }
         };
         self.log.push(format!(
             "{}: {line} ({:.1}s)",
@@ -288,6 +305,35 @@ impl Runner<'_> {
             output: lines[lines.len().saturating_sub(40)..].join("\n"),
         })
     }
+}
+
+/// `useradd` arguments for a `user` step: a group of the same name, a home
+/// made from `/etc/skel` unless it is a system account without `home`.
+fn useradd_argv(account: &UserAccount) -> Vec<OsString> {
+    let mut argv: Vec<OsString> = vec!["useradd".into(), "--user-group".into()];
+    if let Some(uid) = account.uid {
+        argv.extend(["--uid".into(), uid.to_string().into()]);
+    }
+    if !account.groups.is_empty() {
+        argv.extend(["--groups".into(), account.groups.join(",").into()]);
+    }
+    if let Some(shell) = &account.shell {
+        argv.extend(["--shell".into(), shell.into()]);
+    }
+    if let Some(home) = &account.home {
+        argv.extend(["--home-dir".into(), home.into()]);
+    }
+    if account.system {
+        argv.push("--system".into());
+    }
+    if account.home.is_some() || !account.system {
+        argv.push("--create-home".into());
+    }
+    if let Some(hash) = &account.password_hash {
+        argv.extend(["--password".into(), hash.into()]);
+    }
+    argv.push(account.name.as_str().into());
+    argv
 }
 
 /// The image root, opened once; every path is resolved inside it.

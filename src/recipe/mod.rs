@@ -18,6 +18,7 @@ mod error;
 mod hash;
 mod parse;
 mod raw;
+mod step;
 #[cfg(test)]
 mod tests;
 
@@ -168,6 +169,41 @@ pub enum StepAction {
         /// Unit names.
         units: Vec<String>,
     },
+    /// `group = "name"`: the image's own `groupadd`, in the sandbox.
+    Group {
+        /// Group name.
+        name: String,
+        /// `gid`; default: the next free one.
+        gid: Option<u32>,
+        /// `system = true`: a system group (gid from the system range).
+        system: bool,
+    },
+    /// `user = "name"`: the image's own `useradd` (with a group of the same
+    /// name), in the sandbox. `/etc/shadow`'s dates come from
+    /// SOURCE_DATE_EPOCH, so the result is reproducible.
+    User(UserAccount),
+}
+
+/// The account a `user` step creates.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct UserAccount {
+    /// Login name.
+    pub name: String,
+    /// `uid`; default: the next free one.
+    pub uid: Option<u32>,
+    /// `groups`: supplementary groups, which must exist.
+    pub groups: Vec<String>,
+    /// `shell`; default: useradd's.
+    pub shell: Option<String>,
+    /// `home`: created from the image's `/etc/skel`; default `/home/NAME`
+    /// (none for a system user).
+    pub home: Option<String>,
+    /// `system = true`: a system account.
+    pub system: bool,
+    /// `password-hash`: a crypt(3) hash, `""` for an empty password; unset:
+    /// the account has no usable password.
+    pub password_hash: Option<String>,
 }
 
 impl StepAction {
@@ -180,6 +216,8 @@ impl StepAction {
             StepAction::Sysctl { .. } => "sysctl",
             StepAction::Enable { .. } => "enable",
             StepAction::Mask { .. } => "mask",
+            StepAction::Group { .. } => "group",
+            StepAction::User { .. } => "user",
         }
     }
 }

@@ -43,6 +43,15 @@ pub(super) struct RawStep {
     pub sysctl: Option<Spanned<std::collections::BTreeMap<String, Spanned<String>>>>,
     pub enable: Option<Spanned<Vec<Spanned<String>>>>,
     pub mask: Option<Spanned<Vec<Spanned<String>>>>,
+    pub user: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
+    pub uid: Option<Spanned<u32>>,
+    pub gid: Option<Spanned<u32>>,
+    pub groups: Option<Spanned<Vec<Spanned<String>>>>,
+    pub shell: Option<Spanned<String>>,
+    pub home: Option<Spanned<String>>,
+    pub system: Option<Spanned<bool>>,
+    pub password_hash: Option<Spanned<String>>,
 }
 
 /// One `[[source]]` table.

@@ -450,6 +450,40 @@ fn parses_steps_in_order_with_defaults() {
 }
 
 #[test]
+fn parses_user_and_group_steps() {
+    let ws = Ws::new();
+    ws.recipe(
+        "x",
+        &with_steps(
+            "[[step]]\ngroup = \"p4\"\ngid = 1100\nsystem = true\n\
+             [[step]]\nuser = \"admin\"\nuid = 1000\ngroups = [\"sudo\", \"p4\"]\n\
+             shell = \"/bin/bash\"\npassword-hash = \"\"\n",
+        ),
+    );
+    let r = ws.load("x");
+    assert_eq!(
+        r.steps[0].action,
+        StepAction::Group {
+            name: "p4".into(),
+            gid: Some(1100),
+            system: true,
+        }
+    );
+    assert_eq!(
+        r.steps[1].action,
+        StepAction::User(crate::recipe::UserAccount {
+            name: "admin".into(),
+            uid: Some(1000),
+            groups: vec!["sudo".into(), "p4".into()],
+            shell: Some("/bin/bash".into()),
+            home: None,
+            system: false,
+            password_hash: Some(String::new()),
+        })
+    );
+}
+
+#[test]
 fn reports_bad_steps_with_file_line() {
     let ws = Ws::new();
     let cases: &[(&str, &str)] = &[
@@ -500,6 +534,26 @@ fn reports_bad_steps_with_file_line() {
         (
             "[[step]]\nrun = []\n",
             "recipes/x.toml:10:7: `run` needs a program",
+        ),
+        (
+            "[[step]]\nuser = \"Admin\"\n",
+            "recipes/x.toml:10:8: invalid user or group name `Admin`",
+        ),
+        (
+            "[[step]]\nuser = \"admin\"\ngroups = [\"sudo\", \"9x\"]\n",
+            "recipes/x.toml:11:19: invalid user or group name `9x`",
+        ),
+        (
+            "[[step]]\ngroup = \"p4\"\nuid = 5\n",
+            "recipes/x.toml:11:7: `uid` does not apply to a `group` step",
+        ),
+        (
+            "[[step]]\nuser = \"admin\"\npassword-hash = \"a:b\"\n",
+            "recipes/x.toml:11:17: invalid `password-hash`",
+        ),
+        (
+            "[[step]]\nuser = \"admin\"\nshell = \"bash\"\n",
+            "recipes/x.toml:11:9: invalid path in the image `bash`",
         ),
     ];
     for (body, want) in cases {
