@@ -7,6 +7,9 @@ command -v dpkg-deb >/dev/null || need+=(dpkg)
 command -v gpgv >/dev/null || need+=(gpgv)
 command -v dose-debcheck >/dev/null || need+=(dose-distcheck)
 command -v xz >/dev/null || need+=(xz-utils)
+# tests/support/hostbase.rs packs the host's systemctl and useradd into a fixture base.
+command -v systemctl >/dev/null || need+=(systemd)
+command -v useradd >/dev/null || need+=(passwd)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "ci/setup.sh: installing ${need[*]}"

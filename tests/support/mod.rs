@@ -1,6 +1,7 @@
 //! Offline test fixtures shared by the integration tests (`mod support;`).
 //!
 //! - [`deb`]: real, deterministic .deb files from a [`DebSpec`].
+//! - [`hostbase`]: a runnable base package made of the host's binaries ([`hostbase::host_base`]).
 //! - [`key`]: throwaway OpenPGP keys ([`TestKey::primary`], [`TestKey::wrong`]).
 //! - [`repo`]: signed Debian archives and flat repositories ([`RepoBuilder`], [`Repo`]).
 //! - [`site`]: a temp dir of archives ([`Site`]).
@@ -13,6 +14,7 @@
 
 pub mod apt;
 pub mod deb;
+pub mod hostbase;
 pub mod http;
 pub mod key;
 pub mod repo;
