@@ -42,71 +42,16 @@ work=${BENCH_DIR:-${TMPDIR:-/tmp}/imgbuild-bench/fetch-$name}
 runs=${RUNS:-3}
 jobs=${JOBS:-8}
 imgbuild=${IMGBUILD:-$here/target/release/imgbuild}
-TIME=/usr/bin/time
 
-for tool in apt-get python3 "$TIME" "$imgbuild"; do
+for tool in apt-get python3 /usr/bin/time "$imgbuild"; do
     command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 2; }
 done
-[ -f "$lock" ] || { echo "no lock at $lock" >&2; exit 2; }
-[ -f "$ws/recipes/$name.toml" ] || { echo "no recipe $ws/recipes/$name.toml for $lock" >&2; exit 2; }
 
-mkdir -p "$work"
-# --- 1. seed store (network, untimed) ----------------------------------------
-seed_args=(-C "$ws" fetch "$name" --vendor "$work/seed" --quiet)
-for m in ${MIRRORS:-}; do seed_args+=(--mirror "$m"); done
-[ -n "${IMPORT:-}" ] && seed_args+=(--import "$IMPORT")
-echo "seeding $work/seed (imgbuild fetch; network only for missing files) ..." >&2
-"$imgbuild" "${seed_args[@]}"
-
-# --- 2. mirror tree, apt index, bench workspace --------------------------------
-rm -rf "$work/mirror" "$work/ws"
-mkdir -p "$work/mirror" "$work/ws/recipes/keys" "$work/ws/locks"
-python3 - "$lock" "$work" <<'PY'
-import os, sys, tomllib
-from pathlib import Path
-
-lock_path, work = Path(sys.argv[1]), Path(sys.argv[2])
-lock = tomllib.load(open(lock_path, "rb"))
-mirror, seed = work / "mirror", work / "seed" / "sha256"
-sources = sorted({p["source"] for p in lock.get("package", [])})
-archive = {s: f"bench-{i}" for i, s in enumerate(sources)}
-stanzas, specs, arches = [], [], {lock["recipe"]["architecture"]}
-for p in lock.get("package", []):
-    rel = f"{archive[p['source']]}/{p['filename'].lstrip('./')}"
-    dest = mirror / rel
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if not dest.exists():
-        os.link(seed / p["sha256"][:2] / p["sha256"], dest)
-    stanzas.append(
-        f"Package: {p['name']}\nVersion: {p['version']}\nArchitecture: {p['architecture']}\n"
-        f"Filename: {rel}\nSize: {p['size']}\nSHA256: {p['sha256']}\nDescription: bench\n")
-    arch = p["architecture"] if p["architecture"] != "all" else lock["recipe"]["architecture"]
-    arches.add(arch)
-    specs.append(f"{p['name']}:{arch}={p['version']}")
-(mirror / "Packages").write_text("\n".join(stanzas))
-(work / "apt-packages.txt").write_text("\n".join(specs) + "\n")
-(work / "arches.txt").write_text(" ".join(sorted(arches)) + "\n")
-(work / "mirrors.txt").write_text("".join(f"{a}\n" for a in archive.values()))
-# Same name as the original recipe, so the copied lock is found; every source
-# becomes a named archive, pointed at the loopback mirror by --mirror.
-(work / "ws/recipes/keys/unused.pgp").write_bytes(b"")
-recipe = [f'architecture = "{lock["recipe"]["architecture"]}"', 'packages = ["bench"]', ""]
-for s in sources:
-    recipe += ["[[source]]", f'name = "{s}"', f'archive = "{archive[s]}"', 'suite = "/"',
-               "components = []", 'keyring = "keys/unused.pgp"', "priority = 500", ""]
-(work / f"ws/recipes/{lock_path.stem}.toml").write_text("\n".join(recipe))
-PY
-cp "$lock" "$work/ws/locks/$name.lock"
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 -m http.server --bind 127.0.0.1 --directory "$work/mirror" "$port" >"$work/http.log" 2>&1 &
-server=$!
-trap 'kill "$server" 2>/dev/null || true' EXIT
-for _ in $(seq 50); do
-    curl -fsS -o /dev/null "http://127.0.0.1:$port/Packages" 2>/dev/null && break
-    sleep 0.1
-done
-base=http://127.0.0.1:$port
+# --- 1–2. seed store, loopback mirror, bench workspace ---------------------------
+. "$here/bench/lib/loopback-mirror.sh"
+mirror_setup "$lock" "$work"
+mirror_serve "$work"
+base=$MIRROR_URL
 
 # --- 3. apt configuration (private) ------------------------------------------
 arch=$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["recipe"]["architecture"])' "$lock")
@@ -127,25 +72,6 @@ export APT_CONFIG=$work/apt/apt.conf
 apt-get -q update >"$work/apt-update.log" 2>&1 || { cat "$work/apt-update.log" >&2; exit 1; }
 
 # --- 4. timing ----------------------------------------------------------------
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-# time_cmd LABEL DIR PREP -- CMD...: PREP then CMD (in DIR) $runs times; sets
-# RESULT_S / RESULT_CPU / RESULT_MIB to the medians of wall, user+sys, peak RSS.
-time_cmd() {
-    local label=$1 dir=$2 prep=$3; shift 4
-    local ts=() cs=() ms=() i s kb u sy
-    for ((i = 0; i < runs; i++)); do
-        eval "$prep"
-        if ! (cd "$dir" && $TIME -f '%e %M %U %S' -o "$work/t" "$@") >"$work/$label.out" 2>&1; then
-            echo "$label failed:" >&2; tail -n 30 "$work/$label.out" >&2; return 1
-        fi
-        read -r s kb u sy <"$work/t"
-        ts+=("$s"); ms+=("$kb"); cs+=("$(awk -v u="$u" -v s="$sy" 'BEGIN { print u + s }')")
-    done
-    RESULT_S=$(printf '%s\n' "${ts[@]}" | median)
-    RESULT_CPU=$(printf '%s\n' "${cs[@]}" | median)
-    RESULT_MIB=$(($(printf '%s\n' "${ms[@]}" | median) / 1024))
-}
-
 mapfile -t specs <"$work/apt-packages.txt"
 time_cmd apt "$work/apt-dl" 'rm -f "$work"/apt-dl/*.deb' -- apt-get -q download "${specs[@]}"
 apt_s=$RESULT_S apt_c=$RESULT_CPU apt_m=$RESULT_MIB
@@ -158,7 +84,6 @@ ib_s=$RESULT_S ib_c=$RESULT_CPU ib_m=$RESULT_MIB
 ib_n=$(find "$work/vendor/sha256" -type f | wc -l)
 
 # --- 5. report ------------------------------------------------------------------
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 mib=$(du -smL "$work/apt-dl" | cut -f1)
 echo
 echo "lock: $name  (${#specs[@]} packages, ~${mib} MiB; loopback mirror; cold; median of $runs runs; imgbuild --jobs $jobs)"

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Build the root filesystem of a lock with imgbuild and with mmdebstrap, the
+# same package set from the same loopback mirror, and compare wall time, CPU
+# time and peak RSS; then check both trees hold the same packages.
+#
+#   bench/build-vs-mmdebstrap.sh [LOCK]     (default: locks/sonic-p4.lock)
+#
+# 1. Mirror (bench/lib/loopback-mirror.sh): the lock's package files, served
+#    on 127.0.0.1 as a flat unsigned repository, and a bench workspace.
+# 2. imgbuild (timed): `imgbuild build` of the real recipe and lock, offline,
+#    from the seeded store (warm, as after `imgbuild fetch`); a fresh rootfs
+#    cache and output directory for every run, so each run assembles, runs
+#    every maintainer script and the recipe's steps and writes all artifacts
+#    (rootfs.tar, OCI layout, SBOM, package list) — more work than
+#    mmdebstrap's single tar.
+# 3. mmdebstrap (timed): `--variant=custom --include=NAME:ARCH=VERSION...`
+#    of exactly the lock's packages, root mode, output a tar, from the
+#    loopback repository (it downloads from the local mirror: mmdebstrap has
+#    no warm store; the transfer is a local copy at memory speed).
+# 4. Both trees' dpkg status: the installed (package, architecture, version)
+#    sets must be identical.
+#
+# Environment: BENCH_DIR (default /tmp/imgbuild-bench/build-<lock name>),
+# RUNS (default 1; medians are reported), IMGBUILD (default
+# target/release/imgbuild), MIRRORS (as for bench/fetch-vs-apt.sh).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+lock=${1:-$here/locks/sonic-p4.lock}
+lock=$(cd "$(dirname "$lock")" && pwd)/$(basename "$lock")
+name=$(basename "$lock" .lock)
+work=${BENCH_DIR:-${TMPDIR:-/tmp}/imgbuild-bench/build-$name}
+runs=${RUNS:-1}
+imgbuild=${IMGBUILD:-$here/target/release/imgbuild}
+[ "$(id -u)" = 0 ] || { echo "run as root (both tools run maintainer scripts in a chroot/sandbox)" >&2; exit 2; }
+for tool in mmdebstrap python3 /usr/bin/time "$imgbuild"; do
+    command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install mmdebstrap time)" >&2; exit 2; }
+done
+
+. "$here/bench/lib/loopback-mirror.sh"
+mirror_setup "$lock" "$work"
+mirror_serve "$work"
+
+# --- imgbuild: warm store ---------------------------------------------------------
+ws=$(dirname "$(dirname "$lock")")
+time_cmd imgbuild "$work" 'rm -rf "$work/ib-out" "$work/ib-cache"' -- \
+    env IMGBUILD_CACHE="$work/ib-cache" "$imgbuild" -C "$ws" --offline -q \
+    build "$name" --vendor "$work/seed" --out "$work/ib-out"
+ib_s=$RESULT_S ib_c=$RESULT_CPU ib_m=$RESULT_MIB
+
+# --- mmdebstrap ------------------------------------------------------------------
+include=$(paste -sd, "$work/apt-packages.txt")
+arches=$(tr ' ' ',' <"$work/arches.txt" | tr -d '\n')
+time_cmd mmdebstrap "$work" 'rm -f "$work/mm.tar"' -- \
+    mmdebstrap --quiet --mode=root --variant=custom --architectures="$arches" \
+    --include="$include" --aptopt='Acquire::AllowInsecureRepositories "true"' \
+    --aptopt='Acquire::Languages "none"' \
+    bench "$work/mm.tar" "deb [trusted=yes] $MIRROR_URL/ ./"
+mm_s=$RESULT_S mm_c=$RESULT_CPU mm_m=$RESULT_MIB
+
+# --- same packages? -------------------------------------------------------------
+installed() { # TAR -> sorted "name:arch=version" of installed packages
+    tar -xOf "$1" ./var/lib/dpkg/status | python3 -c '
+import sys
+for st in sys.stdin.read().split("\n\n"):
+    f = dict(l.split(": ", 1) for l in st.splitlines() if ": " in l and not l.startswith(" "))
+    if f.get("Status") == "install ok installed":
+        print(f"{f[\"Package\"]}:{f[\"Architecture\"]}={f[\"Version\"]}")' | sort
+}
+installed "$work/ib-out/$name/rootfs.tar" >"$work/ib.pkgs"
+installed "$work/mm.tar" >"$work/mm.pkgs"
+if diff -u "$work/mm.pkgs" "$work/ib.pkgs" >"$work/pkgs.diff"; then
+    same="identical ($(wc -l <"$work/ib.pkgs") packages installed in both)"
+else
+    same="DIFFERENT (see $work/pkgs.diff)"
+fi
+
+echo
+echo "lock: $name  ($(wc -l <"$work/apt-packages.txt") packages; loopback mirror; median of $runs run(s))"
+row() { printf '%-22s %8s %8s %13s %12s %11s\n' "$@"; }
+row tool wall_s cpu_s peak_rss_MiB wall/mmdeb cpu/mmdeb
+row "mmdebstrap (custom)" "$mm_s" "$mm_c" "$mm_m" 1.00 1.00
+row "imgbuild build" "$ib_s" "$ib_c" "$ib_m" "$(ratio "$ib_s" "$mm_s")" "$(ratio "$ib_c" "$mm_c")"
+echo "package sets: $same"
