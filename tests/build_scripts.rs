@@ -236,6 +236,22 @@ fn scripts_and_steps_run_inside_the_image_without_network() {
         .unwrap();
     assert!(audit.status.success(), "{audit:?}");
     assert_eq!(String::from_utf8_lossy(&audit.stdout), "");
+
+    // A changed step reuses the configured packages, and gives the same
+    // bytes as a build from scratch.
+    let text =
+        ws.read("recipes/img.toml") + "\n[[step]]\nwrite = \"/etc/motd\"\ncontent = \"hi\\n\"\n";
+    ws.write_recipe("img", &text);
+    let changed = build::run(&args(&ws)).unwrap();
+    assert_eq!(changed.reuse, build::Reuse::CachedPackages);
+    let scratch = build::run(&BuildArgs {
+        out: Some(ws.path().join("out-scratch")),
+        cache_dir: Some(ws.path().join("cache-scratch")),
+        ..args(&ws)
+    })
+    .unwrap();
+    assert_eq!(scratch.reuse, build::Reuse::Assembled);
+    assert_eq!(scratch.manifest, changed.manifest);
 }
 
 fn verify_args(ws: &Workspace) -> VerifyArgs {

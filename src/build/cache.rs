@@ -6,7 +6,13 @@
 //! $IMGBUILD_CACHE/rootfs/        (else <vendor>/../.imgbuild-cache/rootfs/)
 //!   RECIPE/<key>.tar             the rootfs tar
 //!   RECIPE/<key>.tar.sha256      its sha256, checked before every use
+//!   @packages/RECIPE/<key>.tar   the package stage: configured, before the
+//!                                recipe's steps and normalisation
 //! ```
+//!
+//! A change to the recipe's steps misses the rootfs entry but hits the
+//! package stage, which is restored and finished (steps, normalisation)
+//! instead of assembling every package again.
 //!
 //! Entries appear by atomic rename only. Only the newest key of a recipe is
 //! kept (a rootfs tar is large and an older one is rarely wanted again).
@@ -61,6 +67,32 @@ pub fn rootfs_key(inputs: &KeyInputs<'_>) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
 }
 
+/// `sha256:<hex>` of the package stage ([`crate::build::rootfs::assemble_packages`]):
+/// the inputs of [`rootfs_key`] except the recipe's steps, so that a changed
+/// step reuses the package assembly. The hostname stays: maintainer scripts
+/// see it.
+pub fn packages_key(inputs: &KeyInputs<'_>) -> String {
+    rootfs_key(&KeyInputs {
+        steps_hash: "packages stage: no steps",
+        ..inputs.clone()
+    })
+}
+
+/// Unpacks a tar written by [`crate::build::output::tar::write_tree`] (a
+/// cached stage) into the empty directory `root`, keeping modes, numeric
+/// owners, mtimes, hard links and xattrs.
+pub fn restore(tar: &Path, root: &Path) -> Result<(), OutputError> {
+    let file = File::open(tar).map_err(OutputError::io("opening", tar))?;
+    let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, file));
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_ownerships(true);
+    archive.set_preserve_mtime(true);
+    archive.set_unpack_xattrs(true);
+    archive
+        .unpack(root)
+        .map_err(OutputError::io("restoring the cached stage", tar))
+}
+
 /// `sha256:<hex>` of the outputs: the rootfs key plus the options that
 /// change the outputs but not the rootfs. `manifest.json` records it.
 pub fn output_key(rootfs_key: &str, compression: Compression) -> String {
@@ -82,6 +114,12 @@ pub fn default_dir(vendor: &Path) -> PathBuf {
                 .join("rootfs")
         }
     }
+}
+
+/// The stage cache inside a rootfs cache directory: `@packages` cannot be a
+/// recipe name, so it never collides with one.
+pub fn stage_dir(cache_dir: &Path) -> PathBuf {
+    cache_dir.join("@packages")
 }
 
 /// A rootfs cache rooted at a directory (created on first insert).

@@ -64,6 +64,9 @@ pub enum Reuse {
     UpToDate,
     /// The rootfs tar came from the cache; the outputs were re-emitted.
     CachedRootfs,
+    /// The package stage came from the cache; the recipe's steps and
+    /// normalisation ran again (a step changed).
+    CachedPackages,
     /// The rootfs was assembled.
     Assembled,
 }
@@ -92,6 +95,7 @@ impl fmt::Display for BuildReport {
         let how = match self.reuse {
             Reuse::UpToDate => "up to date",
             Reuse::CachedRootfs => "re-emitted from the cached rootfs",
+            Reuse::CachedPackages => "built on the cached package assembly",
             Reuse::Assembled => "built",
         };
         write!(
@@ -116,6 +120,8 @@ pub(crate) struct Plan {
     pub(crate) compression: Compression,
     /// Key of the assembled rootfs (the cache key).
     pub(crate) rootfs_key: String,
+    /// Key of the package stage (the rootfs key without the steps).
+    pub(crate) packages_key: String,
     /// Key of the outputs (rootfs key + output options).
     pub(crate) build_key: String,
     pub(crate) quiet: bool,
@@ -156,14 +162,16 @@ impl Plan {
         };
         let recipe_hash = recipe.canonical_hash();
         let steps_hash = recipe.build_hash();
-        let rootfs_key = cache::rootfs_key(&KeyInputs {
+        let inputs = KeyInputs {
             lock: &lock,
             recipe_hash: &recipe_hash,
             steps_hash: &steps_hash,
             source_date_epoch,
             hostname: &assemble.hostname,
             run_scripts: assemble.run_scripts,
-        });
+        };
+        let rootfs_key = cache::rootfs_key(&inputs);
+        let packages_key = cache::packages_key(&inputs);
         let build_key = cache::output_key(&rootfs_key, args.compression);
         let out_root = args
             .out
@@ -177,6 +185,7 @@ impl Plan {
             assemble,
             compression: args.compression,
             rootfs_key,
+            packages_key,
             build_key,
             quiet: args.quiet,
         })
@@ -198,8 +207,15 @@ impl Plan {
     }
 
     /// Assembles the rootfs in a temp directory under `work` and writes its
-    /// deterministic tar to `w`; the tree is removed afterwards.
-    pub(crate) fn assemble_tar(&self, work: &Path, w: &mut impl Write) -> Result<TarStats> {
+    /// deterministic tar to `w`; the tree is removed afterwards. With a
+    /// `stage` cache, the package stage is taken from it when present (only
+    /// the steps and normalisation run) and stored in it otherwise.
+    pub(crate) fn assemble_tar(
+        &self,
+        work: &Path,
+        w: &mut impl Write,
+        stage: Option<&RootfsCache>,
+    ) -> Result<(TarStats, Reuse)> {
         fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{}.rootfs-", self.recipe.name))
@@ -211,29 +227,42 @@ impl Plan {
         fs::create_dir(&root).with_context(|| format!("creating {}", root.display()))?;
         fs::set_permissions(&root, fs::Permissions::from_mode(0o755))
             .with_context(|| format!("chmod {}", root.display()))?;
-        if !self.quiet {
-            eprintln!(
-                "Assembling {} ({} packages)…",
-                self.recipe.name,
-                self.lock.packages.len()
-            );
-        }
-        let report = rootfs::assemble_with_steps(
-            &self.lock,
-            &self.store,
-            &root,
-            &self.assemble,
-            &self.recipe.steps,
-        )
-        .with_context(|| format!("assembling the root filesystem of `{}`", self.recipe.name))?;
+        let opts = TarOptions {
+            source_date_epoch: self.assemble.source_date_epoch,
+        };
+        let name = &self.recipe.name;
+        let context = || format!("assembling the root filesystem of `{name}`");
+        let staged = stage.and_then(|c| c.get(name, &self.packages_key));
+        let (mut report, reuse) = match staged {
+            Some(tar) => {
+                if !self.quiet {
+                    eprintln!("Reusing the cached package assembly of {name}…");
+                }
+                cache::restore(&tar, &root).with_context(context)?;
+                (rootfs::AssembleReport::default(), Reuse::CachedPackages)
+            }
+            None => {
+                if !self.quiet {
+                    eprintln!("Assembling {name} ({} packages)…", self.lock.packages.len());
+                }
+                let report =
+                    rootfs::assemble_packages(&self.lock, &self.store, &root, &self.assemble)
+                        .with_context(context)?;
+                if let Some(stage) = stage {
+                    stage.insert_with(name, &self.packages_key, |w| {
+                        write_tree(&root, w, &opts).map(drop)
+                    })?;
+                }
+                (report, Reuse::Assembled)
+            }
+        };
+        rootfs::finish(&root, &self.assemble, &self.recipe.steps, &mut report)
+            .with_context(context)?;
         if !self.quiet {
             for line in &report.steps {
                 eprintln!("  step {line}");
             }
         }
-        let opts = TarOptions {
-            source_date_epoch: self.assemble.source_date_epoch,
-        };
         let stats = write_tree(&root, w, &opts)?;
         if !stats.skipped.is_empty() && !self.quiet {
             eprintln!(
@@ -242,7 +271,7 @@ impl Plan {
                 stats.skipped.join(", ")
             );
         }
-        Ok(stats)
+        Ok((stats, reuse))
     }
 }
 
@@ -298,13 +327,16 @@ pub fn run(args: &BuildArgs) -> Result<BuildReport> {
         .clone()
         .unwrap_or_else(|| cache::default_dir(plan.store.root()));
     let cache = RootfsCache::new(&cache_dir);
+    let stage = RootfsCache::new(&cache::stage_dir(&cache_dir));
     let (tar, reuse) = match cache.get(&plan.recipe.name, &plan.rootfs_key) {
         Some(tar) => (tar, Reuse::CachedRootfs),
         None => {
+            let mut reuse = Reuse::Assembled;
             let tar = cache.insert_with(&plan.recipe.name, &plan.rootfs_key, |w| {
-                plan.assemble_tar(&plan.out_root, w).map(drop)
+                plan.assemble_tar(&plan.out_root, w, Some(&stage))
+                    .map(|(_, r)| reuse = r)
             })?;
-            (tar, Reuse::Assembled)
+            (tar, reuse)
         }
     };
     let manifest = emit_into(&plan, &tar, &dest)?;

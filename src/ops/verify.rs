@@ -154,7 +154,7 @@ fn build_once(plan: &Plan, dir: &Path, umask: u32) -> Result<OneBuild> {
     let tar = dir.join("rootfs.tar");
     let out = dir.join("out");
     let result = with_umask(umask, || -> Result<Manifest> {
-        write_tar_file(&tar, |w| plan.assemble_tar(dir, w).map(drop))?;
+        write_tar_file(&tar, |w| plan.assemble_tar(dir, w, None).map(drop))?;
         fs::create_dir(&out).with_context(|| format!("creating {}", out.display()))?;
         Ok(output::emit(&tar, &out, &plan.info())?)
     });

@@ -207,6 +207,21 @@ pub fn assemble_with_steps(
     opts: &AssembleOptions,
     steps: &[Step],
 ) -> Result<AssembleReport, RootfsError> {
+    let mut report = assemble_packages(lock, store, dest, opts)?;
+    finish(dest, opts, steps, &mut report)?;
+    Ok(report)
+}
+
+/// The package phases of [`assemble`]: unpack, dpkg database, maintainer
+/// scripts; no steps, no normalisation. What it leaves depends on the lock,
+/// the epoch and the hostname only, so it can be cached apart from the
+/// recipe's steps and resumed with [`finish`].
+pub fn assemble_packages(
+    lock: &Lockfile,
+    store: &Store,
+    dest: &Path,
+    opts: &AssembleOptions,
+) -> Result<AssembleReport, RootfsError> {
     // Directories and files the assembly creates itself (dpkg database, apt
     // state, merged-/usr links) get their modes from the umask: fix it, so the
     // tree does not depend on the caller's. Restored when this returns.
@@ -304,14 +319,31 @@ pub fn assemble_with_steps(
         )?;
         phase(&mut report, "configure");
     }
+    Ok(report)
+}
+
+/// The last phases of an assembly, on a tree left by [`assemble_packages`]
+/// (or restored from its cached tar): the recipe's `steps`, then
+/// normalisation. Appends to `report`.
+pub fn finish(
+    dest: &Path,
+    opts: &AssembleOptions,
+    steps: &[Step],
+    report: &mut AssembleReport,
+) -> Result<(), RootfsError> {
+    let _umask = UmaskGuard::set(0o022);
+    let mut phase_start = Instant::now();
     if !steps.is_empty() {
         report.steps = steps::apply(dest, steps, &StepSandbox::for_assembly(opts))
             .map_err(|e| RootfsError::Step(Box::new(e)))?;
-        phase(&mut report, "steps");
+        report.phases.push(("steps".into(), phase_start.elapsed()));
+        phase_start = Instant::now();
     }
     report.normalize = normalize(dest, opts.source_date_epoch, &opts.hostname)?;
-    phase(&mut report, "normalize");
-    Ok(report)
+    report
+        .phases
+        .push(("normalize".into(), phase_start.elapsed()));
+    Ok(())
 }
 
 /// Whether the suite expects merged /usr: the lock has `usr-is-merged` or
