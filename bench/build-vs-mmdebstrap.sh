@@ -65,7 +65,7 @@ import sys
 for st in sys.stdin.read().split("\n\n"):
     f = dict(l.split(": ", 1) for l in st.splitlines() if ": " in l and not l.startswith(" "))
     if f.get("Status") == "install ok installed":
-        print(f"{f[\"Package\"]}:{f[\"Architecture\"]}={f[\"Version\"]}")' | sort
+        print("%s:%s=%s" % (f["Package"], f["Architecture"], f["Version"]))' | sort
 }
 installed "$work/ib-out/$name/rootfs.tar" >"$work/ib.pkgs"
 installed "$work/mm.tar" >"$work/mm.pkgs"

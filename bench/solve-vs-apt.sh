@@ -161,34 +161,15 @@ fi
 mapfile -t pkgs <"$work/packages.txt"
 mapfile -t flags <"$work/flags.txt"
 
-# --- 3. timing helpers -------------------------------------------------------
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-
-# time_cmd LABEL PREP -- CMD...: runs PREP then CMD $runs times; sets
-# RESULT_S / RESULT_CPU / RESULT_MIB to the medians of wall time, CPU time
-# (user+sys: less sensitive to a loaded machine) and peak RSS.
-time_cmd() {
-    local label=$1 prep=$2; shift 3
-    local ts=() cs=() ms=() i s kb u sy
-    for ((i = 0; i < runs; i++)); do
-        eval "$prep"
-        if ! $TIME -f '%e %M %U %S' -o "$work/t" "$@" >"$work/$label.out" 2>&1; then
-            echo "$label failed:" >&2; tail -n 30 "$work/$label.out" >&2; return 1
-        fi
-        read -r s kb u sy <"$work/t"
-        ts+=("$s"); ms+=("$kb"); cs+=("$(awk -v u="$u" -v s="$sy" 'BEGIN { print u + s }')")
-    done
-    RESULT_S=$(printf '%s\n' "${ts[@]}" | median)
-    RESULT_CPU=$(printf '%s\n' "${cs[@]}" | median)
-    RESULT_MIB=$(($(printf '%s\n' "${ms[@]}" | median) / 1024))
-}
+# --- 3. timing helpers (time_cmd, ratio) -------------------------------------
+. "$(dirname "$0")/lib/loopback-mirror.sh"
 
 apt_solve=(apt-get -s -q -o Debug::NoLocking=1 "${flags[@]}" install "${essential[@]}" "${pkgs[@]}")
 drop_apt_cache='rm -f "$work"/cache/*.bin'
 
-time_cmd apt-cold "$drop_apt_cache" -- "${apt_solve[@]}"
+time_cmd apt-cold "$work" "$drop_apt_cache" -- "${apt_solve[@]}"
 apt_cold_s=$RESULT_S apt_cold_c=$RESULT_CPU apt_cold_m=$RESULT_MIB
-time_cmd apt-warm ":" -- "${apt_solve[@]}"
+time_cmd apt-warm "$work" ":" -- "${apt_solve[@]}"
 apt_warm_s=$RESULT_S apt_warm_c=$RESULT_CPU apt_warm_m=$RESULT_MIB
 inst=$(grep -c '^Inst ' "$work/apt-warm.out" || true)
 grep '^Inst ' "$work/apt-warm.out" | awk '{print $2, substr($3, 2)}' | sort >"$work/apt-plan.txt"
@@ -207,9 +188,9 @@ export IMGBUILD_CACHE=$work/imgbuild-cache
 "$imgbuild" -C "$ib_ws" -q solve "$name"
 ib_lock="$ib_ws/locks/$name.lock"
 ib_solve=("$imgbuild" -C "$ib_ws" --offline -q solve "$name")
-time_cmd imgbuild-cold "rm -rf \"\$IMGBUILD_CACHE/indexes/plain\" \"\$ib_lock\"" -- "${ib_solve[@]}"
+time_cmd imgbuild-cold "$work" "rm -rf \"\$IMGBUILD_CACHE/indexes/plain\" \"\$ib_lock\"" -- "${ib_solve[@]}"
 ib_cold_s=$RESULT_S ib_cold_c=$RESULT_CPU ib_cold_m=$RESULT_MIB
-time_cmd imgbuild-warm "rm -f \"\$ib_lock\"" -- "${ib_solve[@]}"
+time_cmd imgbuild-warm "$work" "rm -f \"\$ib_lock\"" -- "${ib_solve[@]}"
 ib_warm_s=$RESULT_S ib_warm_c=$RESULT_CPU ib_warm_m=$RESULT_MIB
 python3 - "$ib_lock" >"$work/imgbuild-plan.txt" <<'PY'
 import sys, tomllib
