@@ -262,6 +262,22 @@ impl Plan {
             for line in &report.steps {
                 eprintln!("  step {line}");
             }
+            let mut slowest: Vec<&rootfs::ScriptRun> = report.scripts.iter().collect();
+            slowest.sort_by(|a, b| b.elapsed.cmp(&a.elapsed));
+            let phases: Vec<String> = report
+                .phases
+                .iter()
+                .map(|(name, d)| format!("{name} {:.1}s", d.as_secs_f64()))
+                .collect();
+            eprintln!("  phases: {}", phases.join(", "));
+            if let Some(top) = slowest.first() {
+                eprintln!(
+                    "  slowest script run: {}: {} ({:.1}s)",
+                    top.package,
+                    top.script,
+                    top.elapsed.as_secs_f64()
+                );
+            }
         }
         let stats = write_tree(&root, w, &opts)?;
         if !stats.skipped.is_empty() && !self.quiet {
