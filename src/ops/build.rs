@@ -262,15 +262,14 @@ impl Plan {
             for line in &report.steps {
                 eprintln!("  step {line}");
             }
-            let mut slowest: Vec<&rootfs::ScriptRun> = report.scripts.iter().collect();
-            slowest.sort_by(|a, b| b.elapsed.cmp(&a.elapsed));
+            let slowest = report.scripts.iter().max_by_key(|s| s.elapsed);
             let phases: Vec<String> = report
                 .phases
                 .iter()
                 .map(|(name, d)| format!("{name} {:.1}s", d.as_secs_f64()))
                 .collect();
             eprintln!("  phases: {}", phases.join(", "));
-            if let Some(top) = slowest.first() {
+            if let Some(top) = slowest {
                 eprintln!(
                     "  slowest script run: {}: {} ({:.1}s)",
                     top.package,
