@@ -2,8 +2,11 @@
 
 use std::io::{self, Read, Write};
 
+use super::pargz::ParGzEncoder;
+
 /// How an artifact is compressed. The output is stable: gzip has a fixed
-/// header (mtime 0, no file name, OS "unknown") and both use a fixed level.
+/// header (mtime 0, no file name, OS "unknown") and fixed 1 MiB blocks
+/// deflated in parallel ([`super::pargz`]); both use a fixed level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
@@ -46,12 +49,7 @@ impl Compression {
     pub fn encoder<W: Write>(self, w: W) -> io::Result<Encoder<W>> {
         Ok(match self {
             Compression::None => Encoder::Plain(w),
-            Compression::Gzip => Encoder::Gzip(
-                flate2::GzBuilder::new()
-                    .mtime(0)
-                    .operating_system(255)
-                    .write(w, flate2::Compression::new(GZIP_LEVEL)),
-            ),
+            Compression::Gzip => Encoder::Gzip(ParGzEncoder::new(w, GZIP_LEVEL)?),
             Compression::Zstd => {
                 let mut enc = zstd::stream::Encoder::new(w, ZSTD_LEVEL)?;
                 enc.include_checksum(true)?;
@@ -74,8 +72,8 @@ impl Compression {
 pub enum Encoder<W: Write> {
     /// No compression.
     Plain(W),
-    /// gzip.
-    Gzip(flate2::write::GzEncoder<W>),
+    /// gzip, compressed in parallel blocks ([`super::pargz`]).
+    Gzip(ParGzEncoder<W>),
     /// zstd.
     Zstd(zstd::stream::Encoder<'static, W>),
 }

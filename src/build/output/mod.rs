@@ -4,6 +4,7 @@
 //! - [`tar`]: a deterministic tar of a directory tree (sorted names, numeric
 //!   owners, clamped mtimes, hard links, xattrs);
 //! - [`compress`]: stable gzip and zstd;
+//! - [`pargz`]: gzip in parallel blocks, the same bytes with any number of threads;
 //! - [`oci`]: an OCI image layout (image-spec 1.1) with one layer;
 //! - [`pkglist`]: `packages.txt` and a CycloneDX SBOM from the lock;
 //! - [`manifest`]: `manifest.json`, every artifact with its size and sha256;
@@ -24,6 +25,7 @@ pub mod compare;
 pub mod compress;
 pub mod manifest;
 pub mod oci;
+pub mod pargz;
 pub mod pkglist;
 pub mod tar;
 
