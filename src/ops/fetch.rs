@@ -176,6 +176,7 @@ mod tests {
             recipe: LockedRecipe::for_recipe(&recipe),
             sources: vec![],
             packages,
+            python: vec![],
         };
         std::fs::create_dir_all(ws.join("locks")).unwrap();
         std::fs::write(ws.join("locks/base.lock"), lock.to_toml()).unwrap();

@@ -321,6 +321,7 @@ pub fn build_lock(
         recipe: LockedRecipe::for_recipe(recipe),
         sources,
         packages,
+        python: vec![],
     };
     lock.sort_packages();
     lock
