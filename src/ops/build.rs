@@ -227,6 +227,9 @@ impl Plan {
         )
         .with_context(|| format!("assembling the root filesystem of `{}`", self.recipe.name))?;
         if !self.quiet {
+            for line in &report.python.lines {
+                eprintln!("  python {line}");
+            }
             for line in &report.steps {
                 eprintln!("  step {line}");
             }

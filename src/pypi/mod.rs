@@ -8,7 +8,8 @@
 //! - [`provider`] / [`explain`]: the PubGrub encoding (no I/O) and its
 //!   explanations; [`resolve`]: the fetch-and-solve driver.
 //! - [`fetch`]: lock entries → vendor-store downloads.
-//! - [`install`]: wheels into the image (`/usr/local/lib/python3.X/dist-packages`).
+//! - [`install`]: wheels into the image (`/usr/local/lib/python3.X/dist-packages`);
+//!   [`sdist`]: opted-in sdists built in the sandbox; [`layer`]: the build hook.
 
 pub mod archive;
 pub mod candidates;
@@ -18,9 +19,11 @@ pub mod fetch;
 pub mod filename;
 pub mod index;
 pub mod install;
+pub mod layer;
 pub mod metadata;
 pub mod provider;
 pub mod resolve;
+pub mod sdist;
 pub mod target;
 
 pub use resolve::{Resolved, resolve};
