@@ -83,16 +83,33 @@ impl PyFormatter<'_, '_> {
         }
     }
 
-    fn dependency(&self, p: &PyPkg, vs_p: &VS, q: &PyPkg, vs_q: &VS) -> String {
-        let single = (1..=10_000u32).filter(|k| vs_p.contains(k)).take(2).collect::<Vec<_>>();
-        let text = match single.as_slice() {
-            [v] => self.p.edges.borrow().get(&(p.clone(), *v, q.clone())).cloned(),
-            _ => None,
+    /// The one version in `vs`, if it holds exactly one.
+    fn single(&self, p: &PyPkg, vs: &VS) -> Option<u32> {
+        let n = match p {
+            PyPkg::Root => 1,
+            PyPkg::Dist(n) | PyPkg::Extra(n, _) => match self.p.u.projects.get(&**n) {
+                Some(Some(project)) => project.candidates.len() as u32,
+                _ => return None,
+            },
         };
+        let mut ks = (1..=n).filter(|k| vs.contains(k));
+        ks.next().filter(|_| ks.next().is_none())
+    }
+
+    fn dependency(&self, p: &PyPkg, vs_p: &VS, q: &PyPkg, vs_q: &VS) -> String {
+        let text = self
+            .single(p, vs_p)
+            .and_then(|v| self.p.edges.borrow().get(&(p.clone(), v, q.clone())).cloned());
         let target = text.unwrap_or_else(|| self.describe(q, vs_q));
+        let unsatisfiable = match q {
+            PyPkg::Dist(n) | PyPkg::Extra(n, _) if vs_q.is_empty() => {
+                format!(", which no usable version satisfies{}", self.skipped(n))
+            }
+            _ => String::new(),
+        };
         match p {
-            PyPkg::Root => format!("the recipe requires {target}"),
-            _ => format!("{} requires {target}", self.describe(p, vs_p)),
+            PyPkg::Root => format!("the recipe requires {target}{unsatisfiable}"),
+            _ => format!("{} requires {target}{unsatisfiable}", self.describe(p, vs_p)),
         }
     }
 }
