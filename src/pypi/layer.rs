@@ -14,7 +14,7 @@ use crate::fetch::Store;
 use crate::lock::Lockfile;
 
 /// A wheel built from an sdist during the build.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BuiltWheel {
     /// Distribution name.
     pub name: String,
@@ -27,6 +27,10 @@ pub struct BuiltWheel {
     /// The wheel's sha256.
     pub sha256: String,
 }
+
+/// Where the image records the wheels built from sdists (JSON list of
+/// [`BuiltWheel`]); the build manifest copies it.
+pub const BUILT_RECORD: &str = "usr/local/share/imgbuild/python-built.json";
 
 /// What the Python layer did.
 #[derive(Debug, Clone, Default)]
@@ -79,5 +83,28 @@ pub fn install_layer(root: &Path, lock: &Lockfile, store: &Store, env: &BuildEnv
             report.lines.push(format!("{} {}: {} files", p.name, p.version, r.files.len()));
         }
     }
+    if !report.built.is_empty() {
+        let path = root.join(BUILT_RECORD);
+        std::fs::create_dir_all(path.parent().expect("has parent"))?;
+        let mut text = serde_json::to_vec_pretty(&report.built).expect("plain data");
+        text.push(b'\n');
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(report)
+}
+
+/// The built-wheel record inside a rootfs tar (empty when there is none).
+pub fn built_from_tar(tar_path: &Path) -> Result<Vec<BuiltWheel>> {
+    let file = std::fs::File::open(tar_path)
+        .with_context(|| format!("opening {}", tar_path.display()))?;
+    let mut tar = tar::Archive::new(std::io::BufReader::new(file));
+    for entry in tar.entries()? {
+        let entry = entry?;
+        let path = entry.path()?.to_string_lossy().into_owned();
+        if path.trim_start_matches("./") == BUILT_RECORD {
+            return serde_json::from_reader(entry)
+                .with_context(|| format!("{BUILT_RECORD} in {}", tar_path.display()));
+        }
+    }
+    Ok(Vec::new())
 }
