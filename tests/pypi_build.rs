@@ -73,7 +73,10 @@ fn sdist_builds_reproducibly_in_the_sandbox() {
     let t = Target::new((3, 11), "3.11.2", (2, 36), "x86_64").unwrap();
     imgbuild::pypi::install::install_wheel(image.path(), &t, &one.filename, &one.data).unwrap();
     let site = image.path().join(t.site_packages());
-    assert_eq!(fs::read_to_string(site.join("srconly.py")).unwrap(), "ANSWER = 42\n");
+    assert_eq!(
+        fs::read_to_string(site.join("srconly.py")).unwrap(),
+        "ANSWER = 42\n"
+    );
     assert!(site.join("srconly-1.0.dist-info/RECORD").is_file());
     // A broken sdist fails with the build's own output.
     let bad = support::pypi::zip_bytes(&[]);
@@ -129,7 +132,13 @@ fn sonic_p4_python_layer_imports_in_the_image() {
         assert!(st.success(), "imgbuild {args:?} failed");
     };
     run(&["fetch", "sonic-p4", "-q"]);
-    run(&["build", "sonic-p4", "-q", "--out", out.path().to_str().unwrap()]);
+    run(&[
+        "build",
+        "sonic-p4",
+        "-q",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
     let dir = out.path().join("sonic-p4");
     let root = out.path().join("root");
     fs::create_dir(&root).unwrap();
@@ -159,8 +168,13 @@ fn sonic_p4_python_layer_imports_in_the_image() {
         assert!(!names.is_empty(), "{}: nothing importable", p.name);
         modules.extend(names);
     }
-    let code = format!("import {}; print('imported', {})", modules.join(", "), modules.len());
-    let mut spec = imgbuild::build::sandbox::SandboxSpec::new(&root, ["/usr/bin/python3", "-c", &code]);
+    let code = format!(
+        "import {}; print('imported', {})",
+        modules.join(", "),
+        modules.len()
+    );
+    let mut spec =
+        imgbuild::build::sandbox::SandboxSpec::new(&root, ["/usr/bin/python3", "-c", &code]);
     spec.timeout = Some(std::time::Duration::from_secs(120));
     let o = imgbuild::build::sandbox::run(&spec).unwrap();
     assert!(
@@ -182,6 +196,11 @@ fn sonic_p4_python_layer_imports_in_the_image() {
         let p = lock.python.iter().find(|p| p.name == b.name).unwrap();
         let data = fs::read(store.path_of(&p.sha256)).unwrap();
         let again = sdist::build(&root, &p.name, &p.filename, &data, &env).unwrap();
-        assert_eq!(hex::encode(Sha256::digest(&again.data)), b.sha256, "{}", b.name);
+        assert_eq!(
+            hex::encode(Sha256::digest(&again.data)),
+            b.sha256,
+            "{}",
+            b.name
+        );
     }
 }

@@ -15,7 +15,11 @@ pub fn metadata_from_dist(filename: &str, data: &[u8]) -> Result<String> {
         let mut zip = zip::ZipArchive::new(Cursor::new(data))
             .with_context(|| format!("{filename}: not a zip"))?;
         let name = (0..zip.len())
-            .filter_map(|i| zip.name_for_index(i).and_then(|n| n.ok()).map(|n| n.to_string()))
+            .filter_map(|i| {
+                zip.name_for_index(i)
+                    .and_then(|n| n.ok())
+                    .map(|n| n.to_string())
+            })
             .find(|n| {
                 let mut parts = n.split('/');
                 matches!((parts.next(), parts.next(), parts.next()),

@@ -141,7 +141,10 @@ pub fn project(name: &str, page: &ProjectPage, target: &Target, policy: &Policy)
             DistFile::Sdist { .. } => {
                 skip(
                     &v,
-                    format!("no wheel for {} (only an sdist; see allow-sdist)", target.describe()),
+                    format!(
+                        "no wheel for {} (only an sdist; see allow-sdist)",
+                        target.describe()
+                    ),
                 );
                 continue;
             }

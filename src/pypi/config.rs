@@ -76,14 +76,15 @@ fn pip_default_index() -> Option<String> {
         ])
         .output()
         .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// The index base URL (ending in `/`).
 pub fn index_url(flags: &[String], env: Env<'_>) -> Result<Url> {
     let parse = |what: &str, text: &str| {
-        crate::archive::mirror::base_url(text.trim())
-            .map_err(|e| anyhow!("{what}: `{text}`: {e}"))
+        crate::archive::mirror::base_url(text.trim()).map_err(|e| anyhow!("{what}: `{text}`: {e}"))
     };
     for f in flags {
         if let Some((name, url)) = f.split_once('=')

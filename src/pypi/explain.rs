@@ -74,10 +74,7 @@ impl PyFormatter<'_, '_> {
                 } else {
                     usable.join(", ")
                 };
-                format!(
-                    " (usable: {usable}; left out: {})",
-                    reasons.join("; ")
-                )
+                format!(" (usable: {usable}; left out: {})", reasons.join("; "))
             }
             _ => String::new(),
         }
@@ -97,9 +94,13 @@ impl PyFormatter<'_, '_> {
     }
 
     fn dependency(&self, p: &PyPkg, vs_p: &VS, q: &PyPkg, vs_q: &VS) -> String {
-        let text = self
-            .single(p, vs_p)
-            .and_then(|v| self.p.edges.borrow().get(&(p.clone(), v, q.clone())).cloned());
+        let text = self.single(p, vs_p).and_then(|v| {
+            self.p
+                .edges
+                .borrow()
+                .get(&(p.clone(), v, q.clone()))
+                .cloned()
+        });
         let target = text.unwrap_or_else(|| self.describe(q, vs_q));
         let unsatisfiable = match q {
             PyPkg::Dist(n) | PyPkg::Extra(n, _) if vs_q.is_empty() => {
@@ -109,7 +110,10 @@ impl PyFormatter<'_, '_> {
         };
         match p {
             PyPkg::Root => format!("the recipe requires {target}{unsatisfiable}"),
-            _ => format!("{} requires {target}{unsatisfiable}", self.describe(p, vs_p)),
+            _ => format!(
+                "{} requires {target}{unsatisfiable}",
+                self.describe(p, vs_p)
+            ),
         }
     }
 }

@@ -36,7 +36,11 @@ pub fn fetch_python(
             bail!("{}: invalid sha256 `{}` in the lock", p.label(), p.sha256);
         }
         if p.filename.contains('/') || p.filename.starts_with('.') {
-            bail!("{}: invalid file name `{}` in the lock", p.label(), p.filename);
+            bail!(
+                "{}: invalid file name `{}` in the lock",
+                p.label(),
+                p.filename
+            );
         }
     }
     let absent = missing(store, lock);

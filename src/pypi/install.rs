@@ -127,7 +127,12 @@ fn script(module: &str, attr: &str) -> String {
 }
 
 /// Installs the wheel `data` (file name `filename`) into the image at `root`.
-pub fn install_wheel(root: &Path, target: &Target, filename: &str, data: &[u8]) -> Result<InstallReport> {
+pub fn install_wheel(
+    root: &Path,
+    target: &Target,
+    filename: &str,
+    data: &[u8],
+) -> Result<InstallReport> {
     let mut zip = zip::ZipArchive::new(Cursor::new(data))
         .with_context(|| format!("{filename}: not a zip archive"))?;
     let site = PathBuf::from(target.site_packages());
@@ -162,7 +167,10 @@ pub fn install_wheel(root: &Path, target: &Target, filename: &str, data: &[u8]) 
         let Some(rel) = safe_relative(&name) else {
             bail!("{filename}: unsafe path `{name}`");
         };
-        if name == format!("{dist_info}/RECORD") || name.ends_with("/RECORD.jws") || name.ends_with("/RECORD.p7s") {
+        if name == format!("{dist_info}/RECORD")
+            || name.ends_with("/RECORD.jws")
+            || name.ends_with("/RECORD.p7s")
+        {
             continue;
         }
         let exec = mode & 0o111 != 0;
@@ -176,14 +184,20 @@ pub fn install_wheel(root: &Path, target: &Target, filename: &str, data: &[u8]) 
                     "purelib" | "platlib" => site.join(path),
                     "scripts" => {
                         if bytes.starts_with(b"#!python") {
-                            let end = bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len());
+                            let end = bytes
+                                .iter()
+                                .position(|&b| b == b'\n')
+                                .unwrap_or(bytes.len());
                             let mut fixed = b"#!/usr/bin/python3".to_vec();
                             fixed.extend_from_slice(&bytes[end..]);
                             bytes = fixed;
                         }
                         Path::new("usr/local/bin").join(path)
                     }
-                    "headers" => Path::new("usr/local/include").join(&py).join(&project).join(path),
+                    "headers" => Path::new("usr/local/include")
+                        .join(&py)
+                        .join(&project)
+                        .join(path),
                     "data" => Path::new("usr/local").join(path),
                     other => bail!("{filename}: unknown .data scheme `{other}`"),
                 }
@@ -204,7 +218,10 @@ pub fn install_wheel(root: &Path, target: &Target, filename: &str, data: &[u8]) 
             );
         }
     }
-    files.insert(site.join(&dist_info).join("INSTALLER"), (b"imgbuild\n".to_vec(), 0o644));
+    files.insert(
+        site.join(&dist_info).join("INSTALLER"),
+        (b"imgbuild\n".to_vec(), 0o644),
+    );
     // RECORD paths are relative to the site directory.
     let record_rel = site.join(&dist_info).join("RECORD");
     let mut record = String::new();
@@ -214,7 +231,12 @@ pub fn install_wheel(root: &Path, target: &Target, filename: &str, data: &[u8]) 
             Ok(p) => p.display().to_string(),
             Err(_) => pathdiff(path, &site),
         };
-        record.push_str(&format!("{},{},{}\n", csv(&shown), record_hash(bytes), bytes.len()));
+        record.push_str(&format!(
+            "{},{},{}\n",
+            csv(&shown),
+            record_hash(bytes),
+            bytes.len()
+        ));
     }
     record.push_str(&format!("{},,\n", csv(&format!("{dist_info}/RECORD"))));
     write_file(root, &record_rel, record.as_bytes(), 0o644)?;
@@ -250,12 +272,20 @@ mod tests {
 
     #[test]
     fn entry_point_scripts() {
-        let eps = entry_points("[console_scripts]\nptf = ptf.main:run\nx=a.b:c.d [extra]\n[other]\ny = z:w\n");
+        let eps = entry_points(
+            "[console_scripts]\nptf = ptf.main:run\nx=a.b:c.d [extra]\n[other]\ny = z:w\n",
+        );
         assert_eq!(eps.len(), 2);
         assert_eq!(eps[1], ("x".into(), "a.b".into(), "c.d".into()));
         let s = script("a.b", "c.d");
         assert!(s.starts_with("#!/usr/bin/python3\n"));
         assert!(s.contains("from a.b import c\n") && s.contains("sys.exit(c.d())"));
-        assert_eq!(pathdiff(Path::new("usr/local/bin/x"), Path::new("usr/local/lib/python3.11/dist-packages")), "../../../../../usr/local/bin/x");
+        assert_eq!(
+            pathdiff(
+                Path::new("usr/local/bin/x"),
+                Path::new("usr/local/lib/python3.11/dist-packages")
+            ),
+            "../../../../../usr/local/bin/x"
+        );
     }
 }

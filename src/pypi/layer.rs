@@ -44,7 +44,12 @@ pub struct LayerReport {
 }
 
 /// Installs the Python layer of `lock` into the image at `root`.
-pub fn install_layer(root: &Path, lock: &Lockfile, store: &Store, env: &BuildEnv) -> Result<LayerReport> {
+pub fn install_layer(
+    root: &Path,
+    lock: &Lockfile,
+    store: &Store,
+    env: &BuildEnv,
+) -> Result<LayerReport> {
     let mut report = LayerReport::default();
     if lock.python.is_empty() {
         return Ok(report);
@@ -52,7 +57,9 @@ pub fn install_layer(root: &Path, lock: &Lockfile, store: &Store, env: &BuildEnv
     let target = Target::from_lock(lock)?;
     for p in &lock.python {
         if let Some(deb) = &p.debian {
-            report.lines.push(format!("{} {}: from Debian's {deb}", p.name, p.version));
+            report
+                .lines
+                .push(format!("{} {}: from Debian's {deb}", p.name, p.version));
             continue;
         }
         let path = store.path_of(&p.sha256);
@@ -80,7 +87,9 @@ pub fn install_layer(root: &Path, lock: &Lockfile, store: &Store, env: &BuildEnv
             .with_context(|| format!("installing {} from {filename}", p.label()))?;
         report.files += r.files.len();
         if !p.is_sdist() {
-            report.lines.push(format!("{} {}: {} files", p.name, p.version, r.files.len()));
+            report
+                .lines
+                .push(format!("{} {}: {} files", p.name, p.version, r.files.len()));
         }
     }
     if !report.built.is_empty() {
@@ -95,8 +104,8 @@ pub fn install_layer(root: &Path, lock: &Lockfile, store: &Store, env: &BuildEnv
 
 /// The built-wheel record inside a rootfs tar (empty when there is none).
 pub fn built_from_tar(tar_path: &Path) -> Result<Vec<BuiltWheel>> {
-    let file = std::fs::File::open(tar_path)
-        .with_context(|| format!("opening {}", tar_path.display()))?;
+    let file =
+        std::fs::File::open(tar_path).with_context(|| format!("opening {}", tar_path.display()))?;
     let mut tar = tar::Archive::new(std::io::BufReader::new(file));
     for entry in tar.entries()? {
         let entry = entry?;

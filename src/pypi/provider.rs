@@ -139,13 +139,7 @@ impl<'a> PyProvider<'a> {
     }
 
     /// Adds `r` (its markers already known to hold) as dependencies of `from@v`.
-    fn add(
-        &self,
-        deps: &mut Vec<(PyPkg, VS)>,
-        from: &PyPkg,
-        v: Ver,
-        r: &Requirement,
-    ) {
+    fn add(&self, deps: &mut Vec<(PyPkg, VS)>, from: &PyPkg, v: Ver, r: &Requirement) {
         let name: Arc<str> = normalize_name(r.name.as_ref()).into();
         let project = match self.u.projects.get(&*name) {
             Some(p) => p.as_ref(),

@@ -191,7 +191,12 @@ async fn fetch(
     let files: Vec<_> = wanted
         .into_iter()
         .filter_map(|(n, k)| {
-            let c = u.projects.get(&n)?.as_ref()?.candidates.get(k as usize - 1)?;
+            let c = u
+                .projects
+                .get(&n)?
+                .as_ref()?
+                .candidates
+                .get(k as usize - 1)?;
             let f = c.file.clone()?;
             (!u.metadata.contains_key(&f.sha256)).then_some(f)
         })

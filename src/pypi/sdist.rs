@@ -52,7 +52,13 @@ fn backend(src: &Path) -> String {
 }
 
 /// Builds `sdist` (a `.tar.gz`) of `name` into a wheel inside `root`.
-pub fn build(root: &Path, name: &str, filename: &str, sdist: &[u8], env: &BuildEnv) -> Result<Built> {
+pub fn build(
+    root: &Path,
+    name: &str,
+    filename: &str,
+    sdist: &[u8],
+    env: &BuildEnv,
+) -> Result<Built> {
     let work = root.join(WORK);
     if work.exists() {
         fs::remove_dir_all(&work).with_context(|| format!("clearing {}", work.display()))?;

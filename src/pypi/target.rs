@@ -58,9 +58,9 @@ impl Target {
         let python = lock
             .package("python3")
             .ok_or_else(|| anyhow!("`[python]` needs the Debian package python3 in the lock; add \"python3\" to `packages`"))?;
-        let libc = lock
-            .package("libc6")
-            .ok_or_else(|| anyhow!("`[python]` needs libc6 in the lock (the glibc level of manylinux wheels)"))?;
+        let libc = lock.package("libc6").ok_or_else(|| {
+            anyhow!("`[python]` needs libc6 in the lock (the glibc level of manylinux wheels)")
+        })?;
         let py = upstream_numbers(&python.version);
         let lc = upstream_numbers(&libc.version);
         if py.len() < 2 || lc.len() < 2 {
@@ -127,7 +127,10 @@ impl Target {
 
     /// Where local installs go in Debian: `usr/local/lib/python3.X/dist-packages`.
     pub fn site_packages(&self) -> String {
-        format!("usr/local/lib/python{}.{}/dist-packages", self.python.0, self.python.1)
+        format!(
+            "usr/local/lib/python{}.{}/dist-packages",
+            self.python.0, self.python.1
+        )
     }
 
     /// `cp311-manylinux_2_36_x86_64`, for messages.
@@ -215,7 +218,11 @@ mod tests {
         assert_eq!(r("cp311-cp311-manylinux_2_38_x86_64"), None, "newer glibc");
         assert_eq!(r("cp312-cp312-manylinux_2_17_x86_64"), None, "other python");
         assert_eq!(r("cp311-cp311-linux_x86_64"), None, "not portable");
-        assert_eq!(r("cp311-cp311-manylinux_2_17_aarch64"), None, "other machine");
+        assert_eq!(
+            r("cp311-cp311-manylinux_2_17_aarch64"),
+            None,
+            "other machine"
+        );
         assert_eq!(r("py2-none-any"), None);
         assert_eq!(upstream_numbers("3.11.2-1+b1"), [3, 11, 2]);
         assert_eq!(upstream_numbers("2.36-9+deb12u13"), [2, 36]);

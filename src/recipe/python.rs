@@ -138,7 +138,11 @@ pub(super) fn layer(src: &SourceText<'_>, raw: &RawPython) -> Result<PythonSpec,
 pub(super) fn merge(into: &mut Option<PythonSpec>, layer: &PythonSpec) {
     let m = into.get_or_insert_with(PythonSpec::default);
     for r in &layer.requirements {
-        if !m.requirements.iter().any(|o| o.requirement == r.requirement) {
+        if !m
+            .requirements
+            .iter()
+            .any(|o| o.requirement == r.requirement)
+        {
             m.requirements.push(r.clone());
         }
     }

@@ -225,14 +225,17 @@ impl PyIndex {
             .unwrap();
             sha(m.as_bytes())
         });
-        self.projects.entry(w.name.clone()).or_default().push(FileEntry {
-            filename,
-            sha256: sha(&data),
-            size: data.len(),
-            requires_python: w.requires_python.clone(),
-            yanked: w.yanked,
-            metadata_sha256,
-        });
+        self.projects
+            .entry(w.name.clone())
+            .or_default()
+            .push(FileEntry {
+                filename,
+                sha256: sha(&data),
+                size: data.len(),
+                requires_python: w.requires_python.clone(),
+                yanked: w.yanked,
+                metadata_sha256,
+            });
         data
     }
 
@@ -241,14 +244,17 @@ impl PyIndex {
         let data = sdist_bytes(name, version, module);
         let filename = format!("{name}-{version}.tar.gz");
         std::fs::write(self.root.join("files").join(&filename), &data).unwrap();
-        self.projects.entry(name.to_string()).or_default().push(FileEntry {
-            filename,
-            sha256: sha(&data),
-            size: data.len(),
-            requires_python: None,
-            yanked: false,
-            metadata_sha256: None,
-        });
+        self.projects
+            .entry(name.to_string())
+            .or_default()
+            .push(FileEntry {
+                filename,
+                sha256: sha(&data),
+                size: data.len(),
+                requires_python: None,
+                yanked: false,
+                metadata_sha256: None,
+            });
         data
     }
 
