@@ -107,3 +107,31 @@ pub(super) fn python_block(out: &mut String, p: &LockedPython) {
     }
     out.push_str("]\n");
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::lock::Lockfile;
+
+    #[test]
+    fn python_entries_round_trip_sorted() {
+        let text = "# x\nversion = 1\n\n[recipe]\nname = \"t\"\nhash = \"sha256:00\"\narchitecture = \"amd64\"\n\n\
+            [[python]]\nname = \"zz\"\nversion = \"1.0\"\ndebian = \"python3-zz\"\nextras = []\ndepends = []\n\n\
+            [[python]]\nname = \"aa\"\nversion = \"2.0\"\nfilename = \"aa-2.0-py3-none-any.whl\"\nsize = 10\n\
+            sha256 = \"ab\"\nrequires-python = \">=3.8\"\nreason = \"recipe\"\nextras = [\"x\"]\n\
+            depends = [\n  { name = \"zz\", requirement = \"zz>=1 ; extra == 'x'\" },\n]\n";
+        let lock = Lockfile::parse(text, Path::new("t.lock")).unwrap();
+        let out = lock.to_toml();
+        assert!(out.find("name = \"aa\"").unwrap() < out.find("name = \"zz\"").unwrap());
+        let again = Lockfile::parse(&out, Path::new("t.lock")).unwrap();
+        assert_eq!(again.to_toml(), out);
+        let mut sorted = lock.clone();
+        sorted.sort_packages();
+        assert_eq!(sorted, again);
+        assert!(again.python[0].extras == ["x"] && !again.python[0].is_sdist());
+        assert!(again.python[1].debian.is_some() && !again.python[1].is_sdist());
+        let bad = text.replace("extras = []", "extras = []\nbogus = 1");
+        assert!(Lockfile::parse(&bad, Path::new("t.lock")).is_err());
+    }
+}

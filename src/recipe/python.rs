@@ -196,3 +196,59 @@ impl PythonSpec {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::recipe::{Recipe, RecipeError};
+
+    fn parse(python: &str) -> Result<Recipe, RecipeError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("k.pgp"), b"k").unwrap();
+        let text = format!(
+            "architecture = \"amd64\"\n[[source]]\nname = \"m\"\nurl = \"http://127.0.0.1:9/\"\n\
+             suite = \"/\"\ncomponents = []\nkeyring = \"k.pgp\"\n{python}"
+        );
+        Recipe::parse_str(&text, &dir.path().join("r.toml"))
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = parse("[python]\nrequirements = [\"ok\", \"bad ===\"]\n").unwrap_err();
+        assert!(e.to_string().contains("r.toml:9:"), "{e}");
+        assert!(e.to_string().contains("invalid PEP 508 requirement"), "{e}");
+        let e = parse("[python]\nrequirements = [\"x @ https://h/x.whl\"]\n").unwrap_err();
+        assert!(e.to_string().contains("cannot be locked"), "{e}");
+        let e = parse("[python]\nrequirment = []\n").unwrap_err();
+        assert!(e.to_string().contains("requirment"), "{e}");
+        let e = parse("[python]\nconstraints = [\"a[x]<2\"]\n").unwrap_err();
+        assert!(e.to_string().contains("cannot name extras"), "{e}");
+        let e = parse("[python]\nallow-sdist = [\"a b\"]\n").unwrap_err();
+        assert!(
+            e.to_string().contains("invalid Python distribution name"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn canonical_hash_covers_python_only_when_present() {
+        let none = parse("").unwrap();
+        assert!(none.python.is_none());
+        let a = parse("[python]\nrequirements = [\"ptf>=0.10\"]\nallow-sdist = [\"A_b\", \"c\"]\n")
+            .unwrap();
+        let b =
+            parse("[python]\nrequirements = [\"ptf >= 0.10\"]\nallow-sdist = [\"c\", \"a-b\"]\n")
+                .unwrap();
+        assert_eq!(
+            a.canonical_hash(),
+            b.canonical_hash(),
+            "spelling must not matter"
+        );
+        assert_ne!(a.canonical_hash(), none.canonical_hash());
+        let c = parse("[python]\nrequirements = [\"ptf>=0.11\"]\n").unwrap();
+        assert_ne!(c.canonical_hash(), a.canonical_hash());
+        let d = parse("[python]\nrequirements = [\"ptf>=0.10\"]\nallow-sdist = [\"a-b\", \"c\"]\nuse-debian = [\"x\"]\n")
+            .unwrap();
+        assert_ne!(d.canonical_hash(), a.canonical_hash());
+        assert_eq!(a.python.unwrap().allow_sdist, ["a-b", "c"]);
+    }
+}
