@@ -206,6 +206,18 @@ fn markers_and_tags_follow_the_target_not_the_host() {
 }
 
 #[test]
+fn sizes_come_from_head_when_the_page_has_none() {
+    let f = Fixture::new(|ix| {
+        ix.with_sizes = false;
+        common(ix);
+    });
+    let r = f.solve(&bookworm(), "requirements = [\"dep\"]\n").unwrap();
+    let dep = &r.python[0];
+    let on_disk = f._tmp.path().join("site/files").join(&dep.filename);
+    assert_eq!(dep.size, std::fs::metadata(on_disk).unwrap().len());
+}
+
+#[test]
 fn conflicts_are_explained() {
     let f = Fixture::new(|ix| {
         ix.wheel(WheelSpec::new("a", "1.0").requires(&["c<2"]));

@@ -291,6 +291,21 @@ impl IndexClient {
         Ok(text)
     }
 
+    /// The size of the file at `url`, from a HEAD request's Content-Length.
+    pub async fn size(&self, url: &Url) -> Result<u64> {
+        if self.offline {
+            bail!("offline: the index page gave no size for {url}");
+        }
+        let resp = send(self.http.head(url.clone()), url).await?;
+        if !resp.status().is_success() {
+            bail!("{url}: HTTP {}", resp.status());
+        }
+        resp.headers()
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .with_context(|| format!("{url}: no Content-Length"))
+    }
+
     /// Downloads `file` whole and checks its sha256.
     pub async fn download(&self, file: &IndexFile) -> Result<Vec<u8>> {
         let resp = send(self.http.get(file.url.clone()), &file.url).await?;

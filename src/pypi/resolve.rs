@@ -123,7 +123,9 @@ pub fn resolve(
         let provider = PyProvider::new(&u, &target, roots.clone(), prefer.clone());
         let missing = match pubgrub::resolve(&provider, PyPkg::Root, 1u32) {
             Ok(sel) => {
-                let (python, notes) = to_lock(&provider, debian, &roots, &sel);
+                let (mut python, notes) = to_lock(&provider, debian, &roots, &sel);
+                drop(provider);
+                rt.block_on(fill_sizes(&u, client, &mut python))?;
                 return Ok(Resolved {
                     python,
                     notes,
@@ -213,6 +215,28 @@ async fn fetch(
         let text = text.with_context(|| format!("reading the metadata of {}", f.filename))?;
         let m = Metadata::parse(&text, &f.filename)?;
         u.metadata.insert(f.sha256.clone(), m);
+    }
+    Ok(())
+}
+
+/// Sizes the page did not give (PEP 691 API 1.0 indexes), from HEAD requests.
+async fn fill_sizes(u: &Universe, client: &IndexClient, python: &mut [LockedPython]) -> Result<()> {
+    for p in python
+        .iter_mut()
+        .filter(|p| p.debian.is_none() && p.size == 0)
+    {
+        let file = u
+            .projects
+            .get(&p.name)
+            .and_then(|pr| pr.as_ref())
+            .and_then(|pr| {
+                pr.candidates
+                    .iter()
+                    .filter_map(|c| c.file.as_ref())
+                    .find(|f| f.filename == p.filename)
+            })
+            .ok_or_else(|| anyhow!("{}: chosen file not in the index (a bug)", p.label()))?;
+        p.size = client.size(&file.url).await?;
     }
     Ok(())
 }

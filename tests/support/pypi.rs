@@ -195,6 +195,8 @@ struct FileEntry {
 /// The index under construction.
 pub struct PyIndex {
     root: PathBuf,
+    /// Write `size` in the pages (default true).
+    pub with_sizes: bool,
     projects: BTreeMap<String, Vec<FileEntry>>,
 }
 
@@ -207,6 +209,7 @@ impl PyIndex {
         std::fs::create_dir_all(root.join("files")).unwrap();
         PyIndex {
             root: root.to_path_buf(),
+            with_sizes: true,
             projects: BTreeMap::new(),
         }
     }
@@ -268,9 +271,12 @@ impl PyIndex {
                         "filename": f.filename,
                         "url": format!("../../files/{}", f.filename),
                         "hashes": { "sha256": f.sha256 },
-                        "size": f.size,
                         "yanked": f.yanked,
                     });
+                    // API 1.1 pages give sizes; 1.0 pages (some mirrors) do not.
+                    if self.with_sizes {
+                        v["size"] = f.size.into();
+                    }
                     if let Some(r) = &f.requires_python {
                         v["requires-python"] = r.clone().into();
                     }
