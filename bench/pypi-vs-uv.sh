@@ -9,7 +9,9 @@
 # the target is its lock's image: python from the locked python3, glibc from
 # the locked libc6 (bookworm: 3.11 / manylinux_2_36, x86_64). uv gets the
 # same target with --python-version / --python-platform, so neither looks at
-# the host's interpreter. uv itself is installed from the index into a temp
+# the host's interpreter, and the same policy: wheels only (--only-binary
+# :all:) except the recipe's allow-sdist names (--no-binary NAME, which uv
+# builds to read their metadata). uv itself is installed from the index into a temp
 # venv. The index is the `pypi` mirror (IMGBUILD_MIRROR_PYPI, else the host's
 # pip configuration or pip's default) and is passed to uv explicitly, so both
 # ask the same server; no URL is written in this repository.
@@ -40,6 +42,7 @@ import sys, tomllib
 spec = tomllib.load(open(sys.argv[1], "rb"))["python"]
 open(f"{sys.argv[2]}/requirements.in", "w").write("\n".join(spec["requirements"]) + "\n")
 open(f"{sys.argv[2]}/constraints.txt", "w").write("\n".join(spec.get("constraints", [])) + "\n")
+open(f"{sys.argv[2]}/allow-sdist.txt", "w").write("".join(n + "\n" for n in spec.get("allow-sdist", [])))
 PY
 
 if [ ! -x "$work/venv/bin/uv" ]; then
@@ -59,11 +62,14 @@ time_imgbuild() { # $1 = cache dir
     t1=$(now)
     echo "$t1 - $t0" | bc
 }
+# imgbuild's policy for uv: wheels only, except the recipe's allow-sdist.
+binary=(--only-binary :all:)
+while read -r n; do [ -n "$n" ] && binary+=(--no-binary "$n"); done <"$work/allow-sdist.txt"
 time_uv() { # $1 = cache dir
     local t0 t1
     t0=$(now)
     "$uv" pip compile -q --cache-dir "$1" --index-url "$index" \
-        --python-version "$pyver" --python-platform "$platform" \
+        --python-version "$pyver" --python-platform "$platform" "${binary[@]}" \
         -c "$work/constraints.txt" "$work/requirements.in" -o "$work/uv.txt" 2>/dev/null
     t1=$(now)
     echo "$t1 - $t0" | bc

@@ -23,6 +23,10 @@ use crate::recipe::{PythonSpec, normalize_name};
 const PARALLEL: usize = 16;
 /// Bound on fetch-and-solve rounds (each round fetches at least one thing).
 const MAX_ROUNDS: usize = 500;
+/// Levels of dependencies fetched ahead of the solver in one round.
+const PREFETCH_DEPTH: usize = 8;
+/// Older candidates fetched along with one the solver asks for.
+const BACKTRACK_AHEAD: Ver = 3;
 
 /// The result of resolving `[python]`.
 #[derive(Debug, Clone)]
@@ -154,7 +158,10 @@ pub fn resolve(
 }
 
 /// Fetches missing pages, then the metadata asked for plus that of the
-/// newest candidate of every new project (the likely next pick).
+/// newest candidate of every new project (the likely next pick); then,
+/// speculatively, the same for the dependencies that metadata names, a few
+/// levels deep, so that one round usually brings in a whole subtree instead
+/// of one level (each round trip to the index costs more than a solve).
 async fn fetch(
     u: &mut Universe,
     client: &IndexClient,
@@ -162,59 +169,74 @@ async fn fetch(
     policy: &Policy,
     missing: super::provider::Missing,
 ) -> Result<()> {
-    let names: Vec<String> = missing
-        .projects
-        .into_iter()
-        .filter(|n| !u.projects.contains_key(n))
+    let mut names: BTreeSet<String> = missing.projects;
+    // The solver asking for an older candidate is backtracking, and tends
+    // to walk down: fetch the next few older ones with it.
+    let mut wanted: BTreeSet<(String, Ver)> = missing
+        .metadata
+        .iter()
+        .flat_map(|(n, k)| (k.saturating_sub(BACKTRACK_AHEAD)..=*k).map(move |k| (n.clone(), k)))
+        .filter(|(_, k)| *k > 0)
         .collect();
-    let pages: Vec<(String, Result<_>)> = futures_util::stream::iter(names)
-        .map(|n| async move {
-            let page = if policy.debian.contains_key(&n) {
-                Ok(Some(Default::default()))
-            } else {
-                client.project(&n).await
-            };
-            (n, page)
-        })
-        .buffer_unordered(PARALLEL)
-        .collect()
-        .await;
-    let mut wanted: BTreeSet<(String, Ver)> = missing.metadata;
-    for (name, page) in pages {
-        let page = page.with_context(|| format!("reading the index page of `{name}`"))?;
-        let project = page.map(|p| candidates::project(&name, &p, target, policy));
-        if let Some(p) = &project
-            && !p.candidates.is_empty()
-        {
-            wanted.insert((name.clone(), p.candidates.len() as Ver));
+    for _ in 0..PREFETCH_DEPTH {
+        names.retain(|n| !u.projects.contains_key(n));
+        if names.is_empty() && wanted.is_empty() {
+            break;
         }
-        u.projects.insert(name, project);
-    }
-    let files: Vec<_> = wanted
-        .into_iter()
-        .filter_map(|(n, k)| {
-            let c = u
-                .projects
-                .get(&n)?
-                .as_ref()?
-                .candidates
-                .get(k as usize - 1)?;
-            let f = c.file.clone()?;
-            (!u.metadata.contains_key(&f.sha256)).then_some(f)
-        })
-        .collect();
-    let metas: Vec<_> = futures_util::stream::iter(files)
-        .map(|f| async move {
-            let text = client.metadata(&f).await;
-            (f, text)
-        })
-        .buffer_unordered(PARALLEL)
-        .collect()
-        .await;
-    for (f, text) in metas {
-        let text = text.with_context(|| format!("reading the metadata of {}", f.filename))?;
-        let m = Metadata::parse(&text, &f.filename)?;
-        u.metadata.insert(f.sha256.clone(), m);
+        let pages: Vec<(String, Result<_>)> =
+            futures_util::stream::iter(std::mem::take(&mut names))
+                .map(|n| async move {
+                    let page = if policy.debian.contains_key(&n) {
+                        Ok(Some(Default::default()))
+                    } else {
+                        client.project(&n).await
+                    };
+                    (n, page)
+                })
+                .buffer_unordered(PARALLEL)
+                .collect()
+                .await;
+        for (name, page) in pages {
+            let page = page.with_context(|| format!("reading the index page of `{name}`"))?;
+            let project = page.map(|p| candidates::project(&name, &p, target, policy));
+            if let Some(p) = &project
+                && !p.candidates.is_empty()
+            {
+                wanted.insert((name.clone(), p.candidates.len() as Ver));
+            }
+            u.projects.insert(name, project);
+        }
+        let files: Vec<_> = std::mem::take(&mut wanted)
+            .into_iter()
+            .filter_map(|(n, k)| {
+                let c = u
+                    .projects
+                    .get(&n)?
+                    .as_ref()?
+                    .candidates
+                    .get(k as usize - 1)?;
+                let f = c.file.clone()?;
+                (!u.metadata.contains_key(&f.sha256)).then_some(f)
+            })
+            .collect();
+        let metas: Vec<_> = futures_util::stream::iter(files)
+            .map(|f| async move {
+                let text = client.metadata(&f).await;
+                (f, text)
+            })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        for (f, text) in metas {
+            let text = text.with_context(|| format!("reading the metadata of {}", f.filename))?;
+            let m = Metadata::parse(&text, &f.filename)?;
+            for r in &m.requires_dist {
+                if r.marker.evaluate(target.markers(), &[]) {
+                    names.insert(normalize_name(r.name.as_ref()));
+                }
+            }
+            u.metadata.insert(f.sha256.clone(), m);
+        }
     }
     Ok(())
 }
