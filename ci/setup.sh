@@ -7,6 +7,9 @@ command -v dpkg-deb >/dev/null || need+=(dpkg)
 command -v gpgv >/dev/null || need+=(gpgv)
 command -v dose-debcheck >/dev/null || need+=(dose-distcheck)
 command -v xz >/dev/null || need+=(xz-utils)
+# The sdist build test uses the host's Debian python3 with setuptools and wheel.
+/usr/bin/python3 -c 'import setuptools' 2>/dev/null || need+=(python3-setuptools)
+/usr/bin/python3 -c 'import wheel' 2>/dev/null || need+=(python3-wheel)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "ci/setup.sh: installing ${need[*]}"

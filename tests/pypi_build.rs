@@ -83,34 +83,35 @@ fn sdist_builds_reproducibly_in_the_sandbox() {
     assert!(sdist::build(&root, "x", "x-1.tar.gz", &bad, &env).is_err());
 }
 
-/// Top-level import names of an installed distribution, from its RECORD.
+/// One importable module per top-level name of an installed distribution,
+/// from its RECORD: the shallowest package (`__init__.py`) or module under
+/// that name (namespace packages such as `google` have no `__init__.py`).
 fn top_level(site: &Path, dist_info: &str) -> Vec<String> {
     let record = fs::read_to_string(site.join(dist_info).join("RECORD")).unwrap();
-    let mut names: Vec<String> = record
-        .lines()
-        .filter_map(|l| l.split(',').next())
-        .filter(|p| !p.starts_with("..") && !p.contains(".dist-info/"))
-        .filter_map(|p| {
-            let first = p.split('/').next()?;
-            if p.contains('/') {
-                // A package, or a namespace package: import its first real module.
-                let mut parts: Vec<&str> = p.split('/').collect();
-                let file = parts.pop()?;
-                if file != "__init__.py" {
-                    return None;
-                }
-                return Some(parts.join("."));
-            }
-            first.strip_suffix(".py").map(str::to_string)
-        })
-        .filter(|n| !n.contains("__pycache__") && !n.is_empty())
-        .collect();
-    names.sort();
-    names.dedup();
-    // Keep the shortest importable prefixes (a package implies its modules).
-    let all = names.clone();
-    names.retain(|n| !all.iter().any(|m| n.starts_with(&format!("{m}."))));
-    names
+    let mut best: std::collections::BTreeMap<String, (usize, String)> = Default::default();
+    for path in record.lines().filter_map(|l| l.split(',').next()) {
+        if path.starts_with("..") || path.contains(".dist-info/") || path.contains("__pycache__") {
+            continue;
+        }
+        let Some(stem) = path.strip_suffix(".py") else {
+            continue;
+        };
+        let mut parts: Vec<&str> = stem.split('/').collect();
+        if parts.last() == Some(&"__init__") {
+            parts.pop();
+        }
+        if parts.is_empty() || parts.iter().any(|p| p.contains('-') || p.contains('.')) {
+            continue;
+        }
+        let candidate = (parts.len(), parts.join("."));
+        let slot = best
+            .entry(parts[0].to_string())
+            .or_insert(candidate.clone());
+        if candidate < *slot {
+            *slot = candidate;
+        }
+    }
+    best.into_values().map(|(_, name)| name).collect()
 }
 
 /// Live: builds sonic-p4 from the committed lock (fetching what is missing)
