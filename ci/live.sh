@@ -15,3 +15,7 @@ if [ -z "$mirror" ] || ! curl -fsS -m 15 -o /dev/null "$mirror/dists/bookworm/In
 fi
 # Same profile as `cargo test`, so CI builds the crate only once.
 cargo test --locked --test live -- --ignored --test-threads 1
+# The PyPI layer of sonic-p4: built from the committed lock, every locked
+# distribution imported inside the image (needs the `pypi` index or a filled
+# vendor store; the index is the host's pip configuration or pip's default).
+cargo test --locked --test pypi_build -- --ignored --test-threads 1

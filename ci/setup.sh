@@ -10,6 +10,9 @@ command -v xz >/dev/null || need+=(xz-utils)
 # tests/support/hostbase.rs packs the host's systemctl and useradd into a fixture base.
 command -v systemctl >/dev/null || need+=(systemd)
 command -v useradd >/dev/null || need+=(passwd)
+# The sdist build test uses the host's Debian python3 with setuptools and wheel.
+/usr/bin/python3 -c 'import setuptools' 2>/dev/null || need+=(python3-setuptools)
+/usr/bin/python3 -c 'import wheel' 2>/dev/null || need+=(python3-wheel)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "ci/setup.sh: installing ${need[*]}"

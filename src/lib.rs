@@ -10,5 +10,6 @@ pub mod core;
 pub mod fetch;
 pub mod lock;
 pub mod ops;
+pub mod pypi;
 pub mod recipe;
 pub mod solve;

@@ -325,9 +325,17 @@ fn print_solve_report(r: &ops::solve::SolveReport, locked: bool, verbose: bool) 
             (None, None) => {}
         }
     }
+    for n in &r.notes {
+        eprintln!("note: {n}");
+    }
     let verb = if r.changed { "Locked" } else { "Unchanged" };
+    let python = if r.python > 0 {
+        format!(" and {} Python distributions", r.python)
+    } else {
+        String::new()
+    };
     eprintln!(
-        "{verb} {} packages ({}) in {}",
+        "{verb} {} packages ({}){python} in {}",
         r.packages,
         per.join(", "),
         lock

@@ -62,6 +62,7 @@ impl Fixture {
             },
             sources: vec![],
             packages,
+            python: vec![],
         };
         let store = Store::open(&tmp.path().join("vendor")).unwrap();
         Fixture {

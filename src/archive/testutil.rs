@@ -38,6 +38,7 @@ pub fn recipe(sources: Vec<Source>, arch: &str, foreign: &[&str]) -> Recipe {
     Recipe {
         steps: vec![],
         hostname: None,
+        python: None,
         name: "test".into(),
         path: PathBuf::from("recipes/test.toml"),
         architecture: arch.into(),

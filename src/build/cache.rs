@@ -241,6 +241,7 @@ mod tests {
             },
             sources: vec![],
             packages: vec![],
+            python: vec![],
         }
     }
 

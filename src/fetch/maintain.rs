@@ -65,6 +65,12 @@ pub fn referenced(locks_dir: &Path) -> Result<(usize, HashSet<String>), FetchErr
         })?;
         locks += 1;
         shas.extend(lock.packages.into_iter().map(|p| p.sha256));
+        shas.extend(
+            lock.python
+                .into_iter()
+                .filter(|p| p.debian.is_none())
+                .map(|p| p.sha256),
+        );
     }
     Ok((locks, shas))
 }

@@ -171,6 +171,18 @@ impl Store {
                 sha256: p.sha256.clone(),
                 size: p.size,
             })
+            // The `[[python]]` files (Debian-provided ones have none).
+            .chain(
+                lock.python
+                    .iter()
+                    .filter(|p| p.debian.is_none() && !self.contains(&p.sha256, p.size))
+                    .map(|p| MissingBlob {
+                        package: p.label(),
+                        filename: p.filename.clone(),
+                        sha256: p.sha256.clone(),
+                        size: p.size,
+                    }),
+            )
             .collect();
         if missing.is_empty() {
             return Ok(());
@@ -178,7 +190,7 @@ impl Store {
         Err(MissingBlobs {
             recipe: recipe_name.to_string(),
             store: self.root.clone(),
-            total: lock.packages.len(),
+            total: lock.packages.len() + lock.python.len(),
             missing,
         })
     }

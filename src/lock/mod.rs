@@ -13,11 +13,13 @@ use serde::{Deserialize, Serialize};
 use crate::core::version::DebVersion;
 use crate::recipe::Recipe;
 
+mod python;
 mod read;
 #[cfg(test)]
 mod tests;
 mod write;
 
+pub use python::{LockedPyEdge, LockedPython};
 pub use read::LockError;
 pub use write::{HEADER, toml_string};
 
@@ -39,6 +41,9 @@ pub struct Lockfile {
     /// file; see [`Lockfile::sort_packages`].
     #[serde(rename = "package", default)]
     pub packages: Vec<LockedPackage>,
+    /// The PyPI layer (`[[python]]`), sorted by name; empty without `[python]`.
+    #[serde(rename = "python", default)]
+    pub python: Vec<LockedPython>,
 }
 
 /// The `[recipe]` header.
@@ -165,6 +170,7 @@ impl Lockfile {
     /// lock built in memory compares equal to the same lock read back.
     pub fn sort_packages(&mut self) {
         self.packages.sort_by(package_order);
+        self.python.sort_by(|a, b| a.name.cmp(&b.name));
     }
 
     /// The first package named `name` (in lock order, so the lowest

@@ -58,6 +58,7 @@ fn tiny() -> Lockfile {
             }],
         }],
         packages: vec![hello, package("libc6", "2.36-9+deb12u10", "amd64", vec![])],
+        python: vec![],
     }
 }
 
@@ -295,6 +296,7 @@ fn recipe() -> Recipe {
     Recipe {
         steps: vec![],
         hostname: None,
+        python: None,
         name: "tiny".into(),
         path: PathBuf::from("recipes/tiny.toml"),
         architecture: "amd64".into(),

@@ -107,6 +107,7 @@ impl Lockfile {
             recipe,
             sources,
             packages,
+            python,
         } = self;
         let mut out = String::new();
         out.push_str(HEADER);
@@ -123,6 +124,11 @@ impl Lockfile {
         sorted.sort_by(|a, b| super::package_order(a, b));
         for p in sorted {
             package_block(&mut out, p);
+        }
+        let mut python: Vec<_> = python.iter().collect();
+        python.sort_by(|a, b| a.name.cmp(&b.name));
+        for p in python {
+            super::python::python_block(&mut out, p);
         }
         out
     }

@@ -259,6 +259,9 @@ impl Plan {
         rootfs::finish(&root, &self.assemble, &self.recipe.steps, &mut report)
             .with_context(context)?;
         if !self.quiet {
+            for line in &report.python.lines {
+                eprintln!("  python {line}");
+            }
             for line in &report.steps {
                 eprintln!("  step {line}");
             }
@@ -371,7 +374,20 @@ fn emit_into(plan: &Plan, tar: &Path, dest: &Path) -> Result<Manifest> {
     if !plan.quiet {
         eprintln!("Writing outputs of {}…", plan.recipe.name);
     }
-    let manifest = output::emit(tar, tmp.path(), &plan.info())?;
+    let mut manifest = output::emit(tar, tmp.path(), &plan.info())?;
+    if !plan.lock.python.is_empty() {
+        manifest.python_built = crate::pypi::layer::built_from_tar(tar)?;
+        if !manifest.python_built.is_empty() {
+            let path = tmp.path().join("manifest.json");
+            crate::core::atomic::write_atomic(
+                &path,
+                &manifest.to_json(),
+                0o644,
+                crate::core::atomic::Durability::Durable,
+            )
+            .with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
     let old = output::publish_dir(tmp.path(), dest)?;
     // After an exchange the temp path holds the old outputs, removed with
     // `tmp`; after a plain rename it no longer exists. With the fallback the

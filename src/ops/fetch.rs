@@ -119,11 +119,38 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
         offline: args.offline,
     };
     let progress = Progress::for_terminal(args.quiet);
-    let summary = fetch_lock(&store, &recipe.name, &lock, bases, &options, &progress)?;
+    let mut summary = fetch_lock(&store, &recipe.name, &lock, bases, &options, &progress)?;
+    if !lock.python.is_empty() {
+        let py = fetch_python(args, &store, &lock, &options)?;
+        summary.fetched += py.fetched;
+        summary.reused += py.reused;
+        summary.bytes += py.bytes;
+        summary.elapsed += py.elapsed;
+    }
     if !args.quiet {
         eprintln!("{summary}");
     }
     Ok(summary)
+}
+
+/// The `[[python]]` files, located on the `pypi` index (asked for only
+/// when something is missing and not offline).
+fn fetch_python(
+    args: &FetchArgs,
+    store: &Store,
+    lock: &Lockfile,
+    options: &SessionOptions,
+) -> anyhow::Result<FetchSummary> {
+    use crate::pypi;
+    let client = if args.offline || pypi::fetch::missing(store, lock).is_empty() {
+        None
+    } else {
+        let url = pypi::config::index_url(&args.mirrors, &|k| std::env::var(k).ok())?;
+        let cache = crate::archive::FetchOptions::default_cache_dir();
+        Some(pypi::index::IndexClient::new(url, &cache, false)?)
+    };
+    let progress = Progress::for_terminal(args.quiet);
+    pypi::fetch::fetch_python(store, lock, client.as_ref(), options, &progress)
 }
 
 #[cfg(test)]
@@ -176,6 +203,7 @@ mod tests {
             recipe: LockedRecipe::for_recipe(&recipe),
             sources: vec![],
             packages,
+            python: vec![],
         };
         std::fs::create_dir_all(ws.join("locks")).unwrap();
         std::fs::write(ws.join("locks/base.lock"), lock.to_toml()).unwrap();

@@ -63,6 +63,10 @@ pub struct SolveReport {
     pub load_seconds: f64,
     /// Seconds spent solving.
     pub solve_seconds: f64,
+    /// Number of `[[python]]` entries in the lock.
+    pub python: usize,
+    /// Remarks from the Python resolution.
+    pub notes: Vec<String>,
 }
 
 /// A package that was added, removed or moved compared to the previous lock.
@@ -116,6 +120,8 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
             changes: Vec::new(),
             load_seconds: 0.0,
             solve_seconds: 0.0,
+            python: lock.python.len(),
+            notes: Vec::new(),
         });
     }
 
@@ -146,7 +152,7 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
         (Some(lock), Update::Minimal) => preferences(&universe, lock, &[]),
         (Some(lock), Update::Packages(names)) => {
             for n in names {
-                if lock.package(n).is_none() {
+                if lock.package(n).is_none() && !lock.python.iter().any(|p| p.name == *n) {
                     bail!("--update {n}: `{n}` is not in {}", path.display());
                 }
             }
@@ -161,9 +167,21 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
     };
     let solution = solve::solve(&universe, request)
         .with_context(|| format!("cannot solve `{}`", recipe.name))?;
-    let solve_seconds = t.elapsed().as_secs_f64();
 
-    let lock = build_lock(&recipe, &universe, &solution, &roots, headers);
+    let mut lock = build_lock(&recipe, &universe, &solution, &roots, headers);
+    let moving = match &args.update {
+        Update::Minimal => Some(&[][..]),
+        Update::Packages(names) => Some(names.as_slice()),
+        Update::All => None,
+    };
+    let python_opts = crate::pypi::SolveOptions {
+        mirrors: &args.mirrors,
+        offline: args.offline,
+        cache_dir: FetchOptions::default_cache_dir(),
+    };
+    let notes =
+        crate::pypi::lock_python(&recipe, &mut lock, previous.as_ref(), moving, &python_opts)?;
+    let solve_seconds = t.elapsed().as_secs_f64();
     // The universe holds ~10^5 records per suite; freeing them one by one
     // costs more than the solve itself, and the process is about to exit.
     std::mem::forget(universe);
@@ -189,6 +207,8 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
         changes,
         load_seconds,
         solve_seconds,
+        python: lock.python.len(),
+        notes,
     })
 }
 
@@ -321,6 +341,7 @@ pub fn build_lock(
         recipe: LockedRecipe::for_recipe(recipe),
         sources,
         packages,
+        python: vec![],
     };
     lock.sort_packages();
     lock
@@ -345,6 +366,17 @@ pub fn diff(old: &Lockfile, new: &Lockfile) -> Vec<Change> {
         .iter()
         .map(|p| (key(p), p.version.as_str()))
         .collect();
+    let python = |l: &Lockfile| -> Vec<(String, String)> {
+        l.python
+            .iter()
+            .map(|p| (format!("pypi:{}", p.name), p.version.clone()))
+            .collect()
+    };
+    let mut before = before;
+    let mut after = after;
+    let (old_py, new_py) = (python(old), python(new));
+    before.extend(old_py.iter().map(|(n, v)| (n.clone(), v.as_str())));
+    after.extend(new_py.iter().map(|(n, v)| (n.clone(), v.as_str())));
     let mut names: Vec<&String> = before.keys().chain(after.keys()).collect();
     names.sort();
     names.dedup();

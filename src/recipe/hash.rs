@@ -25,6 +25,9 @@ struct CanonicalRecipe<'a> {
     recommends: bool,
     sources: Vec<CanonicalSource<'a>>,
     packages: Vec<String>,
+    // Absent for recipes without `[python]`, so their hash is unchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    python: Option<super::python::CanonicalPython>,
 }
 
 #[derive(Serialize)]
@@ -60,6 +63,7 @@ impl Recipe {
             // they are in `build_hash`, so changing them does not make the lock stale.
             steps: _,
             hostname: _,
+            python,
         } = self;
         // Foreign architectures are a set: order and repeats do not matter.
         let mut foreign: Vec<&str> = foreign_architectures.iter().map(String::as_str).collect();
@@ -74,6 +78,7 @@ impl Recipe {
             recommends: *recommends,
             sources: sources.iter().map(canonical_source).collect(),
             packages: packages.iter().map(canonical_requirement).collect(),
+            python: python.as_ref().map(|p| p.canonical()),
         };
         let json = serde_json::to_vec(&canonical).expect("plain data serializes");
         format!("sha256:{}", hex::encode(Sha256::digest(&json)))

@@ -17,6 +17,7 @@ use crate::core::relation::Dependency;
 mod error;
 mod hash;
 mod parse;
+mod python;
 mod raw;
 mod step;
 #[cfg(test)]
@@ -25,6 +26,7 @@ mod tests;
 pub use error::RecipeError;
 pub(crate) use error::line_col;
 pub use parse::DEFAULT_PRIORITY;
+pub use python::{PyRequirement, PythonSpec, normalize_name};
 
 /// Where a source's files are served from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -103,6 +105,10 @@ pub struct Recipe {
     /// [`Recipe::canonical_hash`] (the lock is about packages): see
     /// [`Recipe::build_hash`].
     pub steps: Vec<Step>,
+    /// `[python]`: PyPI requirements locked with the Debian packages (part
+    /// of the canonical hash when present).
+    #[serde(skip)]
+    pub python: Option<PythonSpec>,
 }
 
 /// One `[[step]]`: an action applied to the assembled root filesystem,

@@ -36,6 +36,7 @@ struct Layer {
     packages: Vec<Requirement>,
     sources: Vec<Source>,
     steps: Vec<Step>,
+    python: Option<super::python::PythonSpec>,
 }
 
 impl Layer {
@@ -221,8 +222,13 @@ impl Loader<'_> {
             .iter()
             .map(|s| self.step(&src, path, s))
             .collect::<Result<Vec<_>, _>>()?;
+        let python = match &raw.python {
+            Some(p) => Some(super::python::layer(&src, p)?),
+            None => None,
+        };
         Ok(Layer {
             steps,
+            python,
             path: path.to_path_buf(),
             name,
             architecture: raw.architecture,
@@ -383,7 +389,11 @@ fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
     let mut packages: Vec<Requirement> = Vec::new();
     let mut seen_packages = HashSet::new();
     let mut steps: Vec<Step> = Vec::new();
+    let mut python = None;
     for layer in layers.iter().rev() {
+        if let Some(p) = &layer.python {
+            super::python::merge(&mut python, p);
+        }
         steps.extend(layer.steps.iter().cloned());
         if let Some(a) = &layer.architecture {
             match &architecture {
@@ -448,5 +458,6 @@ fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
         recommends: recommends.unwrap_or(false),
         hostname,
         steps,
+        python,
     })
 }

@@ -26,6 +26,7 @@ pub(super) struct RawRecipe {
     pub sources: Vec<Spanned<RawSource>>,
     #[serde(default, rename = "step")]
     pub steps: Vec<Spanned<RawStep>>,
+    pub python: Option<super::python::RawPython>,
 }
 
 /// One `[[step]]` table: every key optional here, exactly one action key is

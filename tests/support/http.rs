@@ -333,7 +333,11 @@ fn file_response(state: &State, req: &Request) -> (u16, String, Vec<u8>) {
     if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
         return (404, String::new(), b"bad path\n".to_vec());
     }
-    let path = state.root.join(rel);
+    let mut path = state.root.join(rel);
+    // A directory serves its `index.json` (PEP 691 project pages end in `/`).
+    if path.is_dir() {
+        path = path.join("index.json");
+    }
     let data = match std::fs::read(&path) {
         Ok(data) if path.is_file() => data,
         _ => return (404, String::new(), b"not found\n".to_vec()),

@@ -7,6 +7,7 @@
 //! - [`site`]: a temp dir of archives ([`Site`]).
 //! - [`http`]: a loopback HTTP server with fault injection ([`TestServer`], [`Fault`]).
 //! - [`apt`]: the real apt with a private configuration, as an independent judge ([`Apt`]).
+//! - [`pypi`]: a PEP 691 package index with real wheels and sdists ([`PyIndex`]).
 //! - [`workspace`]: a project dir with recipes, and running the built binary ([`Workspace`]).
 //!
 //! Each test binary uses a subset, hence the blanket `dead_code` allowance.
@@ -17,6 +18,7 @@ pub mod deb;
 pub mod hostbase;
 pub mod http;
 pub mod key;
+pub mod pypi;
 pub mod repo;
 pub mod site;
 pub mod workspace;
@@ -25,6 +27,7 @@ pub use apt::Apt;
 pub use deb::{Compression, DebSpec, RawEntry, RawKind};
 pub use http::{Fault, RequestRecord, TestServer, raw_request};
 pub use key::TestKey;
+pub use pypi::{PyIndex, WheelSpec};
 pub use repo::{BuiltDeb, Repo, RepoBuilder};
 pub use site::Site;
 pub use workspace::{RecipeToml, RunOutput, SourceToml, Workspace};

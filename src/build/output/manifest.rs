@@ -31,6 +31,10 @@ pub struct Manifest {
     pub build_key: String,
     /// Every artifact, sorted by path.
     pub artifacts: Vec<Artifact>,
+    /// Wheels built from sdists during the build (`[python]` `allow-sdist`),
+    /// with their sha256; absent when none were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub python_built: Vec<crate::pypi::layer::BuiltWheel>,
 }
 
 /// One file of an output directory.
@@ -58,6 +62,7 @@ impl Manifest {
             source_date_epoch: info.source_date_epoch,
             build_key: info.build_key.clone(),
             artifacts,
+            python_built: Vec::new(),
         })
     }
 

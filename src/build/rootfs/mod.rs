@@ -111,6 +111,8 @@ pub struct AssembleReport {
     pub normalize: NormalizeReport,
     /// One line per recipe build step applied (empty without steps).
     pub steps: Vec<String>,
+    /// The `[[python]]` layer: one line per distribution, wheels built from sdists.
+    pub python: crate::pypi::layer::LayerReport,
 }
 
 /// Why a root filesystem could not be assembled. Each names what it concerns.
@@ -169,6 +171,9 @@ pub enum RootfsError {
     /// A recipe build step failed.
     #[error("{0}")]
     Step(#[source] Box<StepError>),
+    /// The Python layer could not be installed.
+    #[error("Python layer: {0:#}")]
+    Python(anyhow::Error),
     /// After configuring, some packages are not `install ok installed`.
     #[error("packages not fully installed after configuring: {}", packages.join(", "))]
     NotConfigured {
@@ -318,6 +323,16 @@ pub fn assemble_packages(
             &mut report.scripts,
         )?;
         phase(&mut report, "configure");
+    }
+    if !lock.python.is_empty() {
+        let env = crate::pypi::sdist::BuildEnv {
+            source_date_epoch: opts.source_date_epoch,
+            hostname: sandbox_hostname(&opts.hostname),
+            ro_binds: Vec::new(),
+        };
+        report.python = crate::pypi::layer::install_layer(dest, lock, store, &env)
+            .map_err(RootfsError::Python)?;
+        phase(&mut report, "python");
     }
     Ok(report)
 }
