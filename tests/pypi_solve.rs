@@ -354,6 +354,17 @@ fn fetch_refuses_hash_mismatch() {
         ..options
     };
     imgbuild::pypi::fetch::fetch_python(&store, &lock, None, &offline, &progress).unwrap();
+    // `vendor gc` keeps what a lock's [[python]] references, and only that.
+    let locks = tmp.path().join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    std::fs::write(locks.join("t.lock"), lock.to_toml()).unwrap();
+    let gc = imgbuild::fetch::maintain::gc(&store, &locks).unwrap();
+    assert_eq!((gc.kept, gc.removed), (1, 0));
+    let mut other = lock.clone();
+    other.python.clear();
+    std::fs::write(locks.join("t.lock"), other.to_toml()).unwrap();
+    let gc = imgbuild::fetch::maintain::gc(&store, &locks).unwrap();
+    assert_eq!((gc.kept, gc.removed), (0, 1));
 }
 
 #[test]
