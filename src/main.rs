@@ -326,8 +326,13 @@ fn print_solve_report(r: &ops::solve::SolveReport, locked: bool, verbose: bool) 
         }
     }
     let verb = if r.changed { "Locked" } else { "Unchanged" };
+    let tools = if r.tools > 0 {
+        format!(" and {} tools", r.tools)
+    } else {
+        String::new()
+    };
     eprintln!(
-        "{verb} {} packages ({}) in {}",
+        "{verb} {} packages ({}){tools} in {}",
         r.packages,
         per.join(", "),
         lock

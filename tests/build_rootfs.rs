@@ -75,6 +75,7 @@ impl Fixture {
                 indexes: Vec::new(),
             }],
             packages,
+            tools: Vec::new(),
         };
         lock.sort_packages();
         fs::create_dir(tmp.path().join("root")).unwrap();

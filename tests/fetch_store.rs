@@ -62,6 +62,7 @@ impl Fixture {
             },
             sources: vec![],
             packages,
+            tools: Vec::new(),
         };
         let store = Store::open(&tmp.path().join("vendor")).unwrap();
         Fixture {

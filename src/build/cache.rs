@@ -203,6 +203,7 @@ mod tests {
             },
             sources: vec![],
             packages: vec![],
+            tools: Vec::new(),
         }
     }
 

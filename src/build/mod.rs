@@ -14,8 +14,10 @@
 //! - [`cache`]: assembled roots kept by the hash of their inputs.
 
 pub mod cache;
+pub mod image;
 pub mod output;
 pub mod rootfs;
 pub mod sandbox;
 pub mod steps;
+pub mod tools;
 pub mod unpack;

@@ -65,6 +65,7 @@ pub fn referenced(locks_dir: &Path) -> Result<(usize, HashSet<String>), FetchErr
         })?;
         locks += 1;
         shas.extend(lock.packages.into_iter().map(|p| p.sha256));
+        shas.extend(lock.tools.into_iter().map(|p| p.sha256));
     }
     Ok((locks, shas))
 }

@@ -39,6 +39,11 @@ pub struct Lockfile {
     /// file; see [`Lockfile::sort_packages`].
     #[serde(rename = "package", default)]
     pub packages: Vec<LockedPackage>,
+    /// The locked tools tree (`[[tool]]`, same shape as `[[package]]`): the
+    /// recipe's `tools` and what they need to run, solved as a separate
+    /// request against the same sources. Sorted like `packages`.
+    #[serde(rename = "tool", default)]
+    pub tools: Vec<LockedPackage>,
 }
 
 /// The `[recipe]` header.
@@ -165,6 +170,39 @@ impl Lockfile {
     /// lock built in memory compares equal to the same lock read back.
     pub fn sort_packages(&mut self) {
         self.packages.sort_by(package_order);
+        self.tools.sort_by(package_order);
+    }
+
+    /// The tools tree as a lock of its own (its `[[tool]]`s as packages),
+    /// for assembling it with [`crate::build::rootfs`]. Same header.
+    pub fn tools_lock(&self) -> Lockfile {
+        Lockfile {
+            version: self.version,
+            recipe: self.recipe.clone(),
+            sources: self.sources.clone(),
+            packages: self.tools.clone(),
+            tools: Vec::new(),
+        }
+    }
+
+    /// Every artifact the lock pins, packages and tools, once each (by
+    /// sha256), as one list of packages: what `fetch` must put in the store.
+    pub fn with_tools_as_packages(&self) -> Lockfile {
+        let mut seen = std::collections::HashSet::new();
+        let packages = self
+            .packages
+            .iter()
+            .chain(&self.tools)
+            .filter(|p| seen.insert(p.sha256.clone()))
+            .cloned()
+            .collect();
+        Lockfile {
+            version: self.version,
+            recipe: self.recipe.clone(),
+            sources: self.sources.clone(),
+            packages,
+            tools: Vec::new(),
+        }
     }
 
     /// The first package named `name` (in lock order, so the lowest

@@ -55,6 +55,8 @@ pub struct SolveReport {
     pub packages: usize,
     /// Packages per source.
     pub per_source: BTreeMap<String, usize>,
+    /// Number of packages in the tools tree (`[[tool]]`).
+    pub tools: usize,
     /// Whether the lock file changed.
     pub changed: bool,
     /// `name old -> new` lines (old or new may be `-`).
@@ -112,6 +114,7 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
             lock: path,
             packages: lock.packages.len(),
             per_source: count_sources(lock),
+            tools: lock.tools.len(),
             changed: false,
             changes: Vec::new(),
             load_seconds: 0.0,
@@ -146,7 +149,7 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
         (Some(lock), Update::Minimal) => preferences(&universe, lock, &[]),
         (Some(lock), Update::Packages(names)) => {
             for n in names {
-                if lock.package(n).is_none() {
+                if lock.package(n).is_none() && lock.tools.iter().all(|t| t.name != *n) {
                     bail!("--update {n}: `{n}` is not in {}", path.display());
                 }
             }
@@ -163,7 +166,9 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
         .with_context(|| format!("cannot solve `{}`", recipe.name))?;
     let solve_seconds = t.elapsed().as_secs_f64();
 
-    let lock = build_lock(&recipe, &universe, &solution, &roots, headers);
+    let mut lock = build_lock(&recipe, &universe, &solution, &roots, headers);
+    lock.tools = crate::build::tools::solve_tools(&recipe, &universe, previous.as_ref(), &args.update)
+        .with_context(|| format!("cannot solve the tools of `{}`", recipe.name))?;
     // The universe holds ~10^5 records per suite; freeing them one by one
     // costs more than the solve itself, and the process is about to exit.
     std::mem::forget(universe);
@@ -185,6 +190,7 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
         lock: path,
         packages: lock.packages.len(),
         per_source: count_sources(&lock),
+        tools: lock.tools.len(),
         changed,
         changes,
         load_seconds,
@@ -228,7 +234,7 @@ fn universe_of(recipe: &Recipe, loaded: Vec<LoadedSource>) -> (Universe, Vec<Loc
 }
 
 /// Locked candidates to keep, except the named packages (which may move).
-fn preferences(
+pub(crate) fn preferences(
     u: &Universe,
     lock: &Lockfile,
     moving: &[String],
@@ -321,6 +327,7 @@ pub fn build_lock(
         recipe: LockedRecipe::for_recipe(recipe),
         sources,
         packages,
+        tools: Vec::new(),
     };
     lock.sort_packages();
     lock

@@ -25,6 +25,9 @@ struct CanonicalRecipe<'a> {
     recommends: bool,
     sources: Vec<CanonicalSource<'a>>,
     packages: Vec<String>,
+    /// Left out when empty, so locks of recipes without tools keep their hash.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -60,6 +63,10 @@ impl Recipe {
             // they are in `build_hash`, so changing them does not make the lock stale.
             steps: _,
             hostname: _,
+            // The tools are solved into the lock (`[[tool]]`): they count.
+            tools,
+            // The disk layout is a build setting, in `build_hash`.
+            disk: _,
         } = self;
         // Foreign architectures are a set: order and repeats do not matter.
         let mut foreign: Vec<&str> = foreign_architectures.iter().map(String::as_str).collect();
@@ -74,6 +81,7 @@ impl Recipe {
             recommends: *recommends,
             sources: sources.iter().map(canonical_source).collect(),
             packages: packages.iter().map(canonical_requirement).collect(),
+            tools: tools.iter().map(canonical_requirement).collect(),
         };
         let json = serde_json::to_vec(&canonical).expect("plain data serializes");
         format!("sha256:{}", hex::encode(Sha256::digest(&json)))
@@ -88,6 +96,9 @@ struct CanonicalSteps<'a> {
     format: &'static str,
     hostname: Option<&'a str>,
     steps: Vec<&'a StepAction>,
+    /// Left out when unset, so recipes without a disk keep their hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disk: Option<&'a super::Disk>,
 }
 
 impl Recipe {
@@ -106,6 +117,7 @@ impl Recipe {
                 .iter()
                 .map(|Step { action, origin: _ }| action)
                 .collect(),
+            disk: self.disk.as_ref(),
         };
         let json = serde_json::to_vec(&canonical).expect("plain data serializes");
         format!("sha256:{}", hex::encode(Sha256::digest(&json)))

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::core::relation::Dependency;
 
+mod disk;
 mod error;
 mod hash;
 mod parse;
@@ -21,6 +22,7 @@ mod raw;
 #[cfg(test)]
 mod tests;
 
+pub use disk::Disk;
 pub use error::RecipeError;
 pub(crate) use error::line_col;
 pub use parse::DEFAULT_PRIORITY;
@@ -102,6 +104,13 @@ pub struct Recipe {
     /// [`Recipe::canonical_hash`] (the lock is about packages): see
     /// [`Recipe::build_hash`].
     pub steps: Vec<Step>,
+    /// `tools = [...]`: Debian packages of the locked tools tree that makes
+    /// the image files (mkfs, grub, qemu-img), solved into the lock's
+    /// `[[tool]]` section against the same sources. Part of the canonical hash.
+    pub tools: Vec<Requirement>,
+    /// `[disk]`: build a bootable raw disk image. A build setting (in
+    /// [`Recipe::build_hash`]).
+    pub disk: Option<Disk>,
 }
 
 /// One `[[step]]`: an action applied to the assembled root filesystem,
