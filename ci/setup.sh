@@ -7,6 +7,8 @@ command -v dpkg-deb >/dev/null || need+=(dpkg)
 command -v gpgv >/dev/null || need+=(gpgv)
 command -v dose-debcheck >/dev/null || need+=(dose-distcheck)
 command -v xz >/dev/null || need+=(xz-utils)
+# The disk image boot test (tests/boot_disk.rs, run by ci/live.sh).
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "ci/setup.sh: installing ${need[*]}"

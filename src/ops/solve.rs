@@ -167,8 +167,9 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
     let solve_seconds = t.elapsed().as_secs_f64();
 
     let mut lock = build_lock(&recipe, &universe, &solution, &roots, headers);
-    lock.tools = crate::build::tools::solve_tools(&recipe, &universe, previous.as_ref(), &args.update)
-        .with_context(|| format!("cannot solve the tools of `{}`", recipe.name))?;
+    lock.tools =
+        crate::build::tools::solve_tools(&recipe, &universe, previous.as_ref(), &args.update)
+            .with_context(|| format!("cannot solve the tools of `{}`", recipe.name))?;
     // The universe holds ~10^5 records per suite; freeing them one by one
     // costs more than the solve itself, and the process is about to exit.
     std::mem::forget(universe);

@@ -133,9 +133,13 @@ impl ToolsRoot {
         archive.set_preserve_ownerships(true);
         archive.set_preserve_mtime(true);
         archive.set_unpack_xattrs(true);
-        archive
-            .unpack(&root)
-            .with_context(|| format!("extracting the tools tree {} into {}", tar.display(), root.display()))?;
+        archive.unpack(&root).with_context(|| {
+            format!(
+                "extracting the tools tree {} into {}",
+                tar.display(),
+                root.display()
+            )
+        })?;
         Ok(ToolsRoot {
             dir,
             source_date_epoch,
@@ -165,14 +169,17 @@ fn run_in(root: &Path, run: &ToolRun, source_date_epoch: i64) -> Result<Vec<u8>>
     spec.stderr = Stream::Capture;
     spec.timeout = Some(run.timeout.unwrap_or(DEFAULT_TIMEOUT));
     let command = run.argv.join(" ");
-    let out = sandbox::run(&spec).with_context(|| format!("running `{command}` in the tools tree"))?;
+    let out =
+        sandbox::run(&spec).with_context(|| format!("running `{command}` in the tools tree"))?;
     match out.status {
         Status::Exited(0) => Ok(out.stdout),
         status => {
             let why = match status {
                 Status::Exited(c) => format!("exited with status {c}"),
                 Status::Signaled(s) => format!("was killed by signal {s}"),
-                Status::TimedOut => format!("timed out after {:?}", spec.timeout.unwrap_or_default()),
+                Status::TimedOut => {
+                    format!("timed out after {:?}", spec.timeout.unwrap_or_default())
+                }
             };
             bail!(
                 "`{command}` (tools tree) {why}:\n{}",

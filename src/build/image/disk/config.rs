@@ -76,7 +76,10 @@ mod tests {
     fn fstab_mounts_root_by_uuid_and_has_no_swap() {
         let f = fstab(U);
         let lines: Vec<&str> = f.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(lines, [format!("UUID={U}  /  ext4  errors=remount-ro  0  1")]);
+        assert_eq!(
+            lines,
+            [format!("UUID={U}  /  ext4  errors=remount-ro  0  1")]
+        );
         assert!(!f.contains("swap"));
     }
 
@@ -90,7 +93,9 @@ mod tests {
         )));
         assert!(c.contains("  initrd /boot/initrd.img-6.12.48+deb13-amd64\n"));
         assert!(c.contains("menuentry 'r2lab-node' {"));
-        assert!(early_cfg(U).starts_with(&format!("search --no-floppy --fs-uuid --set=root {U}\n")));
+        assert!(
+            early_cfg(U).starts_with(&format!("search --no-floppy --fs-uuid --set=root {U}\n"))
+        );
     }
 
     #[test]

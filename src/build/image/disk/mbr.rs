@@ -50,7 +50,9 @@ impl fmt::Display for MbrError {
                 "GRUB core.img is {n} bytes: it must be 2 to {} whole sectors to fit before partition 1",
                 PART_START - 1
             ),
-            MbrError::DiskTooSmall(n) => write!(f, "disk of {n} bytes is too small for a partition"),
+            MbrError::DiskTooSmall(n) => {
+                write!(f, "disk of {n} bytes is too small for a partition")
+            }
         }
     }
 }
@@ -143,7 +145,8 @@ mod tests {
     #[test]
     fn layout() {
         let core: Vec<u8> = vec![0xab; 3 * 512];
-        let size = 4u64 << 30;
+        // 16 GiB: past cylinder 1023, so the end CHS saturates.
+        let size = 16u64 << 30;
         let area = boot_area(&boot(), &core, size, 0x1234_5678).unwrap();
         assert_eq!(area.len(), 1 << 20);
         // Boot code kept, patched fields set.
@@ -162,7 +165,10 @@ mod tests {
         assert_eq!(p[5..8], [0xfe, 0xff, 0xff]);
         assert_eq!(u32::from_le_bytes(p[8..12].try_into().unwrap()), 2048);
         let total = (size / 512) as u32;
-        assert_eq!(u32::from_le_bytes(p[12..16].try_into().unwrap()), total - 2048);
+        assert_eq!(
+            u32::from_le_bytes(p[12..16].try_into().unwrap()),
+            total - 2048
+        );
         assert!(area[0x1ce..0x1fe].iter().all(|&b| b == 0));
         // core.img at sector 1, its block list pointing at sectors 2.. (2 more).
         let list = 1024 - 12;

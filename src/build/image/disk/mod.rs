@@ -208,13 +208,22 @@ fn add_boot_files(title: &str, disk: &Disk, tools: &ToolsRoot, tree: &Path) -> R
              a disk image needs a kernel and an initramfs (e.g. packages linux-image-amd64 and initramfs-tools)"
         );
     };
-    fs::write(tree.join("etc/fstab"), config::fstab(&disk.uuid))
-        .with_context(|| format!("writing /etc/fstab of `{title}`"))?;
+    // Modes are set explicitly: the files and directories made here must not
+    // depend on the caller's umask.
+    write_file(&tree.join("etc/fstab"), &config::fstab(&disk.uuid))?;
     let grub = boot.join("grub");
     let modules = grub.join("i386-pc");
-    fs::create_dir_all(&modules).with_context(|| format!("creating {}", modules.display()))?;
-    fs::write(grub.join("grub.cfg"), config::grub_cfg(title, &disk.uuid, &kernel))
-        .with_context(|| format!("writing /boot/grub/grub.cfg of `{title}`"))?;
+    for d in [&grub, &modules] {
+        if !d.is_dir() {
+            fs::create_dir(d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("chmod {}", d.display()))?;
+    }
+    write_file(
+        &grub.join("grub.cfg"),
+        &config::grub_cfg(title, &disk.uuid, &kernel),
+    )?;
     let lib = tools.root().join("usr/lib/grub/i386-pc");
     let mut entries: Vec<PathBuf> = fs::read_dir(&lib)
         .with_context(|| {
@@ -236,8 +245,19 @@ fn add_boot_files(title: &str, disk: &Disk, tools: &ToolsRoot, tree: &Path) -> R
     Ok(())
 }
 
+/// Writes `text` to `path` with mode 0644 whatever the umask.
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    fs::write(path, text)
+        .and_then(|()| fs::set_permissions(path, fs::Permissions::from_mode(0o644)))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 /// The MBR disk signature: the first 4 bytes of the filesystem UUID.
 fn disk_signature(uuid: &str) -> u32 {
-    let hex: String = uuid.chars().filter(char::is_ascii_hexdigit).take(8).collect();
+    let hex: String = uuid
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(8)
+        .collect();
     u32::from_str_radix(&hex, 16).unwrap_or(0)
 }
