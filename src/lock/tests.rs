@@ -375,7 +375,12 @@ fn staleness_reasons() {
 #[test]
 fn tools_are_written_after_packages_and_read_back() {
     let mut lock = tiny();
-    let mut mkfs = package("e2fsprogs", "1.47.2-3", "amd64", vec![edge("libc6", "libc6")]);
+    let mut mkfs = package(
+        "e2fsprogs",
+        "1.47.2-3",
+        "amd64",
+        vec![edge("libc6", "libc6")],
+    );
     mkfs.reason = Some("recipe".into());
     mkfs.sha256 = "cd".repeat(32);
     lock.tools = vec![package("libc6", "2.36-9+deb12u10", "amd64", vec![]), mkfs];
@@ -428,7 +433,9 @@ fn tools_count_in_staleness() {
         dependency: Dependency::parse("e2fsprogs").unwrap(),
         origin: "recipes/tiny.toml:4".into(),
     }];
-    let why = lock.is_stale_for(&with_tools).expect("stale once tools are added");
+    let why = lock
+        .is_stale_for(&with_tools)
+        .expect("stale once tools are added");
     assert!(why.contains("recipe changed"), "{why}");
     // The disk layout is a build setting: not in the lock's hash.
     let mut with_disk = r.clone();

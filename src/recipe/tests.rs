@@ -597,10 +597,18 @@ fn tools_are_merged_parent_first_and_hashed() {
     let child = ws.load("child");
     let tools: Vec<&str> = child.tools.iter().map(|t| t.text.as_str()).collect();
     assert_eq!(tools, ["e2fsprogs", "qemu-utils", "grub-pc-bin"]);
-    assert!(child.tools[2].origin.ends_with("recipes/child.toml:2"), "{}", child.tools[2].origin);
-    let with = ws.hash(&format!("architecture = \"amd64\"\ntools = [\"e2fsprogs\"]\n{SOURCE}"));
+    assert!(
+        child.tools[2].origin.ends_with("recipes/child.toml:2"),
+        "{}",
+        child.tools[2].origin
+    );
+    let with = ws.hash(&format!(
+        "architecture = \"amd64\"\ntools = [\"e2fsprogs\"]\n{SOURCE}"
+    ));
     assert_ne!(plain, with, "tools are part of the canonical hash");
-    let e = ws.err(&format!("architecture = \"amd64\"\ntools = [\"e2fsprogs (>>\"]\n{SOURCE}"));
+    let e = ws.err(&format!(
+        "architecture = \"amd64\"\ntools = [\"e2fsprogs (>>\"]\n{SOURCE}"
+    ));
     assert!(e.starts_with("recipes/x.toml:2:10: "), "{e}");
 }
 
@@ -634,12 +642,22 @@ fn disk_table_defaults_overrides_and_errors() {
         &format!("architecture = \"amd64\"\n[disk]\nsize = \"8GiB\"\n{SOURCE}"),
     );
     assert_eq!(ws.load("base").canonical_hash(), hash);
-    let e = ws.err(&format!("architecture = \"amd64\"\n[disk]\nsize = \"4GB\"\n{SOURCE}"));
-    assert!(e.starts_with("recipes/x.toml:3:8: invalid disk size unit `GB`"), "{e}");
+    let e = ws.err(&format!(
+        "architecture = \"amd64\"\n[disk]\nsize = \"4GB\"\n{SOURCE}"
+    ));
+    assert!(
+        e.starts_with("recipes/x.toml:3:8: invalid disk size unit `GB`"),
+        "{e}"
+    );
     let e = ws.err(&format!(
         "architecture = \"amd64\"\n[disk]\nsize = \"4G\"\nhash-seed = \"nope\"\n{SOURCE}"
     ));
-    assert!(e.starts_with("recipes/x.toml:4:13: invalid `hash-seed` `nope`"), "{e}");
-    let e = ws.err(&format!("architecture = \"amd64\"\n[disk]\nsize = \"4G\"\nlabel = \"x\"\n{SOURCE}"));
+    assert!(
+        e.starts_with("recipes/x.toml:4:13: invalid `hash-seed` `nope`"),
+        "{e}"
+    );
+    let e = ws.err(&format!(
+        "architecture = \"amd64\"\n[disk]\nsize = \"4G\"\nlabel = \"x\"\n{SOURCE}"
+    ));
     assert!(e.contains("unknown key `label`"), "{e}");
 }
