@@ -111,7 +111,7 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let size = n
         .checked_mul(mult)
         .ok_or_else(|| format!("disk size `{text}` is too large"))?;
-    if size % MIB != 0 {
+    if !size.is_multiple_of(MIB) {
         return Err(format!("disk size `{text}` is not a multiple of 1 MiB"));
     }
     if size < MIN_SIZE {

@@ -72,7 +72,7 @@ pub fn boot_area(
         return Err(MbrError::BootImage(boot_img.len()));
     }
     let core_sectors = core_img.len() as u64 / SECTOR;
-    if core_img.len() as u64 % SECTOR != 0 || core_sectors < 2 || core_sectors > PART_START - 1 {
+    if !(core_img.len() as u64).is_multiple_of(SECTOR) || !(2..PART_START).contains(&core_sectors) {
         return Err(MbrError::CoreImage(core_img.len()));
     }
     let total = disk_size / SECTOR;
