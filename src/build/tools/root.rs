@@ -199,7 +199,11 @@ fn assemble(lock: &Lockfile, store: &Store, root: &Path, source_date_epoch: i64)
     };
     rootfs::assemble(&lock.tools_lock(), store, root, &opts)
         .with_context(|| format!("assembling the tools tree of `{}`", lock.recipe.name))?;
-    run_in(root, &ToolRun::new(["ldconfig"]), source_date_epoch)?;
+    // The loader cache, when the tree has a loader to cache for (the
+    // Essential set brings libc-bin; a tree of data files has none).
+    if root.join("usr/sbin/ldconfig").exists() || root.join("sbin/ldconfig").exists() {
+        run_in(root, &ToolRun::new(["ldconfig"]), source_date_epoch)?;
+    }
     Ok(())
 }
 
