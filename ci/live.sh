@@ -19,3 +19,11 @@ cargo test --locked --test live -- --ignored --test-threads 1
 # distribution imported inside the image (needs the `pypi` index or a filled
 # vendor store; the index is the host's pip configuration or pip's default).
 cargo test --locked --test pypi_build -- --ignored --test-threads 1
+# kubernetes-r2lab from a fixture Kubernetes repository on 127.0.0.1 (full build).
+cargo test --locked --test kubernetes_fixture -- --ignored --test-threads 1
+# Builds r2lab-node and boots its disk image in QEMU (TCG, ~10 min).
+if command -v qemu-system-x86_64 >/dev/null; then
+  cargo test --locked --test boot_disk -- --ignored --test-threads 1
+else
+  echo "boot test skipped: qemu-system-x86_64 missing (ci/setup.sh installs qemu-system-x86)"
+fi

@@ -13,6 +13,8 @@ command -v useradd >/dev/null || need+=(passwd)
 # The sdist build test uses the host's Debian python3 with setuptools and wheel.
 /usr/bin/python3 -c 'import setuptools' 2>/dev/null || need+=(python3-setuptools)
 /usr/bin/python3 -c 'import wheel' 2>/dev/null || need+=(python3-wheel)
+# The disk image boot test (tests/boot_disk.rs, run by ci/live.sh).
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "ci/setup.sh: installing ${need[*]}"

@@ -329,13 +329,18 @@ fn print_solve_report(r: &ops::solve::SolveReport, locked: bool, verbose: bool) 
         eprintln!("note: {n}");
     }
     let verb = if r.changed { "Locked" } else { "Unchanged" };
+    let tools = if r.tools > 0 {
+        format!(" and {} tools", r.tools)
+    } else {
+        String::new()
+    };
     let python = if r.python > 0 {
         format!(" and {} Python distributions", r.python)
     } else {
         String::new()
     };
     eprintln!(
-        "{verb} {} packages ({}){python} in {}",
+        "{verb} {} packages ({}){tools}{python} in {}",
         r.packages,
         per.join(", "),
         lock

@@ -425,6 +425,7 @@ fn test_lock() -> Lockfile {
         sources: vec![],
         packages: vec![pkg("base-files", "12.4"), pkg("libc6", "2.36-9+deb12u4")],
         python: vec![],
+        tools: Vec::new(),
     }
 }
 

@@ -76,6 +76,7 @@ impl Fixture {
             }],
             packages,
             python: vec![],
+            tools: Vec::new(),
         };
         lock.sort_packages();
         fs::create_dir(tmp.path().join("root")).unwrap();

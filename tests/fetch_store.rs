@@ -63,6 +63,7 @@ impl Fixture {
             sources: vec![],
             packages,
             python: vec![],
+            tools: Vec::new(),
         };
         let store = Store::open(&tmp.path().join("vendor")).unwrap();
         Fixture {

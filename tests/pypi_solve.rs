@@ -37,6 +37,7 @@ fn debian(pkgs: &[(&str, &str)]) -> Lockfile {
             })
             .collect(),
         python: vec![],
+        tools: vec![],
     }
 }
 

@@ -554,3 +554,66 @@ fn recipe_errors_name_the_file_and_line() {
         out.stderr
     );
 }
+
+/// `tools = [...]` is solved as a request of its own against the recipe's
+/// sources into `[[tool]]`: the tools, what they depend on and the Essential
+/// set, independent of the image's packages; `--locked` sees a tools change.
+#[test]
+fn tools_are_solved_into_their_own_section() {
+    let site = Site::new();
+    let repo = site
+        .archive("debian")
+        .suite("bookworm", &["amd64"], &["main"])
+        .add(DebSpec::new("base", "1", "amd64").essential())
+        .add(DebSpec::new("app", "1.0", "amd64"))
+        .add(DebSpec::new("mkfs", "1.47", "amd64").depends("libext2fs (>= 1.40)"))
+        .add(DebSpec::new("libext2fs", "1.47", "amd64"))
+        .add(DebSpec::new("imgtool", "8.0", "amd64").depends("mkfs"))
+        .build();
+    let server = site.serve();
+    let ws = Workspace::new();
+    let src = ws.trusted_source("bookworm", &server.url("debian/"), "bookworm", &["main"]);
+    let text = |tools: &str| {
+        RecipeToml::new("amd64")
+            .packages(&["app"])
+            .line(&format!("tools = [{tools}]"))
+            .source(src.clone())
+            .to_toml()
+    };
+    ws.write_recipe("img", &text("\"imgtool\""));
+    ws.run(&["solve", "img"]).assert_success();
+    let l = lock(&ws, "img");
+    let names = |ps: &[imgbuild::lock::LockedPackage]| {
+        ps.iter().map(|p| p.name.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&l.packages), ["app", "base"]);
+    assert_eq!(names(&l.tools), ["base", "imgtool", "libext2fs", "mkfs"]);
+    let tool = l.tools.iter().find(|p| p.name == "imgtool").unwrap();
+    assert_eq!(tool.reason.as_deref(), Some("recipe"));
+    let deb = repo.deb("mkfs", "1.47");
+    let mkfs = l.tools.iter().find(|p| p.name == "mkfs").unwrap();
+    assert_eq!(
+        (mkfs.sha256.as_str(), mkfs.size),
+        (deb.sha256.as_str(), deb.size)
+    );
+    let written = ws.read("locks/img.lock");
+    assert!(written.contains("\n[[tool]]\nname = \"base\""), "{written}");
+    // Solving again changes nothing; changing the tools makes the lock stale.
+    ws.run(&["solve", "img", "--locked"]).assert_success();
+    ws.write_recipe("img", &text("\"mkfs\""));
+    let out = ws.run(&["solve", "img", "--locked"]).assert_failure();
+    assert!(out.stderr.contains("recipe changed"), "{}", out.stderr);
+    ws.run(&["solve", "img"]).assert_success();
+    assert_eq!(
+        names(&lock(&ws, "img").tools),
+        ["base", "libext2fs", "mkfs"]
+    );
+    // An unsatisfiable tool names the tools solve.
+    ws.write_recipe("img", &text("\"no-such-tool\""));
+    let out = ws.run(&["solve", "img"]).assert_failure();
+    assert!(
+        out.stderr.contains("cannot solve the tools of `img`"),
+        "{}",
+        out.stderr
+    );
+}

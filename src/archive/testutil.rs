@@ -37,6 +37,8 @@ pub fn source(name: &str, location: Location, suite: &str) -> Source {
 pub fn recipe(sources: Vec<Source>, arch: &str, foreign: &[&str]) -> Recipe {
     Recipe {
         steps: vec![],
+        tools: vec![],
+        disk: None,
         hostname: None,
         python: None,
         name: "test".into(),

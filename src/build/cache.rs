@@ -242,6 +242,7 @@ mod tests {
             sources: vec![],
             packages: vec![],
             python: vec![],
+            tools: Vec::new(),
         }
     }
 

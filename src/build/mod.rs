@@ -11,11 +11,16 @@
 //!   normalisation;
 //! - [`output`]: reproducible artifacts from an assembled root (deterministic
 //!   tar, OCI layout, package list, SBOM, manifest);
-//! - [`cache`]: assembled roots kept by the hash of their inputs.
+//! - [`cache`]: assembled roots kept by the hash of their inputs;
+//! - [`tools`]: the locked tools tree (the lock's `[[tool]]`s) and running
+//!   its programs in the sandbox with declared bind mounts;
+//! - [`image`]: image files made with the tools tree (the bootable disk).
 
 pub mod cache;
+pub mod image;
 pub mod output;
 pub mod rootfs;
 pub mod sandbox;
 pub mod steps;
+pub mod tools;
 pub mod unpack;

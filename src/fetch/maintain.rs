@@ -71,6 +71,7 @@ pub fn referenced(locks_dir: &Path) -> Result<(usize, HashSet<String>), FetchErr
                 .filter(|p| p.debian.is_none())
                 .map(|p| p.sha256),
         );
+        shas.extend(lock.tools.into_iter().map(|p| p.sha256));
     }
     Ok((locks, shas))
 }

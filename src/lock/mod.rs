@@ -44,6 +44,11 @@ pub struct Lockfile {
     /// The PyPI layer (`[[python]]`), sorted by name; empty without `[python]`.
     #[serde(rename = "python", default)]
     pub python: Vec<LockedPython>,
+    /// The locked tools tree (`[[tool]]`, same shape as `[[package]]`): the
+    /// recipe's `tools` and what they need to run, solved as a separate
+    /// request against the same sources. Sorted like `packages`.
+    #[serde(rename = "tool", default)]
+    pub tools: Vec<LockedPackage>,
 }
 
 /// The `[recipe]` header.
@@ -171,6 +176,43 @@ impl Lockfile {
     pub fn sort_packages(&mut self) {
         self.packages.sort_by(package_order);
         self.python.sort_by(|a, b| a.name.cmp(&b.name));
+        self.tools.sort_by(package_order);
+    }
+
+    /// The tools tree as a lock of its own (its `[[tool]]`s as packages),
+    /// for assembling it with [`crate::build::rootfs`]. Same header.
+    pub fn tools_lock(&self) -> Lockfile {
+        Lockfile {
+            version: self.version,
+            recipe: self.recipe.clone(),
+            sources: self.sources.clone(),
+            packages: self.tools.clone(),
+            tools: Vec::new(),
+            python: Vec::new(),
+        }
+    }
+
+    /// Every artifact the lock pins, packages and tools, once each (by
+    /// sha256), as one list of packages, and the `[[python]]` files as they
+    /// are: what `fetch` must put in the store.
+    pub fn with_tools_as_packages(&self) -> Lockfile {
+        let mut seen = std::collections::HashSet::new();
+        let packages = self
+            .packages
+            .iter()
+            .chain(&self.tools)
+            .filter(|p| seen.insert(p.sha256.clone()))
+            .cloned()
+            .collect();
+        Lockfile {
+            version: self.version,
+            recipe: self.recipe.clone(),
+            sources: self.sources.clone(),
+            packages,
+            tools: Vec::new(),
+            // Fetched and checked with the packages.
+            python: self.python.clone(),
+        }
     }
 
     /// The first package named `name` (in lock order, so the lowest

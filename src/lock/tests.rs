@@ -59,6 +59,7 @@ fn tiny() -> Lockfile {
         }],
         packages: vec![hello, package("libc6", "2.36-9+deb12u10", "amd64", vec![])],
         python: vec![],
+        tools: Vec::new(),
     }
 }
 
@@ -295,6 +296,8 @@ fn finds_packages_and_reverse_edges() {
 fn recipe() -> Recipe {
     Recipe {
         steps: vec![],
+        tools: vec![],
+        disk: None,
         hostname: None,
         python: None,
         name: "tiny".into(),
@@ -369,4 +372,80 @@ fn staleness_reasons() {
         lock.is_stale_for(&arch).unwrap(),
         "architecture changed: amd64 in lock, arm64 now"
     );
+}
+
+#[test]
+fn tools_are_written_after_packages_and_read_back() {
+    let mut lock = tiny();
+    let mut mkfs = package(
+        "e2fsprogs",
+        "1.47.2-3",
+        "amd64",
+        vec![edge("libc6", "libc6")],
+    );
+    mkfs.reason = Some("recipe".into());
+    mkfs.sha256 = "cd".repeat(32);
+    lock.tools = vec![package("libc6", "2.36-9+deb12u10", "amd64", vec![]), mkfs];
+    let text = lock.to_toml();
+    let first_tool = text.find("\n[[tool]]\n").expect("a [[tool]] table");
+    assert!(text.rfind("\n[[package]]\n").unwrap() < first_tool);
+    // Sorted by name like packages, whatever the order in memory.
+    let tools = &text[first_tool..];
+    assert!(tools.find("name = \"e2fsprogs\"").unwrap() < tools.find("name = \"libc6\"").unwrap());
+    assert_eq!(tools.matches("[[tool]]").count(), 2);
+    let back = Lockfile::parse(&text, Path::new("x.lock")).unwrap();
+    let mut sorted = lock.clone();
+    sorted.sort_packages();
+    assert_eq!(back, sorted);
+    assert_eq!(back.to_toml(), text);
+    // A lock without tools has no [[tool]] table at all (old locks unchanged).
+    assert!(!tiny().to_toml().contains("[[tool]]"));
+}
+
+#[test]
+fn tools_views_for_assembly_and_fetch() {
+    let mut lock = tiny();
+    let mut mkfs = package("e2fsprogs", "1.47.2-3", "amd64", vec![]);
+    mkfs.sha256 = "cd".repeat(32);
+    // libc6 in both sections, same sha256: fetched once.
+    let libc = lock.package("libc6").unwrap().clone();
+    lock.tools = vec![mkfs, libc];
+    let tools = lock.tools_lock();
+    assert_eq!(tools.recipe, lock.recipe);
+    let names: Vec<&str> = tools.packages.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["e2fsprogs", "libc6"]);
+    assert!(tools.tools.is_empty());
+    let all = lock.with_tools_as_packages();
+    let mut names: Vec<&str> = all.packages.iter().map(|p| p.name.as_str()).collect();
+    names.sort();
+    // hello and libc6 share the test sha256 "abab…": one blob, listed once.
+    assert_eq!(all.packages.len(), 2);
+    assert!(names.contains(&"e2fsprogs"));
+}
+
+#[test]
+fn tools_count_in_staleness() {
+    let r = recipe();
+    let mut lock = tiny();
+    lock.recipe.hash = r.canonical_hash();
+    assert_eq!(lock.is_stale_for(&r), None);
+    let mut with_tools = r.clone();
+    with_tools.tools = vec![Requirement {
+        text: "e2fsprogs".into(),
+        dependency: Dependency::parse("e2fsprogs").unwrap(),
+        origin: "recipes/tiny.toml:4".into(),
+    }];
+    let why = lock
+        .is_stale_for(&with_tools)
+        .expect("stale once tools are added");
+    assert!(why.contains("recipe changed"), "{why}");
+    // The disk layout is a build setting: not in the lock's hash.
+    let mut with_disk = r.clone();
+    with_disk.disk = Some(crate::recipe::Disk {
+        size: 1 << 30,
+        uuid: "0f3c6b1e-8a52-4d67-9c1e-2b7a5e0d4f19".into(),
+        hash_seed: "5d2e6b1e-8a52-4d67-9c1e-2b7a5e0d4f19".into(),
+    });
+    assert_eq!(lock.is_stale_for(&with_disk), None);
+    assert_ne!(with_disk.build_hash(), r.build_hash());
 }

@@ -81,8 +81,8 @@ fn source_block(out: &mut String, s: &LockedSource) {
     array(out, "indexes", s.indexes.iter().map(index_line));
 }
 
-fn package_block(out: &mut String, p: &LockedPackage) {
-    out.push_str("\n[[package]]\n");
+fn package_block(out: &mut String, table: &str, p: &LockedPackage) {
+    let _ = write!(out, "\n[[{table}]]\n");
     kv_str(out, "name", &p.name);
     kv_str(out, "version", &p.version);
     kv_str(out, "architecture", &p.architecture);
@@ -99,7 +99,8 @@ fn package_block(out: &mut String, p: &LockedPackage) {
 impl Lockfile {
     /// The lock as TOML, in the stable layout: header comment, `version`,
     /// `[recipe]`, `[[source]]` in recipe order, then `[[package]]` sorted by
-    /// (name, architecture, version) whatever their order in memory.
+    /// (name, architecture, version) whatever their order in memory, then
+    /// `[[tool]]` (the tools tree) in the same order.
     pub fn to_toml(&self) -> String {
         // Destructure so a new field cannot be forgotten by the emitter.
         let Lockfile {
@@ -108,6 +109,7 @@ impl Lockfile {
             sources,
             packages,
             python,
+            tools,
         } = self;
         let mut out = String::new();
         out.push_str(HEADER);
@@ -123,7 +125,12 @@ impl Lockfile {
         let mut sorted: Vec<&LockedPackage> = packages.iter().collect();
         sorted.sort_by(|a, b| super::package_order(a, b));
         for p in sorted {
-            package_block(&mut out, p);
+            package_block(&mut out, "package", p);
+        }
+        let mut sorted: Vec<&LockedPackage> = tools.iter().collect();
+        sorted.sort_by(|a, b| super::package_order(a, b));
+        for p in sorted {
+            package_block(&mut out, "tool", p);
         }
         let mut python: Vec<_> = python.iter().collect();
         python.sort_by(|a, b| a.name.cmp(&b.name));

@@ -125,6 +125,8 @@ pub(crate) struct Plan {
     /// Key of the outputs (rootfs key + output options).
     pub(crate) build_key: String,
     pub(crate) quiet: bool,
+    /// Rootfs cache directory (also holds the tools tree).
+    pub(crate) cache_dir: PathBuf,
 }
 
 impl Plan {
@@ -148,7 +150,7 @@ impl Plan {
             );
         }
         let store = Store::open(&vendor_dir(&args.workspace, args.vendor.as_deref()))?;
-        store.require(&lock, &recipe.name)?;
+        store.require(&lock.with_tools_as_packages(), &recipe.name)?;
         let source_date_epoch = args
             .source_date_epoch
             .unwrap_or_else(|| rootfs::default_source_date_epoch(&lock));
@@ -177,7 +179,12 @@ impl Plan {
             .out
             .clone()
             .unwrap_or_else(|| args.workspace.join("out"));
+        let cache_dir = args
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| cache::default_dir(store.root()));
         Ok(Plan {
+            cache_dir,
             recipe,
             lock,
             store,
@@ -204,6 +211,36 @@ impl Plan {
             build_key: self.build_key.clone(),
             compression: self.compression,
         }
+    }
+
+    /// Writes the image files made with the tools tree (the disk image when
+    /// the recipe has `[disk]`) from the rootfs tar into `dir`, working in a
+    /// temp directory under `work`. Nothing to do for other recipes.
+    pub(crate) fn emit_images(&self, tar: &Path, dir: &Path, work: &Path) -> Result<()> {
+        let Some(disk) = &self.recipe.disk else {
+            return Ok(());
+        };
+        if !self.quiet {
+            eprintln!("Writing the disk image of {}…", self.recipe.name);
+        }
+        let tools = crate::build::tools::ToolsRoot::prepare(
+            &self.lock,
+            &self.store,
+            &RootfsCache::new(&self.cache_dir),
+            work,
+            self.assemble.source_date_epoch,
+        )?;
+        crate::build::image::disk::emit(
+            &self.recipe.name,
+            disk,
+            &tools,
+            tar,
+            dir,
+            work,
+            self.assemble.source_date_epoch,
+        )
+        .with_context(|| format!("writing the disk image of `{}`", self.recipe.name))?;
+        Ok(())
     }
 
     /// Assembles the rootfs in a temp directory under `work` and writes its
@@ -340,12 +377,8 @@ pub fn run(args: &BuildArgs) -> Result<BuildReport> {
 
     fs::create_dir_all(&plan.out_root)
         .with_context(|| format!("creating {}", plan.out_root.display()))?;
-    let cache_dir = args
-        .cache_dir
-        .clone()
-        .unwrap_or_else(|| cache::default_dir(plan.store.root()));
-    let cache = RootfsCache::new(&cache_dir);
-    let stage = RootfsCache::new(&cache::stage_dir(&cache_dir));
+    let cache = RootfsCache::new(&plan.cache_dir);
+    let stage = RootfsCache::new(&cache::stage_dir(&plan.cache_dir));
     let (tar, reuse) = match cache.get(&plan.recipe.name, &plan.rootfs_key) {
         Some(tar) => (tar, Reuse::CachedRootfs),
         None => {
@@ -374,6 +407,7 @@ fn emit_into(plan: &Plan, tar: &Path, dest: &Path) -> Result<Manifest> {
     if !plan.quiet {
         eprintln!("Writing outputs of {}…", plan.recipe.name);
     }
+    plan.emit_images(tar, tmp.path(), parent)?;
     let mut manifest = output::emit(tar, tmp.path(), &plan.info())?;
     if !plan.lock.python.is_empty() {
         manifest.python_built = crate::pypi::layer::built_from_tar(tar)?;

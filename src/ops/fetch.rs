@@ -77,7 +77,8 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
             args.recipe
         );
     }
-    let lock = Lockfile::read(&lock_path)?;
+    // The tools tree's packages (`[[tool]]`) are fetched with the image's.
+    let lock = Lockfile::read(&lock_path)?.with_tools_as_packages();
     if let Some(why) = lock.is_stale_for(&recipe)
         && !args.quiet
     {
@@ -204,6 +205,7 @@ mod tests {
             sources: vec![],
             packages,
             python: vec![],
+            tools: Vec::new(),
         };
         std::fs::create_dir_all(ws.join("locks")).unwrap();
         std::fs::write(ws.join("locks/base.lock"), lock.to_toml()).unwrap();

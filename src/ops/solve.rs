@@ -55,6 +55,8 @@ pub struct SolveReport {
     pub packages: usize,
     /// Packages per source.
     pub per_source: BTreeMap<String, usize>,
+    /// Number of packages in the tools tree (`[[tool]]`).
+    pub tools: usize,
     /// Whether the lock file changed.
     pub changed: bool,
     /// `name old -> new` lines (old or new may be `-`).
@@ -116,6 +118,7 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
             lock: path,
             packages: lock.packages.len(),
             per_source: count_sources(lock),
+            tools: lock.tools.len(),
             changed: false,
             changes: Vec::new(),
             load_seconds: 0.0,
@@ -152,7 +155,10 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
         (Some(lock), Update::Minimal) => preferences(&universe, lock, &[]),
         (Some(lock), Update::Packages(names)) => {
             for n in names {
-                if lock.package(n).is_none() && !lock.python.iter().any(|p| p.name == *n) {
+                let known = lock.package(n).is_some()
+                    || lock.python.iter().any(|p| p.name == *n)
+                    || lock.tools.iter().any(|p| p.name == *n);
+                if !known {
                     bail!("--update {n}: `{n}` is not in {}", path.display());
                 }
             }
@@ -169,6 +175,9 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
         .with_context(|| format!("cannot solve `{}`", recipe.name))?;
 
     let mut lock = build_lock(&recipe, &universe, &solution, &roots, headers);
+    lock.tools =
+        crate::build::tools::solve_tools(&recipe, &universe, previous.as_ref(), &args.update)
+            .with_context(|| format!("cannot solve the tools of `{}`", recipe.name))?;
     let moving = match &args.update {
         Update::Minimal => Some(&[][..]),
         Update::Packages(names) => Some(names.as_slice()),
@@ -203,6 +212,7 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
         lock: path,
         packages: lock.packages.len(),
         per_source: count_sources(&lock),
+        tools: lock.tools.len(),
         changed,
         changes,
         load_seconds,
@@ -248,7 +258,7 @@ fn universe_of(recipe: &Recipe, loaded: Vec<LoadedSource>) -> (Universe, Vec<Loc
 }
 
 /// Locked candidates to keep, except the named packages (which may move).
-fn preferences(
+pub(crate) fn preferences(
     u: &Universe,
     lock: &Lockfile,
     moving: &[String],
@@ -342,6 +352,7 @@ pub fn build_lock(
         sources,
         packages,
         python: vec![],
+        tools: Vec::new(),
     };
     lock.sort_packages();
     lock

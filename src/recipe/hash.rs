@@ -28,6 +28,9 @@ struct CanonicalRecipe<'a> {
     // Absent for recipes without `[python]`, so their hash is unchanged.
     #[serde(skip_serializing_if = "Option::is_none")]
     python: Option<super::python::CanonicalPython>,
+    /// Left out when empty, so locks of recipes without tools keep their hash.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -64,6 +67,10 @@ impl Recipe {
             steps: _,
             hostname: _,
             python,
+            // The tools are solved into the lock (`[[tool]]`): they count.
+            tools,
+            // The disk layout is a build setting, in `build_hash`.
+            disk: _,
         } = self;
         // Foreign architectures are a set: order and repeats do not matter.
         let mut foreign: Vec<&str> = foreign_architectures.iter().map(String::as_str).collect();
@@ -79,6 +86,7 @@ impl Recipe {
             sources: sources.iter().map(canonical_source).collect(),
             packages: packages.iter().map(canonical_requirement).collect(),
             python: python.as_ref().map(|p| p.canonical()),
+            tools: tools.iter().map(canonical_requirement).collect(),
         };
         let json = serde_json::to_vec(&canonical).expect("plain data serializes");
         format!("sha256:{}", hex::encode(Sha256::digest(&json)))
@@ -93,6 +101,9 @@ struct CanonicalSteps<'a> {
     format: &'static str,
     hostname: Option<&'a str>,
     steps: Vec<&'a StepAction>,
+    /// Left out when unset, so recipes without a disk keep their hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disk: Option<&'a super::Disk>,
 }
 
 impl Recipe {
@@ -111,6 +122,7 @@ impl Recipe {
                 .iter()
                 .map(|Step { action, origin: _ }| action)
                 .collect(),
+            disk: self.disk.as_ref(),
         };
         let json = serde_json::to_vec(&canonical).expect("plain data serializes");
         format!("sha256:{}", hex::encode(Sha256::digest(&json)))

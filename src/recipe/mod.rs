@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::core::relation::Dependency;
 
+mod disk;
 mod error;
 mod hash;
 mod parse;
@@ -23,6 +24,7 @@ mod step;
 #[cfg(test)]
 mod tests;
 
+pub use disk::Disk;
 pub use error::RecipeError;
 pub(crate) use error::line_col;
 pub use parse::DEFAULT_PRIORITY;
@@ -109,6 +111,13 @@ pub struct Recipe {
     /// of the canonical hash when present).
     #[serde(skip)]
     pub python: Option<PythonSpec>,
+    /// `tools = [...]`: Debian packages of the locked tools tree that makes
+    /// the image files (mkfs, grub, qemu-img), solved into the lock's
+    /// `[[tool]]` section against the same sources. Part of the canonical hash.
+    pub tools: Vec<Requirement>,
+    /// `[disk]`: build a bootable raw disk image. A build setting (in
+    /// [`Recipe::build_hash`]).
+    pub disk: Option<Disk>,
 }
 
 /// One `[[step]]`: an action applied to the assembled root filesystem,

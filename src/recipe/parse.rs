@@ -37,6 +37,8 @@ struct Layer {
     sources: Vec<Source>,
     steps: Vec<Step>,
     python: Option<super::python::PythonSpec>,
+    tools: Vec<Requirement>,
+    disk: Option<super::disk::DiskLayer>,
 }
 
 impl Layer {
@@ -222,13 +224,30 @@ impl Loader<'_> {
             .iter()
             .map(|s| self.step(&src, path, s))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut tools = Vec::new();
+        for t in &raw.tools {
+            let dependency =
+                Dependency::parse(t.get_ref()).map_err(|e| src.error(t.span(), e.to_string()))?;
+            tools.push(Requirement {
+                text: t.get_ref().clone(),
+                dependency,
+                origin: src.origin(t.span().start),
+            });
+        }
         let python = match &raw.python {
             Some(p) => Some(super::python::layer(&src, p)?),
             None => None,
         };
+        let disk = raw
+            .disk
+            .as_ref()
+            .map(|d| super::disk::layer(&src, d))
+            .transpose()?;
         Ok(Layer {
             steps,
             python,
+            tools,
+            disk,
             path: path.to_path_buf(),
             name,
             architecture: raw.architecture,
@@ -390,11 +409,26 @@ fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
     let mut seen_packages = HashSet::new();
     let mut steps: Vec<Step> = Vec::new();
     let mut python = None;
+    let mut tools: Vec<Requirement> = Vec::new();
+    let mut seen_tools = HashSet::new();
+    let mut disk: Option<super::disk::DiskLayer> = None;
     for layer in layers.iter().rev() {
         if let Some(p) = &layer.python {
             super::python::merge(&mut python, p);
         }
         steps.extend(layer.steps.iter().cloned());
+        for t in &layer.tools {
+            if seen_tools.insert(t.dependency.to_string()) {
+                tools.push(t.clone());
+            }
+        }
+        // A child's `[disk]` keys override its parent's, key by key.
+        if let Some(d) = &layer.disk {
+            disk = Some(match disk {
+                Some(parent) => parent.overridden_by(d),
+                None => d.clone(),
+            });
+        }
         if let Some(a) = &layer.architecture {
             match &architecture {
                 Some((prev, origin)) if prev != a.get_ref() => {
@@ -447,7 +481,10 @@ fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
         ));
     }
     foreign_architectures.retain(|f| *f != architecture);
+    let disk = disk.map(|d| d.finish(&leaf.name));
     Ok(Recipe {
+        tools,
+        disk,
         name: leaf.name,
         path: leaf.path,
         architecture,

@@ -27,6 +27,20 @@ pub(super) struct RawRecipe {
     #[serde(default, rename = "step")]
     pub steps: Vec<Spanned<RawStep>>,
     pub python: Option<super::python::RawPython>,
+    /// Debian packages of the locked tools tree (`tools = ["e2fsprogs"]`).
+    #[serde(default)]
+    pub tools: Vec<Spanned<String>>,
+    /// `[disk]`: a bootable raw disk image of the rootfs.
+    pub disk: Option<Spanned<RawDisk>>,
+}
+
+/// The `[disk]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawDisk {
+    pub size: Spanned<String>,
+    pub uuid: Option<Spanned<String>>,
+    pub hash_seed: Option<Spanned<String>>,
 }
 
 /// One `[[step]]` table: every key optional here, exactly one action key is

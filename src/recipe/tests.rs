@@ -635,3 +635,83 @@ fn hostname_is_a_build_setting() {
         "{e}"
     );
 }
+
+#[test]
+fn tools_are_merged_parent_first_and_hashed() {
+    let ws = Ws::new();
+    let plain = ws.hash(&format!("architecture = \"amd64\"\n{SOURCE}"));
+    ws.recipe(
+        "base",
+        &format!("architecture = \"amd64\"\ntools = [\"e2fsprogs\", \"qemu-utils\"]\n{SOURCE}"),
+    );
+    ws.recipe(
+        "child",
+        "extends = \"base\"\ntools = [\"grub-pc-bin\", \"e2fsprogs\"]\n",
+    );
+    let child = ws.load("child");
+    let tools: Vec<&str> = child.tools.iter().map(|t| t.text.as_str()).collect();
+    assert_eq!(tools, ["e2fsprogs", "qemu-utils", "grub-pc-bin"]);
+    assert!(
+        child.tools[2].origin.ends_with("recipes/child.toml:2"),
+        "{}",
+        child.tools[2].origin
+    );
+    let with = ws.hash(&format!(
+        "architecture = \"amd64\"\ntools = [\"e2fsprogs\"]\n{SOURCE}"
+    ));
+    assert_ne!(plain, with, "tools are part of the canonical hash");
+    let e = ws.err(&format!(
+        "architecture = \"amd64\"\ntools = [\"e2fsprogs (>>\"]\n{SOURCE}"
+    ));
+    assert!(e.starts_with("recipes/x.toml:2:10: "), "{e}");
+}
+
+#[test]
+fn disk_table_defaults_overrides_and_errors() {
+    let ws = Ws::new();
+    ws.recipe(
+        "base",
+        &format!("architecture = \"amd64\"\n[disk]\nsize = \"4GiB\"\n{SOURCE}"),
+    );
+    let base = ws.load("base").disk.expect("a disk");
+    assert_eq!(base.size, 4 << 30);
+    assert_eq!(base.uuid.len(), 36);
+    assert_ne!(base.uuid, base.hash_seed);
+    let hash = ws.load("base").canonical_hash();
+    // A child inherits the size but gets UUIDs of its own name; keys override.
+    ws.recipe("child", "extends = \"base\"\n");
+    let child = ws.load("child").disk.expect("inherited");
+    assert_eq!(child.size, base.size);
+    assert_ne!(child.uuid, base.uuid);
+    ws.recipe(
+        "fixed",
+        "extends = \"base\"\n[disk]\nsize = \"1G\"\nuuid = \"0F3C6B1E-8A52-4D67-9C1E-2B7A5E0D4F19\"\n",
+    );
+    let fixed = ws.load("fixed").disk.unwrap();
+    assert_eq!(fixed.size, 1 << 30);
+    assert_eq!(fixed.uuid, "0f3c6b1e-8a52-4d67-9c1e-2b7a5e0d4f19");
+    // Disk settings change the build, not the lock.
+    ws.recipe(
+        "base",
+        &format!("architecture = \"amd64\"\n[disk]\nsize = \"8GiB\"\n{SOURCE}"),
+    );
+    assert_eq!(ws.load("base").canonical_hash(), hash);
+    let e = ws.err(&format!(
+        "architecture = \"amd64\"\n[disk]\nsize = \"4GB\"\n{SOURCE}"
+    ));
+    assert!(
+        e.starts_with("recipes/x.toml:3:8: invalid disk size unit `GB`"),
+        "{e}"
+    );
+    let e = ws.err(&format!(
+        "architecture = \"amd64\"\n[disk]\nsize = \"4G\"\nhash-seed = \"nope\"\n{SOURCE}"
+    ));
+    assert!(
+        e.starts_with("recipes/x.toml:4:13: invalid `hash-seed` `nope`"),
+        "{e}"
+    );
+    let e = ws.err(&format!(
+        "architecture = \"amd64\"\n[disk]\nsize = \"4G\"\nlabel = \"x\"\n{SOURCE}"
+    ));
+    assert!(e.contains("unknown key `label`"), "{e}");
+}

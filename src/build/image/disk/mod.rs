@@ -1,0 +1,263 @@
+//! The bootable raw disk image of a recipe with a `[disk]` table
+//! (`out/NAME/disk.raw` and `disk.qcow2`), made without mounting anything
+//! and with the locked tools tree only ([`crate::build::tools`]):
+//!
+//! 1. the rootfs tar is extracted into a private tree by the tools tree's
+//!    GNU tar (owners, modes, xattrs kept), and the disk's own files are
+//!    added: `/etc/fstab` (root by UUID), `/boot/grub/grub.cfg` (the newest
+//!    `/boot/vmlinuz-V` with its `initrd.img-V`, serial console) and GRUB's
+//!    i386-pc modules in `/boot/grub/i386-pc` (as `grub-install` would);
+//!    mtimes are clamped to SOURCE_DATE_EPOCH;
+//! 2. `mkfs.ext4 -d TREE` writes the ext4 root filesystem straight into the
+//!    sparse image file at offset 1 MiB (partition 1), with the recipe's
+//!    filesystem UUID and directory hash seed, and `E2FSPROGS_FAKE_TIME`
+//!    for every timestamp mke2fs would take from the clock;
+//! 3. `grub-mkimage -O i386-pc` makes core.img with an embedded early
+//!    configuration that finds the root by UUID; [`mbr::boot_area`] writes
+//!    the partition table, GRUB's boot.img and core.img into the first MiB;
+//! 4. `qemu-img convert` writes the qcow2 copy.
+//!
+//! Both files are written in a temp directory and moved into the output
+//! directory only when complete.
+
+pub mod config;
+pub mod mbr;
+
+use std::fs::{self, File};
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::build::rootfs::clamp_tree;
+use crate::build::tools::{ToolRun, ToolsRoot};
+use crate::recipe::Disk;
+
+/// The raw disk image's file name in the output directory.
+pub const RAW: &str = "disk.raw";
+/// The qcow2 copy's file name.
+pub const QCOW2: &str = "disk.qcow2";
+
+/// ext4 block size.
+const BLOCK: u64 = 4096;
+
+/// GRUB modules built into core.img: enough to find the root filesystem and
+/// run grub.cfg even if `/boot/grub/i386-pc` were missing.
+const CORE_MODULES: &[&str] = &[
+    "biosdisk",
+    "part_msdos",
+    "ext2",
+    "search",
+    "search_fs_uuid",
+    "normal",
+    "configfile",
+    "linux",
+    "echo",
+    "test",
+    "serial",
+    "terminal",
+];
+
+/// Writes `disk.raw` and `disk.qcow2` for the rootfs tar `rootfs_tar` into
+/// `out_dir`, using `tools` and a temp directory under `work`. `title`
+/// names the boot menu entry (the recipe name). Returns the files written.
+pub fn emit(
+    title: &str,
+    disk: &Disk,
+    tools: &ToolsRoot,
+    rootfs_tar: &Path,
+    out_dir: &Path,
+    work: &Path,
+    source_date_epoch: i64,
+) -> Result<Vec<PathBuf>> {
+    let tmp = tempfile::Builder::new()
+        .prefix(".disk-")
+        .tempdir_in(work)
+        .with_context(|| format!("creating a temp directory in {}", work.display()))?;
+    let dir = tmp.path();
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("chmod {}", dir.display()))?;
+    let tree = dir.join("tree");
+    fs::create_dir(&tree).with_context(|| format!("creating {}", tree.display()))?;
+    fs::set_permissions(&tree, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("chmod {}", tree.display()))?;
+    let in_tools = |argv: &[&str]| {
+        ToolRun::new(argv.iter().copied())
+            .input(rootfs_tar, "/in/rootfs.tar")
+            .output(dir, "/work")
+    };
+
+    tools.run(&in_tools(&[
+        "tar",
+        "--extract",
+        "--file=/in/rootfs.tar",
+        "--directory=/work/tree",
+        "--same-permissions",
+        "--same-owner",
+        "--numeric-owner",
+        "--xattrs",
+        "--xattrs-include=*",
+    ]))?;
+    add_boot_files(title, disk, tools, &tree)?;
+    clamp_tree(&tree, source_date_epoch)
+        .with_context(|| format!("clamping mtimes in {}", tree.display()))?;
+
+    let raw = dir.join(RAW);
+    File::create(&raw)
+        .and_then(|f| f.set_len(disk.size))
+        .with_context(|| format!("creating {}", raw.display()))?;
+    let fs_blocks = (disk.size - mbr::PART_START * mbr::SECTOR) / BLOCK;
+    tools.run(
+        &in_tools(&[
+            "mkfs.ext4",
+            "-F",
+            "-q",
+            "-t",
+            "ext4",
+            "-b",
+            &BLOCK.to_string(),
+            "-L",
+            "root",
+            "-U",
+            &disk.uuid,
+            "-E",
+            &format!(
+                "hash_seed={},offset={},root_owner=0:0",
+                disk.hash_seed,
+                mbr::PART_START * mbr::SECTOR
+            ),
+            "-d",
+            "/work/tree",
+            "/work/disk.raw",
+            &fs_blocks.to_string(),
+        ])
+        .env("E2FSPROGS_FAKE_TIME", source_date_epoch.to_string()),
+    )?;
+
+    fs::write(dir.join("early.cfg"), config::early_cfg(&disk.uuid))
+        .with_context(|| format!("writing {}", dir.join("early.cfg").display()))?;
+    let mut mkimage = vec![
+        "grub-mkimage",
+        "--format=i386-pc",
+        "--directory=/usr/lib/grub/i386-pc",
+        "--config=/work/early.cfg",
+        "--prefix=/boot/grub",
+        "--output=/work/core.img",
+    ];
+    mkimage.extend(CORE_MODULES);
+    tools.run(&in_tools(&mkimage))?;
+    let boot_img = tools.root().join("usr/lib/grub/i386-pc/boot.img");
+    let boot_img = fs::read(&boot_img).with_context(|| {
+        format!(
+            "reading {} from the tools tree (is grub-pc-bin in the recipe's tools?)",
+            boot_img.display()
+        )
+    })?;
+    let mut core_img =
+        fs::read(dir.join("core.img")).with_context(|| "reading core.img".to_string())?;
+    let padded = core_img.len().div_ceil(mbr::SECTOR as usize) * mbr::SECTOR as usize;
+    core_img.resize(padded, 0);
+    let area = mbr::boot_area(&boot_img, &core_img, disk.size, disk_signature(&disk.uuid))
+        .with_context(|| format!("making the boot sector of {}", raw.display()))?;
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(&raw)
+        .with_context(|| format!("opening {}", raw.display()))?;
+    file.write_all_at(&area, 0)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing the boot area of {}", raw.display()))?;
+    drop(file);
+
+    tools.run(&in_tools(&[
+        "qemu-img",
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "qcow2",
+        "/work/disk.raw",
+        "/work/disk.qcow2",
+    ]))?;
+
+    let mut written = Vec::new();
+    for name in [RAW, QCOW2] {
+        let from = dir.join(name);
+        let to = out_dir.join(name);
+        File::open(&from)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("syncing {}", from.display()))?;
+        fs::set_permissions(&from, fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("chmod {}", from.display()))?;
+        fs::rename(&from, &to)
+            .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
+        written.push(to);
+    }
+    Ok(written)
+}
+
+/// Writes `/etc/fstab`, `/boot/grub/grub.cfg` and GRUB's modules into `tree`.
+fn add_boot_files(title: &str, disk: &Disk, tools: &ToolsRoot, tree: &Path) -> Result<()> {
+    let boot = tree.join("boot");
+    let names: Vec<String> = fs::read_dir(&boot)
+        .with_context(|| format!("reading /boot of the rootfs of `{title}`"))?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    let Some(kernel) = config::pick_kernel(names.iter().map(String::as_str)) else {
+        bail!(
+            "the rootfs of `{title}` has no /boot/vmlinuz-V with a matching /boot/initrd.img-V; \
+             a disk image needs a kernel and an initramfs (e.g. packages linux-image-amd64 and initramfs-tools)"
+        );
+    };
+    // Modes are set explicitly: the files and directories made here must not
+    // depend on the caller's umask.
+    write_file(&tree.join("etc/fstab"), &config::fstab(&disk.uuid))?;
+    let grub = boot.join("grub");
+    let modules = grub.join("i386-pc");
+    for d in [&grub, &modules] {
+        if !d.is_dir() {
+            fs::create_dir(d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("chmod {}", d.display()))?;
+    }
+    write_file(
+        &grub.join("grub.cfg"),
+        &config::grub_cfg(title, &disk.uuid, &kernel),
+    )?;
+    let lib = tools.root().join("usr/lib/grub/i386-pc");
+    let mut entries: Vec<PathBuf> = fs::read_dir(&lib)
+        .with_context(|| {
+            format!(
+                "reading {} in the tools tree (is grub-pc-bin in the recipe's tools?)",
+                lib.display()
+            )
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "mod" || x == "lst"))
+        .collect();
+    entries.sort();
+    for from in entries {
+        let to = modules.join(from.file_name().expect("a file name"));
+        fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
+        fs::set_permissions(&to, fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("chmod {}", to.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes `text` to `path` with mode 0644 whatever the umask.
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    fs::write(path, text)
+        .and_then(|()| fs::set_permissions(path, fs::Permissions::from_mode(0o644)))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The MBR disk signature: the first 4 bytes of the filesystem UUID.
+fn disk_signature(uuid: &str) -> u32 {
+    let hex: String = uuid
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(8)
+        .collect();
+    u32::from_str_radix(&hex, 16).unwrap_or(0)
+}

@@ -1,0 +1,223 @@
+//! Assembling, caching and running the tools tree.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+use crate::build::cache::RootfsCache;
+use crate::build::output::tar::{TarOptions, write_tree};
+use crate::build::rootfs::{self, AssembleOptions};
+use crate::build::sandbox::{self, SandboxSpec, Status, Stream};
+use crate::fetch::Store;
+use crate::lock::Lockfile;
+
+/// Bump when the tools tree changes for the same locked tools.
+const KEY_FORMAT: &str = "imgbuild-tools-key v1";
+
+/// Default time bound of one tool run.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// `sha256:<hex>` of the tools tree of `lock`: its `[[tool]]` entries (in
+/// their stable written form) and this imgbuild's version. The recipe name
+/// and sources are left out, so recipes locking the same tools share it.
+pub fn tools_key(lock: &Lockfile) -> String {
+    let mut h = Sha256::new();
+    h.update(KEY_FORMAT.as_bytes());
+    h.update(b"\n");
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update(b"\n");
+    let mut tools: Vec<String> = lock
+        .tools
+        .iter()
+        .map(|t| format!("{} {} {} {}\n", t.name, t.version, t.architecture, t.sha256))
+        .collect();
+    tools.sort();
+    for t in tools {
+        h.update(t.as_bytes());
+    }
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+/// One command to run in the tools tree.
+#[derive(Debug, Clone, Default)]
+pub struct ToolRun {
+    /// Program (looked up in `/usr/sbin:/usr/bin:/sbin:/bin` of the tools
+    /// tree) and arguments.
+    pub argv: Vec<String>,
+    /// Read-only bind mounts (host path, absolute path inside): inputs.
+    pub inputs: Vec<(PathBuf, PathBuf)>,
+    /// Read-write bind mounts (host path, absolute path inside): outputs.
+    pub outputs: Vec<(PathBuf, PathBuf)>,
+    /// Extra environment variables (the sandbox's fixed ones come first).
+    pub env: Vec<(String, String)>,
+    /// Time bound; default 30 minutes.
+    pub timeout: Option<Duration>,
+}
+
+impl ToolRun {
+    /// `argv` with no binds.
+    pub fn new<S: Into<String>>(argv: impl IntoIterator<Item = S>) -> ToolRun {
+        ToolRun {
+            argv: argv.into_iter().map(Into::into).collect(),
+            ..ToolRun::default()
+        }
+    }
+
+    /// Adds a read-only bind of host `path` at `inside`.
+    pub fn input(mut self, path: impl Into<PathBuf>, inside: impl Into<PathBuf>) -> ToolRun {
+        self.inputs.push((path.into(), inside.into()));
+        self
+    }
+
+    /// Adds a read-write bind of host `path` at `inside`.
+    pub fn output(mut self, path: impl Into<PathBuf>, inside: impl Into<PathBuf>) -> ToolRun {
+        self.outputs.push((path.into(), inside.into()));
+        self
+    }
+
+    /// Adds an environment variable.
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> ToolRun {
+        self.env.push((key.to_string(), value.into()));
+        self
+    }
+}
+
+/// A tools tree extracted into a private temp directory (removed on drop).
+#[derive(Debug)]
+pub struct ToolsRoot {
+    dir: tempfile::TempDir,
+    source_date_epoch: i64,
+}
+
+impl ToolsRoot {
+    /// The tools tree of `lock`: taken from `cache` (entry `@tools-RECIPE`)
+    /// or assembled from `store` and cached, then extracted into a temp
+    /// directory under `work`. Fails when the lock has no `[[tool]]`s.
+    pub fn prepare(
+        lock: &Lockfile,
+        store: &Store,
+        cache: &RootfsCache,
+        work: &Path,
+        source_date_epoch: i64,
+    ) -> Result<ToolsRoot> {
+        let name = &lock.recipe.name;
+        if lock.tools.is_empty() {
+            bail!(
+                "recipe `{name}` needs a tools tree but its lock has no [[tool]] entries: \
+                 add `tools = [...]` to the recipe and run `imgbuild solve {name}`"
+            );
+        }
+        // `@` cannot start a recipe name: no entry of a recipe collides with it.
+        let entry = format!("@tools-{name}");
+        let key = tools_key(lock);
+        let tar = match cache.get(&entry, &key) {
+            Some(tar) => tar,
+            None => cache.insert_with(&entry, &key, |w| -> Result<()> {
+                let tmp = private_dir(work, ".tools-assemble-")?;
+                let root = tmp.path().join("root");
+                make_root_dir(&root)?;
+                assemble(lock, store, &root, source_date_epoch)?;
+                write_tree(&root, w, &TarOptions { source_date_epoch })?;
+                Ok(())
+            })?,
+        };
+        let dir = private_dir(work, ".tools-")?;
+        let root = dir.path().join("root");
+        make_root_dir(&root)?;
+        let file = fs::File::open(&tar).with_context(|| format!("opening {}", tar.display()))?;
+        let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+        archive.set_preserve_permissions(true);
+        archive.set_preserve_ownerships(true);
+        archive.set_preserve_mtime(true);
+        archive.set_unpack_xattrs(true);
+        archive.unpack(&root).with_context(|| {
+            format!(
+                "extracting the tools tree {} into {}",
+                tar.display(),
+                root.display()
+            )
+        })?;
+        Ok(ToolsRoot {
+            dir,
+            source_date_epoch,
+        })
+    }
+
+    /// The tree's root directory on the host.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// Runs `run` in the sandbox with this tree as `/`; an error (naming the
+    /// command and quoting its stderr) unless it exits 0. Returns stdout.
+    pub fn run(&self, run: &ToolRun) -> Result<Vec<u8>> {
+        run_in(&self.root(), run, self.source_date_epoch)
+    }
+}
+
+/// Runs `run` in the sandbox with `root` as `/`.
+fn run_in(root: &Path, run: &ToolRun, source_date_epoch: i64) -> Result<Vec<u8>> {
+    let mut spec = SandboxSpec::new(root, run.argv.iter().map(String::as_str));
+    spec.ro_binds = run.inputs.clone();
+    spec.rw_binds = run.outputs.clone();
+    spec.env = run.env.clone();
+    spec.source_date_epoch = u64::try_from(source_date_epoch).unwrap_or(0);
+    spec.stdout = Stream::Capture;
+    spec.stderr = Stream::Capture;
+    spec.timeout = Some(run.timeout.unwrap_or(DEFAULT_TIMEOUT));
+    let command = run.argv.join(" ");
+    let out =
+        sandbox::run(&spec).with_context(|| format!("running `{command}` in the tools tree"))?;
+    match out.status {
+        Status::Exited(0) => Ok(out.stdout),
+        status => {
+            let why = match status {
+                Status::Exited(c) => format!("exited with status {c}"),
+                Status::Signaled(s) => format!("was killed by signal {s}"),
+                Status::TimedOut => {
+                    format!("timed out after {:?}", spec.timeout.unwrap_or_default())
+                }
+            };
+            bail!(
+                "`{command}` (tools tree) {why}:\n{}",
+                String::from_utf8_lossy(&out.stderr).trim_end()
+            )
+        }
+    }
+}
+
+/// Unpacks the tools into `root` (no maintainer scripts) and runs the tree's
+/// own `ldconfig` so its programs find their libraries.
+fn assemble(lock: &Lockfile, store: &Store, root: &Path, source_date_epoch: i64) -> Result<()> {
+    let opts = AssembleOptions {
+        source_date_epoch,
+        hostname: String::new(),
+        run_scripts: false,
+    };
+    rootfs::assemble(&lock.tools_lock(), store, root, &opts)
+        .with_context(|| format!("assembling the tools tree of `{}`", lock.recipe.name))?;
+    // The loader cache, when the tree has a loader to cache for (the
+    // Essential set brings libc-bin; a tree of data files has none).
+    if root.join("usr/sbin/ldconfig").exists() || root.join("sbin/ldconfig").exists() {
+        run_in(root, &ToolRun::new(["ldconfig"]), source_date_epoch)?;
+    }
+    Ok(())
+}
+
+fn private_dir(work: &Path, prefix: &str) -> Result<tempfile::TempDir> {
+    fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(work)
+        .with_context(|| format!("creating a temp directory in {}", work.display()))
+}
+
+fn make_root_dir(root: &Path) -> Result<()> {
+    fs::create_dir(root).with_context(|| format!("creating {}", root.display()))?;
+    fs::set_permissions(root, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("chmod {}", root.display()))
+}
