@@ -78,6 +78,7 @@ fn names_in(dir: &Path) -> Vec<String> {
 
 #[test]
 fn build_writes_outputs_and_rebuilds_incrementally() {
+    let _umask = umask_lock();
     let (_site, _server, ws) = fetched();
     let out: PathBuf = ws.path().join("out/img");
 
@@ -151,6 +152,7 @@ fn build_writes_outputs_and_rebuilds_incrementally() {
 
 #[test]
 fn stale_lock_or_missing_packages_are_errors_and_write_nothing() {
+    let _umask = umask_lock();
     let (_site, server, ws) = fetched();
     write_recipe(&ws, &server, &["app", "libx"]);
     let err = format!("{:#}", build::run(&args(&ws)).unwrap_err());
@@ -168,6 +170,7 @@ fn stale_lock_or_missing_packages_are_errors_and_write_nothing() {
 
 #[test]
 fn verify_finds_two_builds_identical() {
+    let _umask = umask_lock();
     let (_site, _server, ws) = fetched();
     let report = verify::run(&VerifyArgs {
         recipe: "img".into(),
@@ -203,6 +206,7 @@ fn write_recipe_with_steps(ws: &Workspace, server: &TestServer) {
 
 #[test]
 fn steps_change_the_build_not_the_lock() {
+    let _umask = umask_lock();
     let (_site, server, ws) = fetched();
     let plain = build::run(&args(&ws)).unwrap();
 
@@ -264,6 +268,7 @@ fn steps_change_the_build_not_the_lock() {
 
 #[test]
 fn a_missing_copy_source_is_an_error_with_file_line() {
+    let _umask = umask_lock();
     let (_site, server, ws) = fetched();
     write_recipe_with_steps(&ws, &server);
     let err = format!("{:#}", build::run(&args(&ws)).unwrap_err());

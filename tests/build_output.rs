@@ -3,6 +3,8 @@
 //! what a rootfs needs (hard links, symlinks, devices, xattrs, odd names,
 //! large ids), compresses stably, and the OCI layout is valid and stable.
 
+mod support;
+
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -10,6 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::umask_lock;
 
 use sha2::{Digest, Sha256};
 
@@ -244,6 +247,7 @@ fn fixture() -> (tempfile::TempDir, PathBuf, Vec<u8>) {
 
 #[test]
 fn same_tree_same_bytes_whatever_the_order_umask_and_clock() {
+    let _umask = umask_lock();
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     make_tree(&a, false, 0o022);
@@ -283,6 +287,7 @@ fn pax(e: &EntrySummary, key: &str, value: &[u8]) -> bool {
 
 #[test]
 fn entries_keep_what_a_rootfs_needs() {
+    let _umask = umask_lock();
     let (tmp, _root, bytes) = fixture();
     let entries = parse(tmp.path(), &bytes);
     let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
@@ -352,6 +357,7 @@ fn entries_keep_what_a_rootfs_needs() {
 
 #[test]
 fn gnu_tar_round_trip_is_a_fixed_point() {
+    let _umask = umask_lock();
     if Command::new("tar").arg("--version").output().is_err() {
         eprintln!("skipped: GNU tar not installed");
         return;
@@ -384,6 +390,7 @@ fn gnu_tar_round_trip_is_a_fixed_point() {
 
 #[test]
 fn compression_is_stable_and_round_trips() {
+    let _umask = umask_lock();
     let (_tmp, _root, bytes) = fixture();
     for c in [Compression::Gzip, Compression::Zstd] {
         let compress = || {
@@ -492,6 +499,7 @@ fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 #[test]
 fn oci_layout_is_valid_and_stable() {
+    let _umask = umask_lock();
     let (tmp, _root, bytes) = fixture();
     let tar_path = tmp.path().join("rootfs.tar");
     fs::write(&tar_path, &bytes).unwrap();
@@ -532,6 +540,7 @@ fn info(lock: &Lockfile, compression: Compression) -> ImageInfo<'_> {
 
 #[test]
 fn emit_lists_every_artifact_and_publishes_atomically() {
+    let _umask = umask_lock();
     let (tmp, _root, bytes) = fixture();
     let tar_path = tmp.path().join("rootfs.tar");
     fs::write(&tar_path, &bytes).unwrap();
@@ -591,6 +600,7 @@ fn emit_lists_every_artifact_and_publishes_atomically() {
 
 #[test]
 fn compare_names_the_differing_entries() {
+    let _umask = umask_lock();
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     make_tree(&a, false, 0o022);
@@ -627,6 +637,7 @@ fn compare_names_the_differing_entries() {
 /// External judges of the layout, when installed (`apt-get install skopeo umoci`).
 #[test]
 fn skopeo_and_umoci_accept_the_layout() {
+    let _umask = umask_lock();
     let (tmp, _root, bytes) = fixture();
     let tar_path = tmp.path().join("rootfs.tar");
     fs::write(&tar_path, &bytes).unwrap();

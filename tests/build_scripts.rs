@@ -158,6 +158,7 @@ fn statuses(root: &Path) -> BTreeMap<String, String> {
 
 #[test]
 fn scripts_and_steps_run_inside_the_image_without_network() {
+    let _umask = umask_lock();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (_site, _server, ws) = workspace(
@@ -266,6 +267,7 @@ fn verify_args(ws: &Workspace) -> VerifyArgs {
 
 #[test]
 fn scripted_builds_are_reproducible_and_verify_names_a_postinst_date() {
+    let _umask = umask_lock();
     let (_site, _server, ws) = workspace(&["greeter"], &[greeter(), stamper()], STEPS);
     let clean = verify::run(&verify_args(&ws)).unwrap();
     assert!(clean.manifest.artifact("rootfs.tar").is_some());

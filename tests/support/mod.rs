@@ -31,3 +31,12 @@ pub use pypi::{PyIndex, WheelSpec};
 pub use repo::{BuiltDeb, Repo, RepoBuilder};
 pub use site::Site;
 pub use workspace::{RecipeToml, RunOutput, SourceToml, Workspace};
+
+/// The process umask is process-wide, and `imgbuild verify` (like tests that
+/// make trees under a chosen umask) changes it for a while: tests of one
+/// binary that build, or look at file modes, hold this lock so that none of
+/// them runs while another has the umask changed.
+pub fn umask_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
