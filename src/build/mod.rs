@@ -11,9 +11,12 @@
 //!   normalisation;
 //! - [`output`]: reproducible artifacts from an assembled root (deterministic
 //!   tar, OCI layout, package list, SBOM, manifest);
-//! - [`cache`]: assembled roots kept by the hash of their inputs.
+//! - [`cache`]: assembled roots kept by the hash of their inputs;
+//! - [`onie`]: the ONIE installer (`.bin` and `fs.squashfs`) of recipes with
+//!   `[onie]`.
 
 pub mod cache;
+pub mod onie;
 pub mod output;
 pub mod rootfs;
 pub mod sandbox;

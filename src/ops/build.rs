@@ -197,6 +197,38 @@ impl Plan {
         }
     }
 
+    /// Writes every artifact into the empty directory `dir` from the rootfs
+    /// tar: the recipe's extra outputs first (the ONIE installer), then the
+    /// common ones and `manifest.json`, which lists them all.
+    pub(crate) fn emit(&self, tar: &Path, dir: &Path) -> Result<Manifest> {
+        if let Some(onie) = &self.recipe.onie {
+            let version = onie.version.clone().unwrap_or_else(|| {
+                crate::build::onie::default_version(&self.recipe.name, &self.rootfs_key)
+            });
+            let inputs = crate::build::onie::OnieInputs {
+                recipe: &self.recipe.name,
+                architecture: &self.recipe.architecture,
+                onie,
+                version,
+                source_date_epoch: self.assemble.source_date_epoch,
+            };
+            let r = crate::build::onie::emit(tar, dir, &inputs)
+                .with_context(|| format!("writing the ONIE installer of `{}`", self.recipe.name))?;
+            if !self.quiet {
+                eprintln!(
+                    "  ONIE installer {} (image {}, kernel {})",
+                    r.installer
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy(),
+                    r.version,
+                    r.kernel_version
+                );
+            }
+        }
+        Ok(output::emit(tar, dir, &self.info())?)
+    }
+
     /// Assembles the rootfs in a temp directory under `work` and writes its
     /// deterministic tar to `w`; the tree is removed afterwards.
     pub(crate) fn assemble_tar(&self, work: &Path, w: &mut impl Write) -> Result<TarStats> {
@@ -324,7 +356,7 @@ fn emit_into(plan: &Plan, tar: &Path, dest: &Path) -> Result<Manifest> {
     if !plan.quiet {
         eprintln!("Writing outputs of {}…", plan.recipe.name);
     }
-    let manifest = output::emit(tar, tmp.path(), &plan.info())?;
+    let manifest = plan.emit(tar, tmp.path())?;
     let old = output::publish_dir(tmp.path(), dest)?;
     // After an exchange the temp path holds the old outputs, removed with
     // `tmp`; after a plain rename it no longer exists. With the fallback the

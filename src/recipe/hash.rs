@@ -60,6 +60,7 @@ impl Recipe {
             // they are in `build_hash`, so changing them does not make the lock stale.
             steps: _,
             hostname: _,
+            onie: _,
         } = self;
         // Foreign architectures are a set: order and repeats do not matter.
         let mut foreign: Vec<&str> = foreign_architectures.iter().map(String::as_str).collect();
@@ -88,6 +89,9 @@ struct CanonicalSteps<'a> {
     format: &'static str,
     hostname: Option<&'a str>,
     steps: Vec<&'a StepAction>,
+    // Absent when unset, so recipes without `[onie]` keep their hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    onie: Option<&'a super::onie::Onie>,
 }
 
 impl Recipe {
@@ -106,6 +110,7 @@ impl Recipe {
                 .iter()
                 .map(|Step { action, origin: _ }| action)
                 .collect(),
+            onie: self.onie.as_ref(),
         };
         let json = serde_json::to_vec(&canonical).expect("plain data serializes");
         format!("sha256:{}", hex::encode(Sha256::digest(&json)))

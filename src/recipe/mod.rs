@@ -16,6 +16,7 @@ use crate::core::relation::Dependency;
 
 mod error;
 mod hash;
+pub mod onie;
 mod parse;
 mod raw;
 #[cfg(test)]
@@ -102,6 +103,9 @@ pub struct Recipe {
     /// [`Recipe::canonical_hash`] (the lock is about packages): see
     /// [`Recipe::build_hash`].
     pub steps: Vec<Step>,
+    /// `[onie]`: the ONIE installer output (switch images). A build setting:
+    /// part of [`Recipe::build_hash`], not of the lock's hash.
+    pub onie: Option<onie::Onie>,
 }
 
 /// One `[[step]]`: an action applied to the assembled root filesystem,

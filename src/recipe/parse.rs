@@ -36,6 +36,8 @@ struct Layer {
     packages: Vec<Requirement>,
     sources: Vec<Source>,
     steps: Vec<Step>,
+    /// `[onie]` and the span of its table (for the architecture check at merge).
+    onie: Option<(super::onie::Onie, Span)>,
 }
 
 impl Layer {
@@ -221,7 +223,12 @@ impl Loader<'_> {
             .iter()
             .map(|s| self.step(&src, path, s))
             .collect::<Result<Vec<_>, _>>()?;
+        let onie = match &raw.onie {
+            Some(o) => Some((super::onie::parse(&src, o)?, o.span())),
+            None => None,
+        };
         Ok(Layer {
+            onie,
             steps,
             path: path.to_path_buf(),
             name,
@@ -621,6 +628,33 @@ fn dir_of(path: &Path) -> &Path {
     }
 }
 
+/// The `[onie]` platforms must be of the recipe's architecture
+/// (`x86_64-…` for amd64).
+fn check_onie_arch(
+    layer: &Layer,
+    onie: &super::onie::Onie,
+    span: Span,
+    architecture: &str,
+) -> Result<super::onie::Onie, RecipeError> {
+    let Some(arch) = super::onie::onie_arch(architecture) else {
+        return Err(layer.src().error(
+            span,
+            format!("`[onie]` is not supported for architecture `{architecture}`"),
+        ));
+    };
+    let prefix = format!("{arch}-");
+    if let Some(p) = onie.platforms.iter().find(|p| !p.name.starts_with(&prefix)) {
+        return Err(layer.src().error(
+            span,
+            format!(
+                "ONIE platform `{}` is not an `{arch}` platform (architecture `{architecture}`)",
+                p.name
+            ),
+        ));
+    }
+    Ok(onie.clone())
+}
+
 /// Merges `layers` (leaf first, as loaded) into one recipe, parents first.
 fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
     let mut architecture: Option<(String, String)> = None; // (value, origin)
@@ -632,7 +666,11 @@ fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
     let mut packages: Vec<Requirement> = Vec::new();
     let mut seen_packages = HashSet::new();
     let mut steps: Vec<Step> = Vec::new();
+    let mut onie: Option<(&Layer, &super::onie::Onie, Span)> = None;
     for layer in layers.iter().rev() {
+        if let Some((o, span)) = &layer.onie {
+            onie = Some((layer, o, span.clone()));
+        }
         steps.extend(layer.steps.iter().cloned());
         if let Some(a) = &layer.architecture {
             match &architecture {
@@ -670,6 +708,10 @@ fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
             }
         }
     }
+    let onie = match (onie, &architecture) {
+        (Some((layer, o, span)), Some((arch, _))) => Some(check_onie_arch(layer, o, span, arch)?),
+        _ => None,
+    };
     let leaf = layers.into_iter().next().expect("at least the leaf");
     let Some((architecture, _)) = architecture else {
         return Err(leaf.src().error_hint(
@@ -687,6 +729,7 @@ fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
     }
     foreign_architectures.retain(|f| *f != architecture);
     Ok(Recipe {
+        onie,
         name: leaf.name,
         path: leaf.path,
         architecture,

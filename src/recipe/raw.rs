@@ -26,6 +26,7 @@ pub(super) struct RawRecipe {
     pub sources: Vec<Spanned<RawSource>>,
     #[serde(default, rename = "step")]
     pub steps: Vec<Spanned<RawStep>>,
+    pub onie: Option<Spanned<super::onie::RawOnie>>,
 }
 
 /// One `[[step]]` table: every key optional here, exactly one action key is
