@@ -37,6 +37,7 @@ pub fn source(name: &str, location: Location, suite: &str) -> Source {
 pub fn recipe(sources: Vec<Source>, arch: &str, foreign: &[&str]) -> Recipe {
     Recipe {
         steps: vec![],
+        onie: None,
         hostname: None,
         name: "test".into(),
         path: PathBuf::from("recipes/test.toml"),

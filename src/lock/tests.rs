@@ -294,6 +294,7 @@ fn finds_packages_and_reverse_edges() {
 fn recipe() -> Recipe {
     Recipe {
         steps: vec![],
+        onie: None,
         hostname: None,
         name: "tiny".into(),
         path: PathBuf::from("recipes/tiny.toml"),
