@@ -8,10 +8,12 @@ command -v gpgv >/dev/null || need+=(gpgv)
 command -v dose-debcheck >/dev/null || need+=(dose-distcheck)
 command -v xz >/dev/null || need+=(xz-utils)
 # ONIE installer tests: the host's unzip reads fs.zip as ONIE's would, and
-# the boot test runs QEMU and makes the NOS partition with mkfs.ext4.
+# the boot tests run QEMU, make the NOS partition with mkfs.ext4 and the
+# simulated ONIE disk with sgdisk.
 command -v unzip >/dev/null || need+=(unzip)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v sgdisk >/dev/null || need+=(gdisk)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "ci/setup.sh: installing ${need[*]}"
