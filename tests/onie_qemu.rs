@@ -176,67 +176,80 @@ fn onie_image_boots_to_login_in_qemu() {
     );
 }
 
-/// The simulated ONIE, run as root in a private mount namespace: a blank
-/// GPT disk (a loop device) with ONIE's layout (GRUB-BOOT bios_grub
-/// partition, ONIE-BOOT ext4 with a grub.cfg), then the `.bin` run as ONIE
-/// runs it (`onie_*` exported). ONIE's own tools are the host's, except
-/// `grub-install`: a wrapper runs the image's own grub-install (grub-pc from
-/// the lock) chrooted into the image's rootfs, so the GRUB on the disk comes
-/// from locked packages.
-const SIMULATED_ONIE: &str = r#"
-set -eu
-w=$1 bin=$2 root=$3
-disk="$w/disk.raw"
-truncate -s 6G "$disk"
-sgdisk -q --new=1::+1M --typecode=1:EF02 --change-name=1:GRUB-BOOT \
-	--new=2::+128M --typecode=2:3000 --change-name=2:ONIE-BOOT "$disk"
-dev=$(losetup -f --show -P "$disk")
-trap 'umount "$root/dev" "$root/proc" "$root/sys" 2>/dev/null || true; losetup -d "$dev"' EXIT
-i=0
-while [ ! -e "${dev}p2" ] && [ $i -lt 40 ]; do sleep 0.5; i=$((i + 1)); done
-if [ ! -e "${dev}p2" ]; then
-	echo "no ${dev}p2: this kernel makes no partition devices for loop devices (needs CONFIG_EFI_PARTITION)" >&2
-	exit 1
-fi
-mkfs.ext4 -q -L ONIE-BOOT "${dev}p2"
-mkdir -p "$w/onie-boot"
-mount "${dev}p2" "$w/onie-boot"
-mkdir -p "$w/onie-boot/grub"
-printf "menuentry 'ONIE: Install OS' {\n\techo 'simulated ONIE'\n}\n" >"$w/onie-boot/grub/grub.cfg"
-umount "$w/onie-boot"
-mount --bind /dev "$root/dev"
-mount -t proc proc "$root/proc"
-mount --bind /sys "$root/sys"
-mkdir -p "$root/tmp"
-PATH="$w/bin:$PATH" TMPDIR="$root/tmp" onie_platform=x86_64-kvm_x86_64-r0 \
-	onie_machine=kvm_x86_64 onie_arch=x86_64 onie_firmware=bios sh "$bin"
+/// PID 1 of the simulated ONIE VM: the installer run as ONIE runs it
+/// (`onie_*` exported, ONIE's tools in PATH), then power off.
+const SIMULATED_ONIE_INIT: &str = r#"#!/bin/sh
+export PATH=/host/onie/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export onie_platform=x86_64-kvm_x86_64-r0 onie_machine=kvm_x86_64 onie_arch=x86_64
+export onie_firmware=bios onie_vendor_id=0 onie_serial_num=SIM0001
+export TMPDIR=/tmp
+mount -t tmpfs tmpfs /tmp
+echo "ONIE-SIM: installing from /host/onie/@BIN@"
+rc=0
+sh "/host/onie/@BIN@" || rc=$?
+echo "ONIE-SIM: rc=$rc"
+sync
+echo o >/proc/sysrq-trigger
+sleep 30
 "#;
 
-/// `grub-install` of the simulated ONIE: the image's own, in a chroot.
-const IMAGE_GRUB_INSTALL: &str = r#"#!/bin/sh
-# ONIE's grub-install, played by the image's own (locked) grub-pc.
-root='@ROOT@'
-args=
-for a in "$@"; do
-	case "$a" in
-	--boot-directory=*) a="--boot-directory=${a#--boot-directory=$root}" ;;
-	esac
-	args="$args $a"
-done
-echo "grub-install (the image's):$args"
-exec chroot "$root" grub-install $args
-"#;
+/// Copies a host program and the libraries it needs that are not libc's
+/// into `dir/real` and `dir/lib`, with a wrapper in `dir/bin`. The host and
+/// the image are both bookworm, so the image's libc runs them.
+fn borrow_tool(dir: &Path, program: &str) {
+    for d in ["bin", "lib", "real"] {
+        fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    let path = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", &format!("command -v {program}")])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let path = path.trim();
+    assert!(!path.is_empty(), "{program} is not installed (ci/setup.sh)");
+    fs::copy(path, dir.join("real").join(program)).unwrap();
+    let ldd = String::from_utf8(Command::new("ldd").arg(path).output().unwrap().stdout).unwrap();
+    for line in ldd.lines() {
+        let Some((name, rest)) = line.trim().split_once(" => ") else {
+            continue;
+        };
+        let lib = rest.split_whitespace().next().unwrap_or("");
+        let base = ["libc.so", "libm.so", "ld-linux"];
+        if lib.starts_with('/') && !base.iter().any(|b| name.starts_with(b)) {
+            fs::copy(lib, dir.join("lib").join(name)).unwrap();
+        }
+    }
+    let wrapper = dir.join("bin").join(program);
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nLD_LIBRARY_PATH=/host/onie/lib exec /host/onie/real/{program} \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+}
 
-/// The whole ONIE path: install with the `.bin` on a simulated ONIE disk,
-/// then boot that disk (SeaBIOS → the image's GRUB → kernel → squashfs
-/// root) to a login prompt.
+/// The whole ONIE path, in two QEMU (TCG) runs:
 ///
-/// Not yet seen passing: the machine it was written on runs a kernel
-/// without GPT/MBR partition support (`CONFIG_EFI_PARTITION` unset), so
-/// `losetup -P` makes no partition devices and the simulated ONIE stops
-/// with a message saying so. It needs a stock distribution kernel.
+/// 1. the simulated ONIE: a VM booted from the image itself (its kernel,
+///    initramfs and squashfs, as in the test above) with a second, blank
+///    disk laid out as ONIE lays out its disk (GPT: GRUB-BOOT bios_grub
+///    partition, ONIE-BOOT ext4 with a grub.cfg); its PID 1 runs the `.bin`
+///    with the `onie_*` variables exported. ONIE's own `sgdisk` and `unzip`
+///    are the host's (copied in); everything else, `grub-install` included,
+///    is the image's own, i.e. from the lock;
+/// 2. that disk alone, booted by SeaBIOS: the installed GRUB, its entry,
+///    the kernel, the squashfs root, a login prompt.
 #[test]
-#[ignore = "needs out/sonic-p4, root, loop devices with partitions, unshare, sgdisk, qemu-system-x86_64; minutes"]
+#[ignore = "needs out/sonic-p4, qemu-system-x86_64, sgdisk, unzip, mkfs.ext4; ~10 minutes"]
 fn onie_install_then_boot_in_qemu() {
     let out = out_dir();
     let bin = fs::read_dir(&out)
@@ -249,82 +262,164 @@ fn onie_install_then_boot_in_qemu() {
                 .starts_with("onie-installer-")
         })
         .expect("an onie-installer-*.bin in the output");
+    let bin_name = bin.file_name().unwrap().to_string_lossy().into_owned();
     let work = tempfile::Builder::new()
         .prefix("onie-install-")
         .tempdir()
         .unwrap();
     let w = work.path();
-    // The image's rootfs, for its grub-install.
-    let root = w.join("image-root");
-    fs::create_dir(&root).unwrap();
-    check(
-        Command::new("tar")
-            .args(["-xpf"])
-            .arg(out.join("rootfs.tar"))
-            .arg("--numeric-owner")
-            .arg("-C")
-            .arg(&root),
-    );
-    fs::create_dir_all(w.join("bin")).unwrap();
-    let wrapper = w.join("bin/grub-install");
-    fs::write(
-        &wrapper,
-        IMAGE_GRUB_INSTALL.replace("@ROOT@", &root.display().to_string()),
-    )
-    .unwrap();
-    fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
 
-    let o = Command::new("unshare")
-        .args([
-            "-m",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            SIMULATED_ONIE,
-            "sh",
-        ])
-        .arg(w)
+    // The ONIE disk: GPT with ONIE's two partitions, ONIE-BOOT formatted in
+    // place (mkfs at the partition's offset: no loop device needed).
+    // `sgdisk` writes only the first and last sectors, so it goes last.
+    let onie_disk = w.join("onie-disk.raw");
+    fs::File::create(&onie_disk)
+        .unwrap()
+        .set_len(6 << 30)
+        .unwrap();
+    let onie_boot = w.join("onie-boot");
+    fs::create_dir_all(onie_boot.join("grub")).unwrap();
+    fs::write(
+        onie_boot.join("grub/grub.cfg"),
+        "menuentry 'ONIE: Install OS' {\n\techo 'simulated ONIE'\n}\n",
+    )
+    .unwrap();
+    check(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "ONIE-BOOT", "-E", "offset=2097152", "-d"])
+            .arg(&onie_boot)
+            .arg(&onie_disk)
+            .arg("131072k"),
+    );
+    // The partition table last: mke2fs wipes other signatures on the file.
+    check(
+        Command::new("sgdisk")
+            .args([
+                "--new=1:2048:4095",
+                "--typecode=1:EF02",
+                "--change-name=1:GRUB-BOOT",
+            ])
+            .args([
+                "--new=2:4096:266239",
+                "--typecode=2:3000",
+                "--change-name=2:ONIE-BOOT",
+            ])
+            .arg(&onie_disk)
+            .stdout(Stdio::null()),
+    );
+
+    // The runner disk: the image as the installer lays it out, plus the
+    // installer, ONIE's tools and the init script.
+    let o = Command::new("sh")
         .arg(&bin)
-        .arg(&root)
+        .env("extract", "1")
+        .env("TMPDIR", w)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    eprintln!("--- installer stdout\n{stdout}--- stderr\n{stderr}");
-    if !o.status.success() {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    let inst = PathBuf::from(
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("Image extracted to: "))
+            .unwrap(),
+    )
+    .join("installer");
+    let conf = fs::read_to_string(inst.join("onie-image.conf")).unwrap();
+    let version = conf_value(&conf, "image_version");
+    let kernel = conf_value(&conf, "image_kernel");
+    let initrd = conf_value(&conf, "image_initrd");
+    let part = w.join("runner");
+    let image_dir = format!("image-{version}");
+    fs::create_dir_all(part.join(&image_dir)).unwrap();
+    check(
+        Command::new("unzip")
+            .args(["-q", "-o"])
+            .arg(inst.join("fs.zip"))
+            .arg("-d")
+            .arg(part.join(&image_dir)),
+    );
+    fs::remove_dir_all(inst.parent().unwrap()).unwrap();
+    let tools = part.join("onie");
+    borrow_tool(&tools, "sgdisk");
+    borrow_tool(&tools, "unzip");
+    fs::copy(&bin, tools.join(&bin_name)).unwrap();
+    let init = tools.join("init");
+    fs::write(&init, SIMULATED_ONIE_INIT.replace("@BIN@", &bin_name)).unwrap();
+    fs::set_permissions(&init, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let runner = w.join("runner.raw");
+    check(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "RUNNER", "-d"])
+            .arg(&part)
+            .arg(&runner)
+            .arg("3G"),
+    );
+    let boot = part.join(&image_dir).join("boot");
+
+    // 1. ONIE runs the installer.
+    let serial1 = w.join("serial-onie.log");
+    let mut qemu = Command::new("qemu-system-x86_64")
+        .args(["-machine", "pc", "-accel", "tcg", "-m", "1536", "-smp", "1"])
+        .args(["-display", "none", "-monitor", "none", "-no-reboot", "-nic", "none"])
+        .arg("-serial")
+        .arg(format!("file:{}", serial1.display()))
+        .arg("-kernel")
+        .arg(boot.join(&kernel))
+        .arg("-initrd")
+        .arg(boot.join(&initrd))
+        .arg("-append")
+        .arg(format!(
+            "root=LABEL=RUNNER rw loop={image_dir}/fs.squashfs loopfstype=squashfs console=ttyS0,115200n8 init=/host/onie/init"
+        ))
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=virtio", runner.display()))
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=virtio", onie_disk.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("qemu-system-x86_64");
+    let started = Instant::now();
+    while qemu.try_wait().unwrap().is_none() && started.elapsed() < BOOT_TIMEOUT {
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    let log1 = fs::read_to_string(&serial1).unwrap_or_default();
+    eprintln!(
+        "simulated ONIE took {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+    if !log1.contains("ONIE-SIM: rc=0") {
         let kept = work.keep();
+        let tail: Vec<&str> = log1.lines().rev().take(60).collect();
         panic!(
-            "the installer failed ({}); kept {}",
-            o.status,
-            kept.display()
+            "the installer did not succeed under the simulated ONIE; kept {}; last lines:\n{}",
+            kept.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
     assert!(
-        stdout.contains("grub-install (the image's): --target=i386-pc"),
-        "{stdout}"
+        log1.contains("installer: installing GRUB for BIOS"),
+        "{log1}"
     );
-    // The image's rootfs is not needed any more; the disk is.
-    fs::remove_dir_all(&root).unwrap();
+    fs::remove_file(&runner).unwrap();
+    fs::remove_dir_all(&part).unwrap();
 
-    let serial = w.join("serial.log");
-    let log = boot_to_login(
-        w,
-        &w.join("disk.raw"),
-        &serial,
-        &["-boot".into(), "c".into()],
-    )
-    .unwrap_or_else(|why| {
+    // 2. The installed disk boots on its own.
+    let serial2 = w.join("serial.log");
+    let log = boot_to_login(w, &onie_disk, &serial2, &[]).unwrap_or_else(|why| {
         let kept = work.keep();
         panic!("{why}; work directory kept: {}", kept.display())
     });
     assert!(
-        log.contains("Loading sonic-p4"),
+        log.contains(&format!("Loading sonic-p4 {version}")),
         "GRUB's entry did not run:\n{log}"
     );
-    assert!(log.contains("imgbuild: mounting /image-"), "{log}");
+    assert!(
+        log.contains(&format!("imgbuild: mounting /{image_dir}/fs.squashfs")),
+        "{log}"
+    );
 }
