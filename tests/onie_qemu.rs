@@ -1,15 +1,15 @@
-//! Boot test of a built ONIE image (ignored by default; `ci/live.sh` runs
-//! it after `imgbuild build sonic-p4`): the installer's own `fs.zip`,
-//! extracted by the installer's own header, laid out as `install.sh` lays
-//! it out on the NOS partition (`image-<version>/` on an ext4 labelled
-//! `SONiC-OS`), booted by QEMU (TCG) with the kernel arguments `install.sh`
-//! writes into grub.cfg. Passes when the image's initramfs has mounted the
-//! squashfs root and the system reaches a login prompt on the serial
-//! console. The serial log is kept (path printed) on failure.
+//! Boot tests of a built ONIE image (ignored by default; `ci/live.sh` runs
+//! them after `imgbuild build sonic-p4`), QEMU under TCG, the serial log kept
+//! (path printed) on failure:
 //!
-//! This proves the image side of the contract (kernel, initramfs loop-root
-//! script, squashfs, overlay); GRUB and the partitioning are covered by
-//! `tests/onie_installer.rs` with a simulated ONIE.
+//! - `onie_image_boots_to_login_in_qemu`: the installer's own `fs.zip`,
+//!   extracted by the installer's own header, laid out as `install.sh` lays
+//!   it out (`image-<version>/` on an ext4 labelled `SONiC-OS`), booted with
+//!   the kernel arguments `install.sh` writes into grub.cfg: the image's
+//!   initramfs mounts the squashfs root and the system reaches a login;
+//! - `onie_install_then_boot_in_qemu`: the whole path — a simulated ONIE
+//!   runs the `.bin` on a blank ONIE-layout disk, then that disk boots on its
+//!   own through the GRUB the installer put there.
 
 use std::fs;
 use std::io::Read;
