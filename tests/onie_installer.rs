@@ -774,3 +774,30 @@ fn real_rootfs_squashfs_mounts_and_is_reproducible() {
     assert_eq!(mounted.len(), want.len());
     assert!(mounted == want, "the mounted squashfs differs from the tar");
 }
+
+#[test]
+fn install_sh_refuses_a_disk_without_gpt() {
+    let fx = Fixture::new();
+    let out = fx.emit("out", &onie_settings());
+    let stub = tempfile::tempdir().unwrap();
+    let stub_bin = stubs(stub.path(), None);
+    // What sgdisk says about an msdos-labelled disk.
+    let sgdisk = stub_bin.join("sgdisk");
+    fs::write(
+        &sgdisk,
+        format!(
+            "#!/bin/sh\necho \"sgdisk $*\" >> {}/log\necho 'Found invalid GPT and valid MBR; converting MBR to GPT format'\necho 'in memory. THIS OPERATION IS POTENTIALLY DESTRUCTIVE!'\n",
+            stub.path().display()
+        ),
+    )
+    .unwrap();
+    let o = run_as_onie(&out.join(BIN), stub.path(), &stub_bin, KVM);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("has no valid GPT"));
+    let log = log_of(stub.path());
+    assert!(
+        log.lines()
+            .all(|l| l.starts_with("sgdisk -p") || l.starts_with("blkid")),
+        "only reads before refusing: {log}"
+    );
+}

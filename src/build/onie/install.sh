@@ -58,6 +58,14 @@ part_dev() {
 say "ONIE-BOOT is $onie_part on $disk"
 
 # --- The NOS partition: replace ours, never touch another ----------------
+# GPT only: on an msdos-labelled disk sgdisk would convert the table to GPT
+# in memory and write it back with the first change, rewriting ONIE's disk.
+table=$(sgdisk -p "$disk" 2>&1) || die "cannot read the partition table of $disk"
+case "$table" in
+*"converting MBR to GPT"* | *"Found invalid GPT"* | *"Creating new GPT"*)
+	die "$disk has no valid GPT: this installer only installs next to ONIE on a GPT disk"
+	;;
+esac
 for n in $(sgdisk -p "$disk" | awk -v l="$part_label" '$1 ~ /^[0-9]+$/ && $NF == l { print $1 }'); do
 	[ "$(part_dev "$n")" != "$onie_part" ] || die "partition $n is ONIE-BOOT, not ours"
 	say "removing the previous $part_label partition ($n)"
