@@ -801,3 +801,11 @@ fn install_sh_refuses_a_disk_without_gpt() {
         "only reads before refusing: {log}"
     );
 }
+
+#[test]
+fn the_onie_output_key_follows_the_build_key() {
+    let a = onie::output_key("sha256:00");
+    assert_eq!(a, onie::output_key("sha256:00"));
+    assert_ne!(a, onie::output_key("sha256:01"));
+    assert_ne!(a, "sha256:00");
+}

@@ -164,7 +164,10 @@ impl Plan {
             hostname: &assemble.hostname,
             run_scripts: assemble.run_scripts,
         });
-        let build_key = cache::output_key(&rootfs_key, args.compression);
+        let mut build_key = cache::output_key(&rootfs_key, args.compression);
+        if recipe.onie.is_some() {
+            build_key = crate::build::onie::output_key(&build_key);
+        }
         let out_root = args
             .out
             .clone()

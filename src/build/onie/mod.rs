@@ -51,6 +51,25 @@ pub struct OnieInputs<'a> {
     pub source_date_epoch: i64,
 }
 
+/// Bump when the ONIE outputs change for the same rootfs and settings in a
+/// way the installer scripts' text does not show (squashfs, zip or tar
+/// layout).
+const OUTPUT_FORMAT: &str = "imgbuild-onie-outputs v1";
+
+/// The build key of a recipe with `[onie]`: `build_key` (rootfs and output
+/// options) combined with the installer scripts and the ONIE output format,
+/// so editing `install.sh` or the header makes `imgbuild build` redo the
+/// outputs instead of reporting them up to date.
+pub fn output_key(build_key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [OUTPUT_FORMAT, build_key, INSTALL_SH, sharch::HEADER] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
 /// The default image version: `<recipe>-<first 12 hex digits of the
 /// rootfs key>`, so it changes exactly when the image does and two builds
 /// of the same inputs agree.

@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use sha1::{Digest, Sha1};
 
 /// The header template.
-const HEADER: &str = include_str!("header.sh");
+pub const HEADER: &str = include_str!("header.sh");
 /// The line between header and payload.
 pub const MARKER: &str = "exit_marker";
 
