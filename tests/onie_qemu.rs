@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long the boot may take under TCG on a loaded 2-core machine.
+/// How long the boot may take under TCG on a loaded 2-core machine. (The
+/// drives use `werror=report`: by default QEMU pauses a VM whose disk write
+/// fails, e.g. when the host's disk fills, and the test would sit out the
+/// whole timeout.)
 const BOOT_TIMEOUT: Duration = Duration::from_secs(900);
 
 fn out_dir() -> PathBuf {
@@ -51,7 +54,10 @@ fn boot_to_login(w: &Path, disk: &Path, serial: &Path, extra: &[String]) -> Resu
         .arg(format!("file:{}", serial.display()))
         .args(extra)
         .arg("-drive")
-        .arg(format!("file={},format=raw,if=virtio", disk.display()))
+        .arg(format!(
+            "file={},format=raw,if=virtio,werror=report,rerror=report",
+            disk.display()
+        ))
         .args(["-nic", "none"])
         .current_dir(w)
         .stdin(Stdio::null())
@@ -373,9 +379,9 @@ fn onie_install_then_boot_in_qemu() {
             "root=LABEL=RUNNER rw loop={image_dir}/fs.squashfs loopfstype=squashfs console=ttyS0,115200n8 init=/host/onie/init"
         ))
         .arg("-drive")
-        .arg(format!("file={},format=raw,if=virtio", runner.display()))
+        .arg(format!("file={},format=raw,if=virtio,werror=report,rerror=report", runner.display()))
         .arg("-drive")
-        .arg(format!("file={},format=raw,if=virtio", onie_disk.display()))
+        .arg(format!("file={},format=raw,if=virtio,werror=report,rerror=report", onie_disk.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
