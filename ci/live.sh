@@ -27,3 +27,16 @@ if command -v qemu-system-x86_64 >/dev/null; then
 else
   echo "boot test skipped: qemu-system-x86_64 missing (ci/setup.sh installs qemu-system-x86)"
 fi
+
+# The ONIE image of sonic-p4: built from the live lock, its squashfs checked
+# against the rootfs tar with the running kernel (root, loop devices), then
+# booted under QEMU (TCG) to a login prompt.
+cargo run --locked -q -- fetch sonic-p4
+cargo run --locked -q -- build sonic-p4
+if [ "$(id -u)" = 0 ]; then
+  IMGBUILD_ONIE_ROOTFS_TAR=out/sonic-p4/rootfs.tar \
+    cargo test --locked --test onie_installer -- --ignored
+fi
+if command -v qemu-system-x86_64 >/dev/null; then
+  cargo test --locked --test onie_qemu -- --ignored --test-threads 1
+fi

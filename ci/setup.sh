@@ -15,6 +15,12 @@ command -v useradd >/dev/null || need+=(passwd)
 /usr/bin/python3 -c 'import wheel' 2>/dev/null || need+=(python3-wheel)
 # The disk image boot test (tests/boot_disk.rs, run by ci/live.sh).
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+# ONIE installer tests: the host's unzip reads fs.zip as ONIE's would, and
+# the boot tests run QEMU, make the NOS partition with mkfs.ext4 and the
+# simulated ONIE disk with sgdisk.
+command -v unzip >/dev/null || need+=(unzip)
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v sgdisk >/dev/null || need+=(gdisk)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "ci/setup.sh: installing ${need[*]}"

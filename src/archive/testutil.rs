@@ -39,6 +39,7 @@ pub fn recipe(sources: Vec<Source>, arch: &str, foreign: &[&str]) -> Recipe {
         steps: vec![],
         tools: vec![],
         disk: None,
+        onie: None,
         hostname: None,
         python: None,
         name: "test".into(),

@@ -14,10 +14,13 @@
 //! - [`cache`]: assembled roots kept by the hash of their inputs;
 //! - [`tools`]: the locked tools tree (the lock's `[[tool]]`s) and running
 //!   its programs in the sandbox with declared bind mounts;
-//! - [`image`]: image files made with the tools tree (the bootable disk).
+//! - [`image`]: image files made with the tools tree (the bootable disk);
+//! - [`onie`]: the ONIE installer (`.bin` and `fs.squashfs`) of recipes with
+//!   `[onie]`.
 
 pub mod cache;
 pub mod image;
+pub mod onie;
 pub mod output;
 pub mod rootfs;
 pub mod sandbox;

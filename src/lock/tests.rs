@@ -298,6 +298,7 @@ fn recipe() -> Recipe {
         steps: vec![],
         tools: vec![],
         disk: None,
+        onie: None,
         hostname: None,
         python: None,
         name: "tiny".into(),

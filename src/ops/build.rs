@@ -174,7 +174,10 @@ impl Plan {
         };
         let rootfs_key = cache::rootfs_key(&inputs);
         let packages_key = cache::packages_key(&inputs);
-        let build_key = cache::output_key(&rootfs_key, args.compression);
+        let mut build_key = cache::output_key(&rootfs_key, args.compression);
+        if recipe.onie.is_some() {
+            build_key = crate::build::onie::output_key(&build_key);
+        }
         let out_root = args
             .out
             .clone()
@@ -241,6 +244,55 @@ impl Plan {
         )
         .with_context(|| format!("writing the disk image of `{}`", self.recipe.name))?;
         Ok(())
+    }
+
+    /// Writes every artifact into the empty directory `dir` from the rootfs
+    /// tar, working in temp directories under `work`: the recipe's extra
+    /// outputs first (the ONIE installer, the disk image), then the common
+    /// ones and `manifest.json`, which lists them all (and the wheels built
+    /// from sdists into the image).
+    pub(crate) fn emit(&self, tar: &Path, dir: &Path, work: &Path) -> Result<Manifest> {
+        if let Some(onie) = &self.recipe.onie {
+            let version = onie.version.clone().unwrap_or_else(|| {
+                crate::build::onie::default_version(&self.recipe.name, &self.rootfs_key)
+            });
+            let inputs = crate::build::onie::OnieInputs {
+                recipe: &self.recipe.name,
+                architecture: &self.recipe.architecture,
+                onie,
+                version,
+                source_date_epoch: self.assemble.source_date_epoch,
+            };
+            let r = crate::build::onie::emit(tar, dir, &inputs)
+                .with_context(|| format!("writing the ONIE installer of `{}`", self.recipe.name))?;
+            if !self.quiet {
+                eprintln!(
+                    "  ONIE installer {} (image {}, kernel {})",
+                    r.installer
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy(),
+                    r.version,
+                    r.kernel_version
+                );
+            }
+        }
+        self.emit_images(tar, dir, work)?;
+        let mut manifest = output::emit(tar, dir, &self.info())?;
+        if !self.lock.python.is_empty() {
+            manifest.python_built = crate::pypi::layer::built_from_tar(tar)?;
+            if !manifest.python_built.is_empty() {
+                let path = dir.join(output::manifest::FILE_NAME);
+                crate::core::atomic::write_atomic(
+                    &path,
+                    &manifest.to_json(),
+                    0o644,
+                    crate::core::atomic::Durability::Durable,
+                )
+                .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        Ok(manifest)
     }
 
     /// Assembles the rootfs in a temp directory under `work` and writes its
@@ -407,21 +459,7 @@ fn emit_into(plan: &Plan, tar: &Path, dest: &Path) -> Result<Manifest> {
     if !plan.quiet {
         eprintln!("Writing outputs of {}…", plan.recipe.name);
     }
-    plan.emit_images(tar, tmp.path(), parent)?;
-    let mut manifest = output::emit(tar, tmp.path(), &plan.info())?;
-    if !plan.lock.python.is_empty() {
-        manifest.python_built = crate::pypi::layer::built_from_tar(tar)?;
-        if !manifest.python_built.is_empty() {
-            let path = tmp.path().join("manifest.json");
-            crate::core::atomic::write_atomic(
-                &path,
-                &manifest.to_json(),
-                0o644,
-                crate::core::atomic::Durability::Durable,
-            )
-            .with_context(|| format!("writing {}", path.display()))?;
-        }
-    }
+    let manifest = plan.emit(tar, tmp.path(), parent)?;
     let old = output::publish_dir(tmp.path(), dest)?;
     // After an exchange the temp path holds the old outputs, removed with
     // `tmp`; after a plain rename it no longer exists. With the fallback the

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::build::output::{self, Compression, Manifest, compare};
+use crate::build::output::{Compression, Manifest, compare};
 use crate::ops::build::{BuildArgs, Plan, write_tar_file};
 
 /// How many differing tar entries an error lists.
@@ -156,8 +156,7 @@ fn build_once(plan: &Plan, dir: &Path, umask: u32) -> Result<OneBuild> {
     let result = with_umask(umask, || -> Result<Manifest> {
         write_tar_file(&tar, |w| plan.assemble_tar(dir, w, None).map(drop))?;
         fs::create_dir(&out).with_context(|| format!("creating {}", out.display()))?;
-        plan.emit_images(&tar, &out, dir)?;
-        Ok(output::emit(&tar, &out, &plan.info())?)
+        plan.emit(&tar, &out, dir)
     });
     Ok(OneBuild {
         manifest: result?,

@@ -71,6 +71,7 @@ impl Recipe {
             tools,
             // The disk layout is a build setting, in `build_hash`.
             disk: _,
+            onie: _,
         } = self;
         // Foreign architectures are a set: order and repeats do not matter.
         let mut foreign: Vec<&str> = foreign_architectures.iter().map(String::as_str).collect();
@@ -104,6 +105,9 @@ struct CanonicalSteps<'a> {
     /// Left out when unset, so recipes without a disk keep their hash.
     #[serde(skip_serializing_if = "Option::is_none")]
     disk: Option<&'a super::Disk>,
+    // Absent when unset, so recipes without `[onie]` keep their hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    onie: Option<&'a super::onie::Onie>,
 }
 
 impl Recipe {
@@ -123,6 +127,7 @@ impl Recipe {
                 .map(|Step { action, origin: _ }| action)
                 .collect(),
             disk: self.disk.as_ref(),
+            onie: self.onie.as_ref(),
         };
         let json = serde_json::to_vec(&canonical).expect("plain data serializes");
         format!("sha256:{}", hex::encode(Sha256::digest(&json)))

@@ -17,6 +17,7 @@ use crate::core::relation::Dependency;
 mod disk;
 mod error;
 mod hash;
+pub mod onie;
 mod parse;
 mod python;
 mod raw;
@@ -118,6 +119,9 @@ pub struct Recipe {
     /// `[disk]`: build a bootable raw disk image. A build setting (in
     /// [`Recipe::build_hash`]).
     pub disk: Option<Disk>,
+    /// `[onie]`: the ONIE installer output (switch images). A build setting:
+    /// part of [`Recipe::build_hash`], not of the lock's hash.
+    pub onie: Option<onie::Onie>,
 }
 
 /// One `[[step]]`: an action applied to the assembled root filesystem,

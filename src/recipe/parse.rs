@@ -12,6 +12,9 @@ use super::raw::{RawRecipe, RawSource};
 use super::{Location, Recipe, Requirement, Source, Step};
 use crate::core::relation::Dependency;
 
+/// A byte range in a recipe file.
+pub(super) type Span = std::ops::Range<usize>;
+
 /// Priority of a source that does not set one (apt's default pin).
 pub const DEFAULT_PRIORITY: i32 = 500;
 
@@ -39,6 +42,8 @@ struct Layer {
     python: Option<super::python::PythonSpec>,
     tools: Vec<Requirement>,
     disk: Option<super::disk::DiskLayer>,
+    /// `[onie]` and the span of its table (for the architecture check at merge).
+    onie: Option<(super::onie::Onie, Span)>,
 }
 
 impl Layer {
@@ -243,7 +248,12 @@ impl Loader<'_> {
             .as_ref()
             .map(|d| super::disk::layer(&src, d))
             .transpose()?;
+        let onie = match &raw.onie {
+            Some(o) => Some((super::onie::parse(&src, o)?, o.span())),
+            None => None,
+        };
         Ok(Layer {
+            onie,
             steps,
             python,
             tools,
@@ -397,6 +407,33 @@ pub(super) fn dir_of(path: &Path) -> &Path {
     }
 }
 
+/// The `[onie]` platforms must be of the recipe's architecture
+/// (`x86_64-…` for amd64).
+fn check_onie_arch(
+    layer: &Layer,
+    onie: &super::onie::Onie,
+    span: Span,
+    architecture: &str,
+) -> Result<super::onie::Onie, RecipeError> {
+    let Some(arch) = super::onie::onie_arch(architecture) else {
+        return Err(layer.src().error(
+            span,
+            format!("`[onie]` is not supported for architecture `{architecture}`"),
+        ));
+    };
+    let prefix = format!("{arch}-");
+    if let Some(p) = onie.platforms.iter().find(|p| !p.name.starts_with(&prefix)) {
+        return Err(layer.src().error(
+            span,
+            format!(
+                "ONIE platform `{}` is not an `{arch}` platform (architecture `{architecture}`)",
+                p.name
+            ),
+        ));
+    }
+    Ok(onie.clone())
+}
+
 /// Merges `layers` (leaf first, as loaded) into one recipe, parents first.
 fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
     let mut architecture: Option<(String, String)> = None; // (value, origin)
@@ -412,9 +449,13 @@ fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
     let mut tools: Vec<Requirement> = Vec::new();
     let mut seen_tools = HashSet::new();
     let mut disk: Option<super::disk::DiskLayer> = None;
+    let mut onie: Option<(&Layer, &super::onie::Onie, Span)> = None;
     for layer in layers.iter().rev() {
         if let Some(p) = &layer.python {
             super::python::merge(&mut python, p);
+        }
+        if let Some((o, span)) = &layer.onie {
+            onie = Some((layer, o, span.clone()));
         }
         steps.extend(layer.steps.iter().cloned());
         for t in &layer.tools {
@@ -465,6 +506,10 @@ fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
             }
         }
     }
+    let onie = match (onie, &architecture) {
+        (Some((layer, o, span)), Some((arch, _))) => Some(check_onie_arch(layer, o, span, arch)?),
+        _ => None,
+    };
     let leaf = layers.into_iter().next().expect("at least the leaf");
     let Some((architecture, _)) = architecture else {
         return Err(leaf.src().error_hint(
@@ -485,6 +530,7 @@ fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
     Ok(Recipe {
         tools,
         disk,
+        onie,
         name: leaf.name,
         path: leaf.path,
         architecture,

@@ -26,6 +26,7 @@ pub(super) struct RawRecipe {
     pub sources: Vec<Spanned<RawSource>>,
     #[serde(default, rename = "step")]
     pub steps: Vec<Spanned<RawStep>>,
+    pub onie: Option<Spanned<super::onie::RawOnie>>,
     pub python: Option<super::python::RawPython>,
     /// Debian packages of the locked tools tree (`tools = ["e2fsprogs"]`).
     #[serde(default)]

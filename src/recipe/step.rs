@@ -7,12 +7,9 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use super::error::{RecipeError, SourceText};
-use super::parse::{Loader, dir_of};
+use super::parse::{Loader, Span, dir_of};
 use super::raw::RawStep;
 use super::{Step, StepAction, UserAccount};
-
-/// A byte range in a recipe file.
-type Span = std::ops::Range<usize>;
 
 /// The action keys of a `[[step]]`.
 const STEP_ACTIONS: [&str; 8] = [

@@ -715,3 +715,78 @@ fn disk_table_defaults_overrides_and_errors() {
     ));
     assert!(e.contains("unknown key `label`"), "{e}");
 }
+
+/// A recipe with an `[onie]` table (`extra` lines appended inside it).
+fn with_onie(extra: &str) -> String {
+    format!(
+        "architecture = \"amd64\"\npackages = [\"a\"]\n{SOURCE}\n[onie]\nmachine = \"accton_wedge100bf_32x\"\nplatforms = [\"x86_64-accton_wedge100bf_32x-r0\", \"x86_64-kvm_x86_64-r0\"]\n{extra}"
+    )
+}
+
+#[test]
+fn onie_is_a_build_setting() {
+    let ws = Ws::new();
+    ws.recipe(
+        "x",
+        &format!("architecture = \"amd64\"\npackages = [\"a\"]\n{SOURCE}"),
+    );
+    let base = ws.load("x");
+    assert!(base.onie.is_none());
+    ws.recipe("x", &with_onie(""));
+    let with = ws.load("x");
+    let onie = with.onie.as_ref().expect("[onie] parsed");
+    assert_eq!(onie.machine, "accton_wedge100bf_32x");
+    assert_eq!(onie.platforms.len(), 2);
+    assert_eq!(onie.platforms[0].console, onie::Console::DEFAULT);
+    assert_eq!(onie.partition_label, "SONiC-OS");
+    assert_eq!(onie.partition_size_mib, 4096);
+    assert_eq!(
+        with.canonical_hash(),
+        base.canonical_hash(),
+        "not in the lock"
+    );
+    assert_ne!(with.build_hash(), base.build_hash(), "in the build");
+    ws.recipe(
+        "x",
+        &with_onie(
+            "[onie.platform-console]\n\"x86_64-accton_wedge100bf_32x-r0\" = \"ttyS1,57600\"\n",
+        ),
+    );
+    let console = ws.load("x");
+    let c = &console.onie.as_ref().unwrap().platforms[0].console;
+    assert_eq!((c.unit, c.speed), (1, 57600));
+    assert_ne!(console.build_hash(), with.build_hash());
+}
+
+#[test]
+fn onie_errors_name_the_place() {
+    let ws = Ws::new();
+    let e = ws.err(&with_onie("console = \"ttyS0,1234\"\n"));
+    assert!(e.contains(":14:11: invalid console `ttyS0,1234`"), "{e}");
+    let e = ws.err(&with_onie(
+        "[onie.platform-console]\n\"x86_64-other-r0\" = \"ttyS0,9600\"\n",
+    ));
+    assert!(
+        e.contains("`platform-console` names `x86_64-other-r0`"),
+        "{e}"
+    );
+    let e = ws.err(&with_onie("partition-label = \"much-too-long-label\"\n"));
+    assert!(e.contains("invalid partition label"), "{e}");
+    let e = ws.err(&with_onie("mahcine = \"x\"\n"));
+    assert!(
+        e.contains("unknown key `mahcine`; did you mean `machine`?"),
+        "{e}"
+    );
+    let e = ws.err(&with_onie("").replace("-r0\", \"x86", "\", \"x86"));
+    assert!(
+        e.contains("invalid ONIE platform `x86_64-accton_wedge100bf_32x`"),
+        "{e}"
+    );
+    let e = ws.err(&with_onie("").replace("amd64", "arm64"));
+    assert!(
+        e.contains("ONIE platform `x86_64-accton_wedge100bf_32x-r0` is not an `arm64` platform"),
+        "{e}"
+    );
+    let e = ws.err(&with_onie("version = \"1.0 beta\"\n"));
+    assert!(e.contains("invalid image version `1.0 beta`"), "{e}");
+}

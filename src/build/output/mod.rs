@@ -135,8 +135,9 @@ pub fn rootfs_file_name(compression: Compression) -> String {
     format!("rootfs.tar{}", compression.extension())
 }
 
-/// Writes every artifact of an image into `dir` (which must exist and be
-/// empty) from the uncompressed deterministic rootfs tar at `rootfs_tar`:
+/// Writes every artifact of an image into `dir` (which must exist and hold
+/// nothing but the recipe's extra artifacts, e.g. the ONIE installer, which
+/// the manifest then lists too) from the uncompressed deterministic rootfs tar at `rootfs_tar`:
 ///
 /// ```text
 /// rootfs.tar[.gz|.zst]   the root filesystem
