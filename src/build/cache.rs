@@ -81,16 +81,48 @@ pub fn packages_key(inputs: &KeyInputs<'_>) -> String {
 /// Unpacks a tar written by [`crate::build::output::tar::write_tree`] (a
 /// cached stage) into the empty directory `root`, keeping modes, numeric
 /// owners, mtimes, hard links and xattrs.
+///
+/// Directory mtimes are set last, deepest first: the tar crate sets none
+/// on directories, and creating their children changes them anyway. A tree
+/// restored this way then normalises to the same bytes as one assembled
+/// from scratch.
 pub fn restore(tar: &Path, root: &Path) -> Result<(), OutputError> {
+    let fail = OutputError::io("restoring the cached stage", tar);
     let file = File::open(tar).map_err(OutputError::io("opening", tar))?;
     let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, file));
     archive.set_preserve_permissions(true);
     archive.set_preserve_ownerships(true);
     archive.set_preserve_mtime(true);
     archive.set_unpack_xattrs(true);
-    archive
-        .unpack(root)
-        .map_err(OutputError::io("restoring the cached stage", tar))
+    let mut dirs: Vec<(PathBuf, i64)> = Vec::new();
+    let result = (|| -> std::io::Result<()> {
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            if entry.header().entry_type().is_dir() {
+                let path = entry.path()?.into_owned();
+                dirs.push((path, entry.header().mtime()? as i64));
+            }
+            entry.unpack_in(root)?;
+        }
+        for (path, mtime) in dirs.iter().rev() {
+            let time = rustix::fs::Timespec {
+                tv_sec: *mtime,
+                tv_nsec: 0,
+            };
+            let stamps = rustix::fs::Timestamps {
+                last_access: time,
+                last_modification: time,
+            };
+            rustix::fs::utimensat(
+                rustix::fs::CWD,
+                root.join(path),
+                &stamps,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+        }
+        Ok(())
+    })();
+    result.map_err(fail)
 }
 
 /// `sha256:<hex>` of the outputs: the rootfs key plus the options that
@@ -290,6 +322,63 @@ mod tests {
         for v in variants {
             assert_ne!(rootfs_key(&v), k, "{v:?}");
         }
+    }
+
+    #[test]
+    fn restore_keeps_directory_mtimes_owners_and_links() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let tree = tmp.path().join("tree");
+        fs::create_dir_all(tree.join("etc/apt/keyrings")).unwrap();
+        fs::write(tree.join("etc/apt/sources.list"), b"deb x y\n").unwrap();
+        fs::hard_link(
+            tree.join("etc/apt/sources.list"),
+            tree.join("etc/apt/sources.copy"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("apt", tree.join("etc/apt-link")).unwrap();
+        // Old directory times, as packages ship them: older than the epoch.
+        let old = |p: &Path, secs: i64| {
+            let t = rustix::fs::Timespec {
+                tv_sec: secs,
+                tv_nsec: 0,
+            };
+            rustix::fs::utimensat(
+                rustix::fs::CWD,
+                p,
+                &rustix::fs::Timestamps {
+                    last_access: t,
+                    last_modification: t,
+                },
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .unwrap();
+        };
+        old(&tree.join("etc/apt/keyrings"), 1_000_000_000);
+        old(&tree.join("etc/apt"), 1_100_000_000);
+        old(&tree.join("etc"), 1_200_000_000);
+        let tar = tmp.path().join("stage.tar");
+        let mut w = std::io::BufWriter::new(File::create(&tar).unwrap());
+        let opts = crate::build::output::tar::TarOptions {
+            source_date_epoch: 1_600_000_000,
+        };
+        crate::build::output::tar::write_tree(&tree, &mut w, &opts).unwrap();
+        drop(w);
+
+        let back = tmp.path().join("back");
+        fs::create_dir(&back).unwrap();
+        restore(&tar, &back).unwrap();
+        let mtime = |p: &str| fs::symlink_metadata(back.join(p)).unwrap().mtime();
+        assert_eq!(mtime("etc/apt/keyrings"), 1_000_000_000);
+        assert_eq!(mtime("etc/apt"), 1_100_000_000);
+        assert_eq!(mtime("etc"), 1_200_000_000);
+        let a = fs::metadata(back.join("etc/apt/sources.list")).unwrap();
+        let b = fs::metadata(back.join("etc/apt/sources.copy")).unwrap();
+        assert_eq!(a.ino(), b.ino(), "hard link kept");
+        assert_eq!(
+            fs::read_link(back.join("etc/apt-link")).unwrap(),
+            Path::new("apt")
+        );
     }
 
     #[test]
