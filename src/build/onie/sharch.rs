@@ -13,7 +13,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use sha1::{Digest, Sha1};
+use sha1::Sha1;
+
+use crate::build::output::HashingWriter;
 
 /// The header template.
 pub const HEADER: &str = include_str!("header.sh");
@@ -57,26 +59,6 @@ pub fn header(image: &str, size: u64, sha1: &str) -> String {
         .replace("@IMAGE@", &image)
         .replace("@PAYLOAD_SIZE@", &size.to_string())
         .replace("@PAYLOAD_SHA1@", sha1)
-}
-
-/// A writer that SHA1-hashes and counts what goes through it.
-struct Sha1Writer<W> {
-    inner: W,
-    hasher: Sha1,
-    count: u64,
-}
-
-impl<W: Write> Write for Sha1Writer<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 fn tar_header(
@@ -165,16 +147,11 @@ pub fn write_installer(
 ) -> Result<()> {
     let payload =
         File::create(scratch).with_context(|| format!("creating {}", scratch.display()))?;
-    let mut hw = Sha1Writer {
-        inner: BufWriter::with_capacity(1 << 20, payload),
-        hasher: Sha1::new(),
-        count: 0,
-    };
+    let mut hw = HashingWriter::<_, Sha1>::with_digest(BufWriter::with_capacity(1 << 20, payload));
     write_payload(&mut hw, files, source_date_epoch)
         .with_context(|| format!("writing the installer payload {}", scratch.display()))?;
-    hw.inner.flush()?;
-    let size = hw.count;
-    let sha1 = hex::encode(hw.hasher.finalize());
+    let (mut payload, sha1, size) = hw.finish();
+    payload.flush()?;
 
     let out = File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
     let mut w = BufWriter::with_capacity(1 << 20, out);

@@ -73,31 +73,39 @@ impl OutputError {
     }
 }
 
-/// A writer that hashes and counts what goes through it.
-pub struct HashingWriter<W> {
+/// A writer that hashes and counts what goes through it; sha256 unless
+/// another digest is named (the ONIE payload uses SHA1).
+pub struct HashingWriter<W, D = Sha256> {
     inner: W,
-    hasher: Sha256,
+    hasher: D,
     count: u64,
 }
 
 impl<W: Write> HashingWriter<W> {
-    /// Wraps `inner`.
+    /// Wraps `inner`, hashing with sha256.
     pub fn new(inner: W) -> Self {
+        HashingWriter::with_digest(inner)
+    }
+}
+
+impl<W: Write, D: Digest> HashingWriter<W, D> {
+    /// Wraps `inner`, hashing with `D`.
+    pub fn with_digest(inner: W) -> Self {
         HashingWriter {
             inner,
-            hasher: Sha256::new(),
+            hasher: D::new(),
             count: 0,
         }
     }
 
-    /// The inner writer, the lower-case hex sha256 and the byte count of
+    /// The inner writer, the lower-case hex digest and the byte count of
     /// everything written.
     pub fn finish(self) -> (W, String, u64) {
         (self.inner, hex::encode(self.hasher.finalize()), self.count)
     }
 }
 
-impl<W: Write> Write for HashingWriter<W> {
+impl<W: Write, D: Digest> Write for HashingWriter<W, D> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
