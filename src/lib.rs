@@ -5,11 +5,16 @@
 //! later stages. [`ops`] holds one module per command over that core.
 
 pub mod archive;
-pub mod build;
 pub mod core;
+pub mod deb;
 pub mod fetch;
+pub mod image;
 pub mod lock;
 pub mod ops;
+pub mod pack;
 pub mod pypi;
 pub mod recipe;
+pub mod rootfs;
+pub mod sandbox;
 pub mod solve;
+pub mod tools;

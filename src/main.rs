@@ -177,9 +177,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
         } => {
             let update = match update {
-                None => ops::solve::Update::Minimal,
-                Some(v) if v.is_empty() => ops::solve::Update::All,
-                Some(v) => ops::solve::Update::Packages(v),
+                None => imgbuild::lock::Update::Minimal,
+                Some(v) if v.is_empty() => imgbuild::lock::Update::All,
+                Some(v) => imgbuild::lock::Update::Packages(v),
             };
             let args = ops::solve::SolveArgs {
                 recipe,
@@ -243,9 +243,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             compression,
         } => {
             let compression = match compression.as_str() {
-                "gzip" => imgbuild::build::output::Compression::Gzip,
-                "zstd" => imgbuild::build::output::Compression::Zstd,
-                _ => imgbuild::build::output::Compression::None,
+                "gzip" => imgbuild::pack::Compression::Gzip,
+                "zstd" => imgbuild::pack::Compression::Zstd,
+                _ => imgbuild::pack::Compression::None,
             };
             let args = ops::build::BuildArgs {
                 recipe,

@@ -8,10 +8,10 @@ mod support;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use imgbuild::build::output::Compression;
-use imgbuild::build::output::compare::read_entries;
+use imgbuild::image::compare::read_entries;
 use imgbuild::ops::build::{self, BuildArgs, Reuse};
 use imgbuild::ops::verify::{self, VerifyArgs};
+use imgbuild::pack::Compression;
 use support::*;
 
 /// A fixed SOURCE_DATE_EPOCH: 2023-11-14T22:13:20Z.

@@ -16,11 +16,11 @@ use support::umask_lock;
 
 use sha2::{Digest, Sha256};
 
-use imgbuild::build::output::Compression;
-use imgbuild::build::output::compare::EntrySummary;
-use imgbuild::build::output::tar::{TarOptions, write_tree};
-use imgbuild::build::output::{self, ImageInfo, Manifest, compare, oci};
+use imgbuild::image::compare::EntrySummary;
+use imgbuild::image::{self as output, ImageInfo, Manifest, compare, oci};
 use imgbuild::lock::{LOCK_VERSION, LockedPackage, LockedRecipe, Lockfile};
+use imgbuild::pack::Compression;
+use imgbuild::pack::tar::{TarOptions, write_tree};
 
 /// SOURCE_DATE_EPOCH for the tests: 2001-09-09, before any file made now.
 const EPOCH: i64 = 1_000_000_000;

@@ -11,10 +11,10 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use imgbuild::build::rootfs::{self, AssembleOptions, RootfsError};
-use imgbuild::build::sandbox::{self, SandboxSpec};
 use imgbuild::fetch::Store;
 use imgbuild::lock::{LockedEdge, LockedPackage, LockedRecipe, LockedSource, Lockfile};
+use imgbuild::rootfs::{self, AssembleOptions, RootfsError};
+use imgbuild::sandbox::{self, SandboxSpec};
 use sha2::{Digest, Sha256};
 use support::*;
 

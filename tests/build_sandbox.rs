@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use imgbuild::build::sandbox::{self, Input, SandboxSpec, Status, UserNamespace};
+use imgbuild::sandbox::{self, Input, SandboxSpec, Status, UserNamespace};
 
 /// A temp dir `T` with the root in `T/root` and host-only files in `T/host`.
 struct Root {

@@ -9,10 +9,10 @@ mod support;
 use std::fs;
 use std::path::Path;
 
-use imgbuild::build::cache::RootfsCache;
-use imgbuild::build::tools::{ToolRun, ToolsRoot, tools_key};
 use imgbuild::fetch::Store;
 use imgbuild::lock::{LockedPackage, LockedRecipe, Lockfile};
+use imgbuild::rootfs::cache::RootfsCache;
+use imgbuild::tools::{ToolRun, ToolsRoot, tools_key};
 use sha2::{Digest, Sha256};
 use support::*;
 

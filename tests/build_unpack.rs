@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use imgbuild::build::unpack::{self, ExtractOptions, MaintScript, UnpackError};
+use imgbuild::deb::{self as unpack, ExtractOptions, MaintScript, UnpackError};
 use support::deb::DEB_MTIME;
 use support::*;
 

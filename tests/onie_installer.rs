@@ -11,8 +11,8 @@ use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
 
-use imgbuild::build::onie::{self, OnieInputs};
-use imgbuild::build::output::tar::{TarOptions, write_tree};
+use imgbuild::image::onie::{self, OnieInputs};
+use imgbuild::pack::tar::{TarOptions, write_tree};
 use imgbuild::recipe::onie::{Console, Onie, OniePlatform};
 
 const EPOCH: i64 = 1_700_000_000;

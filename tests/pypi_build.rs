@@ -174,10 +174,9 @@ fn sonic_p4_python_layer_imports_in_the_image() {
         modules.join(", "),
         modules.len()
     );
-    let mut spec =
-        imgbuild::build::sandbox::SandboxSpec::new(&root, ["/usr/bin/python3", "-c", &code]);
+    let mut spec = imgbuild::sandbox::SandboxSpec::new(&root, ["/usr/bin/python3", "-c", &code]);
     spec.timeout = Some(std::time::Duration::from_secs(120));
-    let o = imgbuild::build::sandbox::run(&spec).unwrap();
+    let o = imgbuild::sandbox::run(&spec).unwrap();
     assert!(
         o.success(),
         "{}\n{}",
@@ -185,7 +184,7 @@ fn sonic_p4_python_layer_imports_in_the_image() {
         String::from_utf8_lossy(&o.stderr)
     );
     // The sdist-built wheel: recorded in the manifest, rebuilt identically.
-    let manifest = imgbuild::build::output::Manifest::read(&dir).unwrap();
+    let manifest = imgbuild::image::Manifest::read(&dir).unwrap();
     assert!(!manifest.python_built.is_empty());
     let store = imgbuild::fetch::Store::open(&imgbuild::fetch::vendor_dir(ws, None)).unwrap();
     let env = BuildEnv {

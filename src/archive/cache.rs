@@ -19,11 +19,10 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use super::ArchiveError;
 use super::release::FileHash;
 use super::verify::Verified;
+use crate::core::digest::sha256_hex;
 
 /// The cache rooted at a directory.
 #[derive(Clone)]
@@ -173,11 +172,6 @@ impl Cache {
     ) -> Result<(), ArchiveError> {
         write_atomic(&self.inrelease_path(location, suite), data)
     }
-}
-
-/// Lowercase hex sha256 of `data`.
-pub(crate) fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
 }
 
 /// Writes a cache file atomically (creating its directory).

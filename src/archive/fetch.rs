@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use url::Url;
 
-use super::cache::{Cache, sha256_hex};
+use super::cache::Cache;
 use super::decode::{DecodeError, decompress, parse_plain};
 use super::mirror::{Mirrors, base_url};
 use super::release::{FileHash, Release};
@@ -23,6 +23,7 @@ use super::snapshot;
 use super::transport::{Got, Transport};
 use super::verify::Keyring;
 use super::{ArchiveError, Mismatch};
+use crate::core::digest::sha256_hex;
 use crate::core::package::BinaryPackage;
 use crate::core::package::IndexText;
 use crate::lock::LockedIndex;

@@ -12,8 +12,8 @@ use pgp::ser::Serialize;
 use pgp::types::Password;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use sha2::{Digest, Sha256};
 
+pub use crate::core::digest::sha256_hex;
 use crate::recipe::{Location, Recipe, Source};
 
 /// A recipe source with the given name, location and suite, component `main`.
@@ -96,11 +96,6 @@ pub fn clearsign(key: &SignedSecretKey, text: &str) -> String {
     }
     .unwrap();
     msg.to_armored_string(ArmorOptions::default()).unwrap()
-}
-
-/// Hex sha256.
-pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
 }
 
 /// xz-compresses `data`.

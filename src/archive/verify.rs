@@ -116,7 +116,7 @@ impl Keyring {
             return Err(bad("contains no usable (unrevoked) public key".into()));
         }
         Ok(Keyring {
-            sha256: super::cache::sha256_hex(data),
+            sha256: crate::core::digest::sha256_hex(data),
             path: path.to_path_buf(),
             keys,
         })

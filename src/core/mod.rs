@@ -3,6 +3,7 @@
 
 pub mod atomic;
 pub mod deb822;
+pub mod digest;
 pub mod package;
 pub mod relation;
 pub mod version;

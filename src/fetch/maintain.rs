@@ -64,14 +64,7 @@ pub fn referenced(locks_dir: &Path) -> Result<(usize, HashSet<String>), FetchErr
             reason: e.to_string(),
         })?;
         locks += 1;
-        shas.extend(lock.packages.into_iter().map(|p| p.sha256));
-        shas.extend(
-            lock.python
-                .into_iter()
-                .filter(|p| p.debian.is_none())
-                .map(|p| p.sha256),
-        );
-        shas.extend(lock.tools.into_iter().map(|p| p.sha256));
+        shas.extend(lock.blobs().into_iter().map(|b| b.sha256.to_string()));
     }
     Ok((locks, shas))
 }

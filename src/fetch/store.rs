@@ -15,13 +15,13 @@
 
 use std::fmt;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::FetchError;
+pub use crate::core::digest::{hash_file, hash_reader};
 use crate::lock::Lockfile;
 
 /// How many missing entries a [`MissingBlobs`] message lists before summarising.
@@ -31,31 +31,6 @@ const LIST_LIMIT: usize = 20;
 /// keeps a hostile lock from naming a path outside the store).
 pub fn valid_sha256(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// sha256 (lower-case hex) and size of a file's contents.
-pub fn hash_file(path: &Path) -> io::Result<(String, u64)> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let size = hash_reader(&mut file, &mut hasher)?;
-    Ok((hex::encode(hasher.finalize()), size))
-}
-
-/// Feeds everything `reader` yields into `hasher`; returns the byte count.
-pub(crate) fn hash_reader(reader: &mut impl Read, hasher: &mut Sha256) -> io::Result<u64> {
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut total = 0u64;
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => {
-                hasher.update(&buf[..n]);
-                total += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// A vendor store rooted at a directory (which need not exist yet).
@@ -161,28 +136,16 @@ impl Store {
     /// Checks that every package of `lock` is in the store (by size; the
     /// name is the hash). Never touches the network.
     pub fn require(&self, lock: &Lockfile, recipe_name: &str) -> Result<(), MissingBlobs> {
-        let missing: Vec<MissingBlob> = lock
-            .packages
+        let blobs = lock.blobs();
+        let missing: Vec<MissingBlob> = blobs
             .iter()
-            .filter(|p| !self.contains(&p.sha256, p.size))
-            .map(|p| MissingBlob {
-                package: format!("{} {} {}", p.name, p.version, p.architecture),
-                filename: p.filename.clone(),
-                sha256: p.sha256.clone(),
-                size: p.size,
+            .filter(|b| !self.contains(b.sha256, b.size))
+            .map(|b| MissingBlob {
+                package: b.label.clone(),
+                filename: b.filename.to_string(),
+                sha256: b.sha256.to_string(),
+                size: b.size,
             })
-            // The `[[python]]` files (Debian-provided ones have none).
-            .chain(
-                lock.python
-                    .iter()
-                    .filter(|p| p.debian.is_none() && !self.contains(&p.sha256, p.size))
-                    .map(|p| MissingBlob {
-                        package: p.label(),
-                        filename: p.filename.clone(),
-                        sha256: p.sha256.clone(),
-                        size: p.size,
-                    }),
-            )
             .collect();
         if missing.is_empty() {
             return Ok(());
@@ -190,7 +153,7 @@ impl Store {
         Err(MissingBlobs {
             recipe: recipe_name.to_string(),
             store: self.root.clone(),
-            total: lock.packages.len() + lock.python.len(),
+            total: blobs.len(),
             missing,
         })
     }

@@ -15,12 +15,14 @@ use crate::recipe::Recipe;
 
 mod python;
 mod read;
+mod resolved;
 #[cfg(test)]
 mod tests;
 mod write;
 
 pub use python::{LockedPyEdge, LockedPython};
 pub use read::LockError;
+pub use resolved::{Change, Update, build_lock, diff, preferences};
 pub use write::{HEADER, toml_string};
 
 /// Lock format version written by this build.
@@ -133,6 +135,23 @@ pub struct LockedEdge {
     pub kind: String,
 }
 
+/// One file that a lock pins into the vendor store, whichever section
+/// names it (see [`Lockfile::blobs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockedBlob<'a> {
+    /// The lock section: `package`, `tool` or `python`.
+    pub section: &'static str,
+    /// What a person reads in a message: `name version architecture` for a
+    /// Debian package, `name version` for a Python distribution.
+    pub label: String,
+    /// Archive-relative path or distribution file name.
+    pub filename: &'a str,
+    /// Expected sha256 (64 hex digits).
+    pub sha256: &'a str,
+    /// Expected size in bytes.
+    pub size: u64,
+}
+
 /// The lock's package order: name, architecture, then version in dpkg's
 /// order (falling back to text for a version that does not parse, so the
 /// order stays total).
@@ -180,7 +199,7 @@ impl Lockfile {
     }
 
     /// The tools tree as a lock of its own (its `[[tool]]`s as packages),
-    /// for assembling it with [`crate::build::rootfs`]. Same header.
+    /// for assembling it with [`crate::rootfs`]. Same header.
     pub fn tools_lock(&self) -> Lockfile {
         Lockfile {
             version: self.version,
@@ -213,6 +232,42 @@ impl Lockfile {
             // Fetched and checked with the packages.
             python: self.python.clone(),
         }
+    }
+
+    /// Every file of every section that the vendor store must hold for this
+    /// lock, once each by sha256, in section order (packages, tools, Python
+    /// files; Debian-provided Python distributions have no file). The store's
+    /// `require`, `vendor gc` and fetch all read this list, so a new section
+    /// that pins files only needs to be added here to be fetched, checked
+    /// and kept.
+    pub fn blobs(&self) -> Vec<LockedBlob<'_>> {
+        let mut seen = std::collections::HashSet::new();
+        let debs = self
+            .packages
+            .iter()
+            .map(|p| ("package", p))
+            .chain(self.tools.iter().map(|p| ("tool", p)))
+            .map(|(section, p)| LockedBlob {
+                section,
+                label: format!("{} {} {}", p.name, p.version, p.architecture),
+                filename: &p.filename,
+                sha256: &p.sha256,
+                size: p.size,
+            });
+        let python = self
+            .python
+            .iter()
+            .filter(|p| p.debian.is_none())
+            .map(|p| LockedBlob {
+                section: "python",
+                label: p.label(),
+                filename: &p.filename,
+                sha256: &p.sha256,
+                size: p.size,
+            });
+        debs.chain(python)
+            .filter(|b| seen.insert(b.sha256))
+            .collect()
     }
 
     /// The first package named `name` (in lock order, so the lowest

@@ -5,7 +5,7 @@
 //! is an error, never re-solved here) and every package must be in the store
 //! (never the network). The rootfs is assembled in a temp directory next to
 //! the outputs, archived as a deterministic tar and kept in the rootfs cache
-//! ([`crate::build::cache`]) under the hash of every input; the outputs are
+//! ([`crate::rootfs::cache`]) under the hash of every input; the outputs are
 //! written into `out/RECIPE.tmp-XXXX/` and swapped into `out/RECIPE/` only
 //! when complete.
 //!
@@ -22,14 +22,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::build::cache::{self, KeyInputs, RootfsCache};
-use crate::build::output::tar::{TarOptions, TarStats, write_tree};
-use crate::build::output::{self, Compression, ImageInfo, Manifest};
-use crate::build::rootfs::{self, AssembleOptions};
 use crate::fetch::{Store, vendor_dir};
+use crate::image::{self, Compression, ImageInfo, Manifest};
 use crate::lock::Lockfile;
 use crate::ops::solve::lock_path;
+use crate::pack::tar::{TarOptions, TarStats, write_tree};
 use crate::recipe::Recipe;
+use crate::rootfs::cache::{self, KeyInputs, RootfsCache};
+use crate::rootfs::{self, AssembleOptions};
 
 /// The arguments of `imgbuild build`.
 #[derive(Debug, Clone, Default)]
@@ -150,7 +150,7 @@ impl Plan {
             );
         }
         let store = Store::open(&vendor_dir(&args.workspace, args.vendor.as_deref()))?;
-        store.require(&lock.with_tools_as_packages(), &recipe.name)?;
+        store.require(&lock, &recipe.name)?;
         let source_date_epoch = args
             .source_date_epoch
             .unwrap_or_else(|| rootfs::default_source_date_epoch(&lock));
@@ -174,10 +174,10 @@ impl Plan {
         };
         let rootfs_key = cache::rootfs_key(&inputs);
         let packages_key = cache::packages_key(&inputs);
-        let mut build_key = cache::output_key(&rootfs_key, args.compression);
-        if recipe.onie.is_some() {
-            build_key = crate::build::onie::output_key(&build_key);
-        }
+        let build_key = image::outputs_of(&recipe).iter().fold(
+            cache::output_key(&rootfs_key, args.compression),
+            |key, o| o.extend_key(&key),
+        );
         let out_root = args
             .out
             .clone()
@@ -216,73 +216,34 @@ impl Plan {
         }
     }
 
-    /// Writes the image files made with the tools tree (the disk image when
-    /// the recipe has `[disk]`) from the rootfs tar into `dir`, working in a
-    /// temp directory under `work`. Nothing to do for other recipes.
-    pub(crate) fn emit_images(&self, tar: &Path, dir: &Path, work: &Path) -> Result<()> {
-        let Some(disk) = &self.recipe.disk else {
-            return Ok(());
-        };
-        if !self.quiet {
-            eprintln!("Writing the disk image of {}…", self.recipe.name);
-        }
-        let tools = crate::build::tools::ToolsRoot::prepare(
-            &self.lock,
-            &self.store,
-            &RootfsCache::new(&self.cache_dir),
-            work,
-            self.assemble.source_date_epoch,
-        )?;
-        crate::build::image::disk::emit(
-            &self.recipe.name,
-            disk,
-            &tools,
-            tar,
+    /// Writes every artifact into the empty directory `dir` from the rootfs
+    /// tar, working in temp directories under `work`: the recipe's own
+    /// outputs first ([`image::outputs_of`]: the ONIE installer, the disk
+    /// image), then the common ones and `manifest.json`, which lists them
+    /// all (and the wheels built from sdists into the image).
+    pub(crate) fn emit(&self, tar: &Path, dir: &Path, work: &Path) -> Result<Manifest> {
+        let ctx = image::EmitContext {
+            recipe: &self.recipe,
+            lock: &self.lock,
+            store: &self.store,
+            cache_dir: &self.cache_dir,
+            rootfs_tar: tar,
             dir,
             work,
-            self.assemble.source_date_epoch,
-        )
-        .with_context(|| format!("writing the disk image of `{}`", self.recipe.name))?;
-        Ok(())
-    }
-
-    /// Writes every artifact into the empty directory `dir` from the rootfs
-    /// tar, working in temp directories under `work`: the recipe's extra
-    /// outputs first (the ONIE installer, the disk image), then the common
-    /// ones and `manifest.json`, which lists them all (and the wheels built
-    /// from sdists into the image).
-    pub(crate) fn emit(&self, tar: &Path, dir: &Path, work: &Path) -> Result<Manifest> {
-        if let Some(onie) = &self.recipe.onie {
-            let version = onie.version.clone().unwrap_or_else(|| {
-                crate::build::onie::default_version(&self.recipe.name, &self.rootfs_key)
-            });
-            let inputs = crate::build::onie::OnieInputs {
-                recipe: &self.recipe.name,
-                architecture: &self.recipe.architecture,
-                onie,
-                version,
-                source_date_epoch: self.assemble.source_date_epoch,
-            };
-            let r = crate::build::onie::emit(tar, dir, &inputs)
-                .with_context(|| format!("writing the ONIE installer of `{}`", self.recipe.name))?;
-            if !self.quiet {
-                eprintln!(
-                    "  ONIE installer {} (image {}, kernel {})",
-                    r.installer
-                        .file_name()
-                        .unwrap_or_default()
-                        .to_string_lossy(),
-                    r.version,
-                    r.kernel_version
-                );
+            source_date_epoch: self.assemble.source_date_epoch,
+            rootfs_key: &self.rootfs_key,
+        };
+        let lines = image::outputs::emit_all(&image::outputs_of(&self.recipe), &ctx)?;
+        if !self.quiet {
+            for line in lines {
+                eprintln!("  {line}");
             }
         }
-        self.emit_images(tar, dir, work)?;
-        let mut manifest = output::emit(tar, dir, &self.info())?;
+        let mut manifest = image::emit(tar, dir, &self.info())?;
         if !self.lock.python.is_empty() {
             manifest.python_built = crate::pypi::layer::built_from_tar(tar)?;
             if !manifest.python_built.is_empty() {
-                let path = dir.join(output::manifest::FILE_NAME);
+                let path = dir.join(image::manifest::FILE_NAME);
                 crate::core::atomic::write_atomic(
                     &path,
                     &manifest.to_json(),
@@ -460,7 +421,7 @@ fn emit_into(plan: &Plan, tar: &Path, dest: &Path) -> Result<Manifest> {
         eprintln!("Writing outputs of {}…", plan.recipe.name);
     }
     let manifest = plan.emit(tar, tmp.path(), parent)?;
-    let old = output::publish_dir(tmp.path(), dest)?;
+    let old = image::publish_dir(tmp.path(), dest)?;
     // After an exchange the temp path holds the old outputs, removed with
     // `tmp`; after a plain rename it no longer exists. With the fallback the
     // old outputs were moved aside and are removed here.

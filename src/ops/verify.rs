@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::build::output::{Compression, Manifest, compare};
+use crate::image::{Compression, Manifest, compare};
 use crate::ops::build::{BuildArgs, Plan, write_tar_file};
 
 /// How many differing tar entries an error lists.

@@ -2,16 +2,14 @@
 //! indices, requirements as written, and why versions were left out
 //! (no wheel for the target, yanked, Requires-Python, constraints).
 
-use pubgrub::{
-    DefaultStringReporter, DerivationTree, Derived, External, Map, ReportFormatter, Reporter, Term,
-};
+use pubgrub::DerivationTree;
 
 use super::provider::{PyPkg, PyProvider, VS};
+use crate::solve::sentences::{Describe, report};
 
 /// Explains why no solution exists.
-pub fn explain(p: &PyProvider<'_>, mut tree: DerivationTree<PyPkg, VS, String>) -> String {
-    tree.collapse_no_versions();
-    DefaultStringReporter::report_with_formatter(&tree, &PyFormatter { p })
+pub fn explain(p: &PyProvider<'_>, tree: DerivationTree<PyPkg, VS, String>) -> String {
+    report(&PyFormatter { p }, tree)
 }
 
 struct PyFormatter<'a, 'u> {
@@ -118,135 +116,27 @@ impl PyFormatter<'_, '_> {
     }
 }
 
-impl ReportFormatter<PyPkg, VS, String> for PyFormatter<'_, '_> {
-    type Output = String;
+impl Describe<PyPkg, VS> for PyFormatter<'_, '_> {
+    fn is_root(&self, p: &PyPkg) -> bool {
+        matches!(p, PyPkg::Root)
+    }
 
-    fn format_external(&self, e: &External<PyPkg, VS, String>) -> String {
-        match e {
-            External::NotRoot(..) => "the recipe is what is being solved".into(),
-            External::NoVersions(p @ (PyPkg::Dist(n) | PyPkg::Extra(n, _)), vs) => format!(
+    fn describe(&self, p: &PyPkg, vs: &VS) -> String {
+        self.describe(p, vs)
+    }
+
+    fn no_versions(&self, p: &PyPkg, vs: &VS) -> String {
+        match p {
+            PyPkg::Dist(n) | PyPkg::Extra(n, _) => format!(
                 "no usable version of {}{}",
                 self.describe(p, vs),
                 self.skipped(n)
             ),
-            External::NoVersions(p, vs) => format!("nothing satisfies {}", self.describe(p, vs)),
-            External::FromDependencyOf(p, vs_p, q, vs_q) => self.dependency(p, vs_p, q, vs_q),
-            External::Custom(_, _, m) => m.clone(),
+            PyPkg::Root => format!("nothing satisfies {}", self.describe(p, vs)),
         }
     }
 
-    fn format_terms(&self, terms: &Map<PyPkg, Term<VS>>) -> String {
-        let mut v: Vec<(&PyPkg, &Term<VS>)> = terms.iter().collect();
-        v.sort_by(|a, b| a.0.cmp(b.0));
-        match v.as_slice() {
-            [] | [(PyPkg::Root, Term::Positive(_))] => "the recipe cannot be satisfied".into(),
-            [(p, Term::Positive(r))] => format!("{} cannot be installed", self.describe(p, r)),
-            [(PyPkg::Root, Term::Positive(_)), (p, Term::Positive(r))] => {
-                format!("the recipe rules out {}", self.describe(p, r))
-            }
-            [(p, Term::Negative(r))] => format!("{} is required", self.describe(p, r)),
-            [(p1, Term::Positive(r1)), (p2, Term::Negative(r2))]
-            | [(p2, Term::Negative(r2)), (p1, Term::Positive(r1))] => {
-                let q = self.describe(p2, r2);
-                match p1 {
-                    PyPkg::Root => format!("the recipe requires {q}"),
-                    _ => format!("{} requires {q}", self.describe(p1, r1)),
-                }
-            }
-            slice => {
-                let parts: Vec<String> = slice
-                    .iter()
-                    .map(|(p, t)| match t {
-                        Term::Positive(r) => self.describe(p, r),
-                        Term::Negative(r) => format!("not {}", self.describe(p, r)),
-                    })
-                    .collect();
-                format!("{} cannot be installed together", parts.join(", "))
-            }
-        }
-    }
-
-    fn explain_both_external(
-        &self,
-        e1: &External<PyPkg, VS, String>,
-        e2: &External<PyPkg, VS, String>,
-        t: &Map<PyPkg, Term<VS>>,
-    ) -> String {
-        format!(
-            "Because {} and {}, {}.",
-            self.format_external(e1),
-            self.format_external(e2),
-            self.format_terms(t)
-        )
-    }
-
-    fn explain_both_ref(
-        &self,
-        id1: usize,
-        d1: &Derived<PyPkg, VS, String>,
-        id2: usize,
-        d2: &Derived<PyPkg, VS, String>,
-        t: &Map<PyPkg, Term<VS>>,
-    ) -> String {
-        format!(
-            "Because {} ({id1}) and {} ({id2}), {}.",
-            self.format_terms(&d1.terms),
-            self.format_terms(&d2.terms),
-            self.format_terms(t)
-        )
-    }
-
-    fn explain_ref_and_external(
-        &self,
-        id: usize,
-        d: &Derived<PyPkg, VS, String>,
-        e: &External<PyPkg, VS, String>,
-        t: &Map<PyPkg, Term<VS>>,
-    ) -> String {
-        format!(
-            "Because {} ({id}) and {}, {}.",
-            self.format_terms(&d.terms),
-            self.format_external(e),
-            self.format_terms(t)
-        )
-    }
-
-    fn and_explain_external(
-        &self,
-        e: &External<PyPkg, VS, String>,
-        t: &Map<PyPkg, Term<VS>>,
-    ) -> String {
-        format!(
-            "And because {}, {}.",
-            self.format_external(e),
-            self.format_terms(t)
-        )
-    }
-
-    fn and_explain_ref(
-        &self,
-        id: usize,
-        d: &Derived<PyPkg, VS, String>,
-        t: &Map<PyPkg, Term<VS>>,
-    ) -> String {
-        format!(
-            "And because {} ({id}), {}.",
-            self.format_terms(&d.terms),
-            self.format_terms(t)
-        )
-    }
-
-    fn and_explain_prior_and_external(
-        &self,
-        e1: &External<PyPkg, VS, String>,
-        e2: &External<PyPkg, VS, String>,
-        t: &Map<PyPkg, Term<VS>>,
-    ) -> String {
-        format!(
-            "And because {} and {}, {}.",
-            self.format_external(e1),
-            self.format_external(e2),
-            self.format_terms(t)
-        )
+    fn dependency(&self, p: &PyPkg, vs_p: &VS, q: &PyPkg, vs_q: &VS) -> String {
+        self.dependency(p, vs_p, q, vs_q)
     }
 }

@@ -20,10 +20,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::core::atomic::{Durability, write_atomic};
+use crate::core::digest::sha256_hex;
 
 /// The PEP 691 media type asked for.
 const JSON_TYPE: &str = "application/vnd.pypi.simple.v1+json";
@@ -139,10 +139,6 @@ fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
 }
 
 fn max_age(headers: &reqwest::header::HeaderMap) -> u64 {

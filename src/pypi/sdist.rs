@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::build::sandbox::{self, SandboxSpec};
+use crate::sandbox::{self, SandboxSpec};
 
 /// Where, inside the image, sdists are unpacked and built.
 const WORK: &str = "var/tmp/imgbuild-sdist";

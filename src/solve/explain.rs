@@ -2,18 +2,14 @@
 //! terms: versions with the source they come from, relations as written,
 //! "not installed" instead of internal bottoms, no proxy names.
 
-use pubgrub::{
-    DefaultStringReporter, DerivationTree, Derived, External, Map, ReportFormatter, Reporter, Term,
-};
+use pubgrub::DerivationTree;
 
 use crate::solve::provider::{DebProvider, EdgeKind, Pkg, VS};
+use crate::solve::sentences::{Describe, report};
 
 /// Explains why no solution exists.
-pub fn explain(p: &DebProvider<'_>, mut tree: DerivationTree<Pkg, VS, String>) -> String {
-    // Candidate ranges are integer runs, so PubGrub notes "no version" for the
-    // gaps between them; folding those leaves keeps only the facts that matter.
-    tree.collapse_no_versions();
-    DefaultStringReporter::report_with_formatter(&tree, &DebFormatter { p })
+pub fn explain(p: &DebProvider<'_>, tree: DerivationTree<Pkg, VS, String>) -> String {
+    report(&DebFormatter { p }, tree)
 }
 
 struct DebFormatter<'a, 'u> {
@@ -187,135 +183,27 @@ impl DebFormatter<'_, '_> {
     }
 }
 
-impl ReportFormatter<Pkg, VS, String> for DebFormatter<'_, '_> {
-    type Output = String;
+impl Describe<Pkg, VS> for DebFormatter<'_, '_> {
+    fn is_root(&self, p: &Pkg) -> bool {
+        matches!(p, Pkg::Root)
+    }
 
-    fn format_external(&self, e: &External<Pkg, VS, String>) -> String {
-        match e {
-            External::NotRoot(..) => "the recipe is what is being solved".into(),
-            External::NoVersions(Pkg::Real(id), vs) => format!(
+    fn describe(&self, p: &Pkg, vs: &VS) -> String {
+        self.describe(*p, vs)
+    }
+
+    fn no_versions(&self, p: &Pkg, vs: &VS) -> String {
+        match p {
+            Pkg::Real(id) => format!(
                 "no source has {} (available: {})",
-                self.describe(Pkg::Real(*id), vs),
+                self.describe(*p, vs),
                 self.available(*id)
             ),
-            External::NoVersions(p, vs) => format!("nothing satisfies {}", self.describe(*p, vs)),
-            External::FromDependencyOf(p, vs_p, q, vs_q) => self.dependency(*p, vs_p, *q, vs_q),
-            External::Custom(_, _, m) => m.clone(),
+            _ => format!("nothing satisfies {}", self.describe(*p, vs)),
         }
     }
 
-    fn format_terms(&self, terms: &Map<Pkg, Term<VS>>) -> String {
-        let mut v: Vec<(&Pkg, &Term<VS>)> = terms.iter().collect();
-        v.sort_by_key(|(p, _)| **p);
-        match v.as_slice() {
-            [] | [(Pkg::Root, Term::Positive(_))] => "the recipe cannot be satisfied".into(),
-            [(p, Term::Positive(r))] => format!("{} cannot be installed", self.describe(**p, r)),
-            [(Pkg::Root, Term::Positive(_)), (p, Term::Positive(r))] => {
-                format!("the recipe rules out {}", self.describe(**p, r))
-            }
-            [(p, Term::Negative(r))] => format!("{} is required", self.describe(**p, r)),
-            [(p1, Term::Positive(r1)), (p2, Term::Negative(r2))]
-            | [(p2, Term::Negative(r2)), (p1, Term::Positive(r1))] => {
-                let q = self.describe(**p2, r2);
-                match p1 {
-                    Pkg::Root => format!("the recipe requires {q}"),
-                    _ => format!("{} requires {q}", self.describe(**p1, r1)),
-                }
-            }
-            slice => {
-                let parts: Vec<String> = slice
-                    .iter()
-                    .map(|(p, t)| match t {
-                        Term::Positive(r) => self.describe(**p, r),
-                        Term::Negative(r) => format!("not {}", self.describe(**p, r)),
-                    })
-                    .collect();
-                format!("{} cannot be installed together", parts.join(", "))
-            }
-        }
-    }
-
-    fn explain_both_external(
-        &self,
-        e1: &External<Pkg, VS, String>,
-        e2: &External<Pkg, VS, String>,
-        t: &Map<Pkg, Term<VS>>,
-    ) -> String {
-        format!(
-            "Because {} and {}, {}.",
-            self.format_external(e1),
-            self.format_external(e2),
-            self.format_terms(t)
-        )
-    }
-
-    fn explain_both_ref(
-        &self,
-        id1: usize,
-        d1: &Derived<Pkg, VS, String>,
-        id2: usize,
-        d2: &Derived<Pkg, VS, String>,
-        t: &Map<Pkg, Term<VS>>,
-    ) -> String {
-        format!(
-            "Because {} ({id1}) and {} ({id2}), {}.",
-            self.format_terms(&d1.terms),
-            self.format_terms(&d2.terms),
-            self.format_terms(t)
-        )
-    }
-
-    fn explain_ref_and_external(
-        &self,
-        id: usize,
-        d: &Derived<Pkg, VS, String>,
-        e: &External<Pkg, VS, String>,
-        t: &Map<Pkg, Term<VS>>,
-    ) -> String {
-        format!(
-            "Because {} ({id}) and {}, {}.",
-            self.format_terms(&d.terms),
-            self.format_external(e),
-            self.format_terms(t)
-        )
-    }
-
-    fn and_explain_external(
-        &self,
-        e: &External<Pkg, VS, String>,
-        t: &Map<Pkg, Term<VS>>,
-    ) -> String {
-        format!(
-            "And because {}, {}.",
-            self.format_external(e),
-            self.format_terms(t)
-        )
-    }
-
-    fn and_explain_ref(
-        &self,
-        id: usize,
-        d: &Derived<Pkg, VS, String>,
-        t: &Map<Pkg, Term<VS>>,
-    ) -> String {
-        format!(
-            "And because {} ({id}), {}.",
-            self.format_terms(&d.terms),
-            self.format_terms(t)
-        )
-    }
-
-    fn and_explain_prior_and_external(
-        &self,
-        e1: &External<Pkg, VS, String>,
-        e2: &External<Pkg, VS, String>,
-        t: &Map<Pkg, Term<VS>>,
-    ) -> String {
-        format!(
-            "And because {} and {}, {}.",
-            self.format_external(e1),
-            self.format_external(e2),
-            self.format_terms(t)
-        )
+    fn dependency(&self, p: &Pkg, vs_p: &VS, q: &Pkg, vs_q: &VS) -> String {
+        self.dependency(*p, vs_p, *q, vs_q)
     }
 }

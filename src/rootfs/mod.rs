@@ -9,7 +9,7 @@
 //! 3. **unpack**: merged-/usr symlinks first where the suite expects them
 //!    (`/bin → usr/bin`, `/sbin`, `/lib`, and `/lib64` on amd64: any lock with
 //!    `usr-is-merged`/`usrmerge`, or base-files ≥ 13 which ships them itself),
-//!    then every .deb with [`crate::build::unpack`] in install order — the base
+//!    then every .deb with [`crate::deb`] in install order — the base
 //!    set (required packages and their dependencies) first, pre-dependencies
 //!    before their dependants (see `order.rs`). Extraction is sequential: files
 //!    of different packages may overlap (`Replaces`), and the first package
@@ -21,14 +21,16 @@
 //!    scripts run inside the image in the build sandbox, the image's own
 //!    `dpkg --configure` doing the postinsts (see `configure.rs`);
 //! 6. **steps** (with [`assemble_with_steps`]): the recipe's `[[step]]`s
-//!    (see [`crate::build::steps`]);
+//!    (see [`crate::rootfs::steps`]);
 //! 7. **normalize**: logs, caches, machine id and host keys are removed or
 //!    reset and mtimes clamped to `SOURCE_DATE_EPOCH` (see `normalize.rs`).
 
+pub mod cache;
 mod configure;
 mod dpkgdb;
 mod normalize;
 mod order;
+pub mod steps;
 mod time;
 
 use std::collections::HashMap;
@@ -43,14 +45,14 @@ pub(crate) use configure::sandbox_hostname;
 pub use normalize::{NormalizeReport, clamp_tree, normalize};
 pub use time::{default_source_date_epoch, parse_rfc2822};
 
-use crate::build::sandbox::SandboxError;
-use crate::build::steps::{self, StepError, StepSandbox};
-use crate::build::unpack::{self, ExtractOptions, UnpackError};
 use crate::core::version::DebVersion;
+use crate::deb::{self, ExtractOptions, UnpackError};
 use crate::fetch::Store;
 use crate::fetch::store::MissingBlobs;
 use crate::lock::Lockfile;
 use crate::recipe::Step;
+use crate::sandbox::SandboxError;
+use steps::{StepError, StepSandbox};
 
 /// How to assemble.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,7 +262,7 @@ pub fn assemble_packages(
         .par_iter()
         .zip(&lock.packages)
         .map(|(deb, p)| {
-            unpack::read_control(deb).map_err(|source| RootfsError::Unpack {
+            deb::read_control(deb).map_err(|source| RootfsError::Unpack {
                 package: format!("{} {} {}", p.name, p.version, p.architecture),
                 source,
             })
@@ -286,7 +288,7 @@ pub fn assemble_packages(
     let options = ExtractOptions::default();
     let mut lists: Vec<Vec<String>> = vec![Vec::new(); pkgs.len()];
     let unpack_one = |i: usize| {
-        unpack::unpack(&debs[i], dest, &options)
+        deb::unpack(&debs[i], dest, &options)
             .map(|u| u.paths)
             .map_err(|source| RootfsError::Unpack {
                 package: pkgs[i].label(),
@@ -396,7 +398,7 @@ fn merge_usr(root: &Path, arch: &str) -> Result<(), RootfsError> {
 /// package unpacked last wins), except between `Multi-Arch: same` instances.
 fn resolve_overlaps(
     root: &Path,
-    pkgs: &[crate::build::rootfs::order::Pkg],
+    pkgs: &[crate::rootfs::order::Pkg],
     install: &[usize],
     lists: &mut [Vec<String>],
     warnings: &mut Vec<String>,

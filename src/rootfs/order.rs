@@ -12,8 +12,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::build::unpack::ControlFiles;
 use crate::core::deb822;
+use crate::deb::ControlFiles;
 use crate::lock::LockedPackage;
 
 /// debootstrap installs these first, in this order, before the rest of the

@@ -2,8 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::lock::{LockedPackage, Lockfile};
-use crate::ops::solve::{Update, build_lock, preferences};
+use crate::lock::{LockedPackage, Lockfile, Update, build_lock, preferences};
 use crate::recipe::Recipe;
 use crate::solve::{self, EdgeKind, Request, RootRequirement, SolveError, Universe};
 

@@ -13,7 +13,7 @@
 //!
 //! `run`, `enable` (`systemctl enable UNIT…`, offline: no systemd runs
 //! in the sandbox), `group` and `user` (the image's own `groupadd` and
-//! `useradd`, which take `/etc/shadow`'s dates from SOURCE_DATE_EPOCH) run in the build sandbox ([`crate::build::sandbox`]) with
+//! `useradd`, which take `/etc/shadow`'s dates from SOURCE_DATE_EPOCH) run in the build sandbox ([`crate::sandbox`]) with
 //! the same fixed environment, hostname and `SOURCE_DATE_EPOCH` as the
 //! maintainer scripts, no network, and `/usr/sbin/policy-rc.d` exiting 101
 //! so that no service starts.
@@ -29,9 +29,9 @@ use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
-use crate::build::rootfs::AssembleOptions;
-use crate::build::sandbox::{self, SandboxError, SandboxSpec, Status};
 use crate::recipe::{Step, StepAction, UserAccount};
+use crate::rootfs::AssembleOptions;
+use crate::sandbox::{self, SandboxError, SandboxSpec, Status};
 
 /// Where `sysctl` steps write.
 pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-imgbuild.conf";
@@ -55,7 +55,7 @@ impl StepSandbox {
     /// The settings of the assembly's script phase, a one-hour timeout.
     pub fn for_assembly(opts: &AssembleOptions) -> StepSandbox {
         StepSandbox {
-            hostname: crate::build::rootfs::sandbox_hostname(&opts.hostname),
+            hostname: crate::rootfs::sandbox_hostname(&opts.hostname),
             source_date_epoch: opts.source_date_epoch,
             timeout: Duration::from_secs(3600),
             ro_binds: Vec::new(),

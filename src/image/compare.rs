@@ -9,8 +9,8 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::tar::ByteRecords;
 use super::{Compression, Manifest, OutputError};
+use crate::pack::tar::ByteRecords;
 
 /// An artifact that is not the same in two builds.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,12 +8,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
-use crate::build::cache::RootfsCache;
-use crate::build::output::tar::{TarOptions, write_tree};
-use crate::build::rootfs::{self, AssembleOptions};
-use crate::build::sandbox::{self, SandboxSpec, Status, Stream};
 use crate::fetch::Store;
 use crate::lock::Lockfile;
+use crate::pack::tar::{TarOptions, write_tree};
+use crate::rootfs::cache::RootfsCache;
+use crate::rootfs::{self, AssembleOptions};
+use crate::sandbox::{self, SandboxSpec, Status, Stream};
 
 /// Bump when the tools tree changes for the same locked tools.
 const KEY_FORMAT: &str = "imgbuild-tools-key v1";

@@ -1,14 +1,17 @@
 //! Reproducible build outputs: everything `imgbuild build` writes from an
 //! assembled root filesystem.
 //!
-//! - [`tar`]: a deterministic tar of a directory tree (sorted names, numeric
-//!   owners, clamped mtimes, hard links, xattrs);
-//! - [`compress`]: stable gzip and zstd;
-//! - [`pargz`]: gzip in parallel blocks, the same bytes with any number of threads;
 //! - [`oci`]: an OCI image layout (image-spec 1.1) with one layer;
 //! - [`pkglist`]: `packages.txt` and a CycloneDX SBOM from the lock;
 //! - [`manifest`]: `manifest.json`, every artifact with its size and sha256;
-//! - [`compare`]: naming the differences between two builds.
+//! - [`compare`]: naming the differences between two builds;
+//! - [`disk`]: the bootable raw/qcow2 disk of recipes with `[disk]`, made
+//!   with the locked tools tree ([`crate::tools`]);
+//! - [`onie`]: the ONIE installer (`.bin` and `fs.squashfs`) of recipes
+//!   with `[onie]`.
+//!
+//! The archive primitives (deterministic tar, compression) are in
+//! [`crate::pack`].
 //!
 //! [`emit`] writes a whole output directory from a rootfs tar and publishes it
 //! with an atomic rename, so a reader sees the old directory or the complete
@@ -19,110 +22,19 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 pub mod compare;
-pub mod compress;
+pub mod disk;
 pub mod manifest;
 pub mod oci;
-pub mod pargz;
+pub mod onie;
+pub mod outputs;
 pub mod pkglist;
-pub mod tar;
 
-pub use compress::Compression;
+pub use crate::pack::{Compression, HashingWriter, OutputError, write_atomic};
 pub use manifest::{Artifact, Manifest};
+pub use outputs::{EmitContext, ImageOutput, outputs_of};
 
 use crate::lock::Lockfile;
-
-/// Why an output could not be written or read.
-#[derive(Debug, thiserror::Error)]
-pub enum OutputError {
-    /// A file-system operation failed.
-    #[error("{op} {}: {source}", path.display())]
-    Io {
-        /// What was being done (`reading`, `writing`, `renaming`, …).
-        op: &'static str,
-        /// The file or directory concerned.
-        path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
-    },
-    /// Something in the input cannot be represented in the output.
-    #[error("{}: {reason}", path.display())]
-    Unsupported {
-        /// The file concerned.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-    /// An existing output (manifest, layout) is malformed.
-    #[error("{}: {reason}", path.display())]
-    Invalid {
-        /// The file concerned.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-}
-
-impl OutputError {
-    /// A closure turning an `io::Error` into [`OutputError::Io`] for `path`.
-    pub(crate) fn io(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> OutputError {
-        let path = path.to_path_buf();
-        move |source| OutputError::Io { op, path, source }
-    }
-}
-
-/// A writer that hashes and counts what goes through it; sha256 unless
-/// another digest is named (the ONIE payload uses SHA1).
-pub struct HashingWriter<W, D = Sha256> {
-    inner: W,
-    hasher: D,
-    count: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    /// Wraps `inner`, hashing with sha256.
-    pub fn new(inner: W) -> Self {
-        HashingWriter::with_digest(inner)
-    }
-}
-
-impl<W: Write, D: Digest> HashingWriter<W, D> {
-    /// Wraps `inner`, hashing with `D`.
-    pub fn with_digest(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: D::new(),
-            count: 0,
-        }
-    }
-
-    /// The inner writer, the lower-case hex digest and the byte count of
-    /// everything written.
-    pub fn finish(self) -> (W, String, u64) {
-        (self.inner, hex::encode(self.hasher.finalize()), self.count)
-    }
-}
-
-impl<W: Write, D: Digest> Write for HashingWriter<W, D> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Writes an artifact atomically and durably.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
-    use crate::core::atomic::{Durability, write_atomic};
-    write_atomic(path, bytes, 0o644, Durability::Durable).map_err(OutputError::io("writing", path))
-}
 
 /// What the output files record about the image besides its contents.
 #[derive(Debug, Clone)]

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use super::dpkgdb::{self, write_atomic};
 use super::order::{self, Pkg};
 use super::{AssembleOptions, RootfsError, ScriptRun};
-use crate::build::sandbox::{self, SandboxSpec, Status};
+use crate::sandbox::{self, SandboxSpec, Status};
 
 /// The longest a single preinst may run.
 const PREINST_TIMEOUT: Duration = Duration::from_secs(600);

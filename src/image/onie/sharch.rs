@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use sha1::Sha1;
 
-use crate::build::output::HashingWriter;
+use crate::pack::HashingWriter;
 
 /// The header template.
 pub const HEADER: &str = include_str!("header.sh");

@@ -2,7 +2,7 @@
 //! image files (`mkfs.ext4`, `grub-mkimage`, `qemu-img`, …) come from the
 //! lock, never from the host, so outputs do not drift with the host.
 //!
-//! - [`solve_tools`]: the recipe's `tools = [...]` plus the Essential set,
+//! - [`crate::ops::solve::tools::solve_tools`]: the recipe's `tools = [...]` plus the Essential set,
 //!   solved against the recipe's own sources into the lock's `[[tool]]`s;
 //! - [`ToolsRoot::prepare`]: the tools tree assembled from the vendor store
 //!   (unpack only, see below), cached as a deterministic tar under a key that
@@ -21,7 +21,5 @@
 //! postinst runs, so assembling the tree takes seconds, not minutes.
 
 mod root;
-mod solve;
 
 pub use root::{ToolRun, ToolsRoot, tools_key};
-pub use solve::solve_tools;

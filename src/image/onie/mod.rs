@@ -326,3 +326,41 @@ pub fn emit(tar: &Path, dir: &Path, inputs: &OnieInputs<'_>) -> Result<OnieRepor
         version: inputs.version.clone(),
     })
 }
+
+/// The ONIE installer as an [`ImageOutput`](crate::image::ImageOutput).
+pub struct OnieOutput<'a>(pub &'a Onie);
+
+impl crate::image::ImageOutput for OnieOutput<'_> {
+    fn describe(&self) -> &'static str {
+        "the ONIE installer"
+    }
+
+    fn extend_key(&self, build_key: &str) -> String {
+        output_key(build_key)
+    }
+
+    fn emit(&self, ctx: &crate::image::EmitContext<'_>) -> Result<Vec<String>> {
+        let version = self
+            .0
+            .version
+            .clone()
+            .unwrap_or_else(|| default_version(&ctx.recipe.name, ctx.rootfs_key));
+        let inputs = OnieInputs {
+            recipe: &ctx.recipe.name,
+            architecture: &ctx.recipe.architecture,
+            onie: self.0,
+            version,
+            source_date_epoch: ctx.source_date_epoch,
+        };
+        let r = emit(ctx.rootfs_tar, ctx.dir, &inputs)?;
+        Ok(vec![format!(
+            "ONIE installer {} (image {}, kernel {})",
+            r.installer
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy(),
+            r.version,
+            r.kernel_version
+        )])
+    }
+}

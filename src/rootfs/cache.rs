@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::build::output::{Compression, OutputError};
 use crate::fetch::store::hash_file;
 use crate::lock::Lockfile;
+use crate::pack::{Compression, OutputError};
 
 /// Environment variable naming the cache directory.
 pub const CACHE_ENV: &str = "IMGBUILD_CACHE";
@@ -67,7 +67,7 @@ pub fn rootfs_key(inputs: &KeyInputs<'_>) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
 }
 
-/// `sha256:<hex>` of the package stage ([`crate::build::rootfs::assemble_packages`]):
+/// `sha256:<hex>` of the package stage ([`crate::rootfs::assemble_packages`]):
 /// the inputs of [`rootfs_key`] except the recipe's steps, so that a changed
 /// step reuses the package assembly. The hostname stays: maintainer scripts
 /// see it.
@@ -78,7 +78,7 @@ pub fn packages_key(inputs: &KeyInputs<'_>) -> String {
     })
 }
 
-/// Unpacks a tar written by [`crate::build::output::tar::write_tree`] (a
+/// Unpacks a tar written by [`crate::pack::tar::write_tree`] (a
 /// cached stage) into the empty directory `root`, keeping modes, numeric
 /// owners, mtimes, hard links and xattrs.
 ///
@@ -225,7 +225,7 @@ impl RootfsCache {
         let dest = self.path_for(recipe, key);
         // The sidecar goes first: a tar without one is never used, and a
         // sidecar without its tar is ignored.
-        super::output::write_atomic(&sidecar(&dest), format!("{sha}\n").as_bytes())?;
+        crate::pack::write_atomic(&sidecar(&dest), format!("{sha}\n").as_bytes())?;
         tmp_path
             .persist(&dest)
             .map_err(|e| OutputError::io("renaming into place", &dest)(e.error))?;
@@ -359,10 +359,10 @@ mod tests {
         old(&tree.join("etc"), 1_200_000_000);
         let tar = tmp.path().join("stage.tar");
         let mut w = std::io::BufWriter::new(File::create(&tar).unwrap());
-        let opts = crate::build::output::tar::TarOptions {
+        let opts = crate::pack::tar::TarOptions {
             source_date_epoch: 1_600_000_000,
         };
-        crate::build::output::tar::write_tree(&tree, &mut w, &opts).unwrap();
+        crate::pack::tar::write_tree(&tree, &mut w, &opts).unwrap();
         drop(w);
 
         let back = tmp.path().join("back");

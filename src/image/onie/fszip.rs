@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, DateTime, ZipWriter};
 
-use crate::build::output::Compression;
+use crate::pack::Compression;
 
 /// One member of `fs.zip`: its name in the archive and where its bytes are.
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
 //! The bootable raw disk image of a recipe with a `[disk]` table
 //! (`out/NAME/disk.raw` and `disk.qcow2`), made without mounting anything
-//! and with the locked tools tree only ([`crate::build::tools`]):
+//! and with the locked tools tree only ([`crate::tools`]):
 //!
 //! 1. the rootfs tar is extracted into a private tree by the tools tree's
 //!    GNU tar (owners, modes, xattrs kept), and the disk's own files are
@@ -29,9 +29,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::build::rootfs::clamp_tree;
-use crate::build::tools::{ToolRun, ToolsRoot};
 use crate::recipe::Disk;
+use crate::rootfs::clamp_tree;
+use crate::tools::{ToolRun, ToolsRoot};
 
 /// The raw disk image's file name in the output directory.
 pub const RAW: &str = "disk.raw";
@@ -260,4 +260,36 @@ fn disk_signature(uuid: &str) -> u32 {
         .take(8)
         .collect();
     u32::from_str_radix(&hex, 16).unwrap_or(0)
+}
+
+/// The bootable disk as an [`ImageOutput`](crate::image::ImageOutput).
+pub struct DiskOutput<'a>(pub &'a Disk);
+
+impl crate::image::ImageOutput for DiskOutput<'_> {
+    fn describe(&self) -> &'static str {
+        "the disk image"
+    }
+
+    fn emit(&self, ctx: &crate::image::EmitContext<'_>) -> Result<Vec<String>> {
+        let tools = ctx.tools()?;
+        let files = emit(
+            &ctx.recipe.name,
+            self.0,
+            &tools,
+            ctx.rootfs_tar,
+            ctx.dir,
+            ctx.work,
+            ctx.source_date_epoch,
+        )?;
+        let names: Vec<String> = files
+            .iter()
+            .map(|f| {
+                f.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        Ok(vec![format!("disk image {}", names.join(", "))])
+    }
 }
