@@ -8,6 +8,7 @@ pub mod archive;
 pub mod core;
 pub mod deb;
 pub mod fetch;
+pub mod http;
 pub mod image;
 pub mod lock;
 pub mod ops;

@@ -115,19 +115,16 @@ pub fn load_sources(
         });
     }
     let run = move || -> Result<Vec<LoadedSource>, ArchiveError> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| ArchiveError::Setup(format!("async runtime: {e}")))?;
         let ctx = Arc::new(Ctx {
             transport: Transport::new(opts.quiet),
             cache: Cache::new(&opts.cache_dir),
             offline: opts.offline,
         });
-        let result = rt.block_on(futures_util::future::try_join_all(
+        let result = crate::http::block_on(futures_util::future::try_join_all(
             plans.into_iter().map(|p| load_one(ctx.clone(), p)),
-        ));
+        ))
+        .map_err(|e| ArchiveError::Setup(e.to_string()))
+        .and_then(|r| r);
         ctx.transport.finish();
         result
     };

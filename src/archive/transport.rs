@@ -13,11 +13,8 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use super::ArchiveError;
+use crate::http::{self, Attempt, Retry, Timeouts};
 
-/// Attempts per URL: the first try plus three retries.
-const ATTEMPTS: u32 = 4;
-/// Delay before the first retry; doubled for each further one.
-const BACKOFF: Duration = Duration::from_millis(500);
 /// Downloads running at once, across all sources.
 const PARALLEL: usize = 6;
 
@@ -68,16 +65,7 @@ impl Transport {
     /// runs never touch TLS setup.
     fn client(&self) -> Result<&reqwest::Client, ArchiveError> {
         self.client
-            .get_or_init(|| {
-                // Already installed by someone else is fine.
-                let _ = rustls::crypto::ring::default_provider().install_default();
-                reqwest::Client::builder()
-                    .connect_timeout(Duration::from_secs(10))
-                    .read_timeout(Duration::from_secs(30))
-                    .user_agent(concat!("imgbuild/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|e| e.to_string())
-            })
+            .get_or_init(|| http::client(Timeouts::default()).map_err(|e| e.to_string()))
             .as_ref()
             .map_err(|e| ArchiveError::Setup(format!("HTTP client: {e}")))
     }
@@ -118,30 +106,23 @@ impl Transport {
 
     async fn get_http(&self, url: &Url, max_size: Option<u64>) -> Result<Got, ArchiveError> {
         let client = self.client()?;
-        let mut delay = BACKOFF;
-        let mut attempt = 1;
-        loop {
-            match self.try_http(client, url, max_size).await {
-                Ok(got) => return Ok(got),
-                Err(Failure::Final(reason)) => {
-                    return Err(ArchiveError::Download {
-                        url: url.to_string(),
-                        reason,
-                    });
+        let (result, attempts) = Retry::default()
+            .run(|_| async {
+                match self.try_http(client, url, max_size).await {
+                    Ok(got) => Attempt::Done(Ok(got)),
+                    Err(Failure::Final(reason)) => Attempt::Done(Err((reason, false))),
+                    Err(Failure::Transient(reason)) => Attempt::Transient((reason, true)),
                 }
-                Err(Failure::Transient(reason)) if attempt >= ATTEMPTS => {
-                    return Err(ArchiveError::Download {
-                        url: url.to_string(),
-                        reason: format!("{reason} (after {ATTEMPTS} attempts)"),
-                    });
-                }
-                Err(Failure::Transient(_)) => {
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                    attempt += 1;
-                }
-            }
-        }
+            })
+            .await;
+        result.map_err(|(reason, transient)| ArchiveError::Download {
+            url: url.to_string(),
+            reason: if transient {
+                format!("{reason} (after {attempts} attempts)")
+            } else {
+                reason
+            },
+        })
     }
 
     async fn try_http(
@@ -154,12 +135,12 @@ impl Transport {
             .get(url.clone())
             .send()
             .await
-            .map_err(|e| Failure::Transient(describe(&e)))?;
+            .map_err(|e| Failure::Transient(http::describe(&e)))?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::GONE {
             return Ok(Got::NotFound);
         }
-        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        if http::is_transient(status) {
             return Err(Failure::Transient(format!("HTTP {status}")));
         }
         if !status.is_success() {
@@ -176,7 +157,7 @@ impl Transport {
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| Failure::Transient(describe(&e)))?
+            .map_err(|e| Failure::Transient(http::describe(&e)))?
         {
             body.extend_from_slice(&chunk);
             self.progress.inc(chunk.len() as u64);
@@ -197,21 +178,4 @@ enum Failure {
     Transient(String),
     /// Retrying would not help.
     Final(String),
-}
-
-/// A reqwest error with its causes, which hold the useful part
-/// ("connection refused", "operation timed out").
-fn describe(e: &reqwest::Error) -> String {
-    let mut s = if e.is_timeout() {
-        "timed out".to_string()
-    } else {
-        e.to_string()
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }

@@ -18,6 +18,7 @@ use url::Url;
 use super::progress::BlobProgress;
 use super::store::{Store, hash_reader};
 use super::{FetchError, Wanted};
+use crate::http::describe;
 
 /// What the caller should do after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,27 +360,6 @@ fn parse_content_range(value: &str) -> Option<(u64, u64)> {
     let (range, total) = rest.split_once('/')?;
     let (start, _end) = range.split_once('-')?;
     Some((start.trim().parse().ok()?, total.trim().parse().ok()?))
-}
-
-/// A reqwest error with its cause chain (its own Display omits the cause).
-fn describe(e: &reqwest::Error) -> String {
-    let mut text = if e.is_timeout() {
-        "timed out".to_string()
-    } else {
-        // The URL is already part of our message.
-        let own = e.to_string();
-        own.split(" for url (").next().unwrap_or(&own).to_string()
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

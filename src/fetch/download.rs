@@ -59,32 +59,22 @@ pub struct Report {
 
 /// The HTTP client used for blobs, with the timeouts from `options`.
 pub fn client(options: &Options) -> Result<Client, FetchError> {
-    // reqwest is built without a default crypto provider; install ring once
-    // (an error only means some provider is installed already).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    Client::builder()
-        .user_agent(concat!("imgbuild/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(options.connect_timeout)
-        .read_timeout(options.read_timeout)
-        .build()
-        .map_err(FetchError::Client)
+    crate::http::client(crate::http::Timeouts {
+        connect: options.connect_timeout,
+        read: options.read_timeout,
+    })
+    .map_err(FetchError::Client)
 }
 
-/// Runs [`fetch_all`] on a private tokio runtime.
+/// Runs [`fetch_all`] on the process's tokio runtime ([`crate::http::block_on`]).
 pub fn fetch_blocking(
     store: &Store,
     wanted: Vec<Wanted>,
     options: &Options,
     progress: &Progress,
 ) -> Result<Report, FetchError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| FetchError::Io {
-            path: store.root().to_path_buf(),
-            source: e,
-        })?;
-    runtime.block_on(fetch_all(store, wanted, options, progress))
+    crate::http::block_on(fetch_all(store, wanted, options, progress))
+        .map_err(FetchError::Client)?
 }
 
 /// Downloads every blob of `wanted` into `store`, `options.jobs` at a time.

@@ -87,9 +87,9 @@ pub enum FetchError {
         /// Why (unknown source, no mirror configured, bad URL).
         reason: String,
     },
-    /// The HTTP client could not be created.
-    #[error("cannot create the HTTP client: {0}")]
-    Client(#[source] reqwest::Error),
+    /// The HTTP stack (client, runtime) could not be set up.
+    #[error("{0}")]
+    Client(#[source] crate::http::HttpError),
     /// `--offline` was given and some blobs are not in the store.
     #[error("{0:#}")]
     Offline(MissingBlobs),

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use futures_util::StreamExt;
 
 use super::index::{IndexClient, ProjectPage};
@@ -59,11 +59,7 @@ pub fn fetch_python(
             n.dedup();
             n
         };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the index runtime")?;
-        let pages: BTreeMap<String, Option<ProjectPage>> = rt.block_on(async {
+        let pages: BTreeMap<String, Option<ProjectPage>> = crate::http::block_on(async {
             futures_util::stream::iter(names)
                 .map(|n| async move {
                     let page = client.project(&n).await;
@@ -75,7 +71,7 @@ pub fn fetch_python(
                 .into_iter()
                 .map(|(n, p)| p.map(|p| (n, p)))
                 .collect::<Result<_>>()
-        })?;
+        })??;
         for p in &absent {
             let file = pages
                 .get(&p.name)

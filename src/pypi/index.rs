@@ -16,7 +16,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
@@ -155,13 +155,7 @@ fn max_age(headers: &reqwest::header::HeaderMap) -> u64 {
 impl IndexClient {
     /// A client for `base`, caching under `cache_dir/pypi`.
     pub fn new(base: Url, cache_dir: &Path, offline: bool) -> Result<IndexClient> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(30))
-            .user_agent(concat!("imgbuild/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("HTTP client")?;
+        let http = crate::http::client(crate::http::Timeouts::default())?;
         Ok(IndexClient {
             base,
             cache: cache_dir.join("pypi"),
@@ -321,32 +315,29 @@ impl IndexClient {
     }
 }
 
-/// Sends with bounded retries on connection errors and 5xx.
+/// Sends with the shared retry rule ([`crate::http::Retry`]): connection
+/// errors, timeouts, 5xx and 429 are retried; the last reply is returned.
 async fn send(req: reqwest::RequestBuilder, url: &Url) -> Result<reqwest::Response> {
-    let mut delay = Duration::from_millis(300);
-    for attempt in 1..=4 {
-        let r = req.try_clone().expect("no streaming body").send().await;
-        match r {
-            Ok(resp) if !resp.status().is_server_error() || attempt == 4 => return Ok(resp),
-            Err(e) if attempt == 4 => return Err(anyhow!("{url}: {e}")),
-            _ => {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
+    use crate::http::{Attempt, Retry, describe, is_transient};
+    let (result, _) = Retry::default()
+        .run(|_| async {
+            match req.try_clone().expect("no streaming body").send().await {
+                Ok(resp) if is_transient(resp.status()) => Attempt::Transient(Ok(resp)),
+                Ok(resp) => Attempt::Done(Ok(resp)),
+                Err(e) => Attempt::Transient(Err(anyhow!("{url}: {}", describe(&e)))),
             }
-        }
+        })
+        .await;
+    // A transient reply that ran out of attempts is still a reply: the
+    // caller reports its status.
+    match result {
+        Ok(resp) | Err(Ok(resp)) => Ok(resp),
+        Err(Err(e)) => Err(e),
     }
-    unreachable!("the last attempt returns")
 }
 
-async fn body(mut resp: reqwest::Response, url: &Url, max: usize) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await.with_context(|| url.to_string())? {
-        out.extend_from_slice(&chunk);
-        if out.len() > max {
-            bail!("{url}: body larger than {max} bytes");
-        }
-    }
-    Ok(out)
+async fn body(resp: reqwest::Response, url: &Url, max: usize) -> Result<Vec<u8>> {
+    Ok(crate::http::read_body(resp, url, max as u64, |_| {}).await?)
 }
 
 /// Reads all of `r` (small helper for the archive readers).

@@ -117,11 +117,6 @@ pub fn resolve(
         .filter(|r| r.requirement.marker.evaluate(env, &[]))
         .map(|r| r.requirement.clone())
         .collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the download runtime")?;
     let mut u = Universe::default();
     for round in 1..=MAX_ROUNDS {
         let provider = PyProvider::new(&u, &target, roots.clone(), prefer.clone());
@@ -129,7 +124,7 @@ pub fn resolve(
             Ok(sel) => {
                 let (mut python, notes) = to_lock(&provider, debian, &roots, &sel);
                 drop(provider);
-                rt.block_on(fill_sizes(&u, client, &mut python))?;
+                crate::http::block_on(fill_sizes(&u, client, &mut python))??;
                 return Ok(Resolved {
                     python,
                     notes,
@@ -152,7 +147,7 @@ pub fn resolve(
         if missing.is_empty() {
             bail!("Python resolution stopped without saying what it needs (a bug)");
         }
-        rt.block_on(fetch(&mut u, client, &target, &policy, missing))?;
+        crate::http::block_on(fetch(&mut u, client, &target, &policy, missing))??;
     }
     bail!("Python resolution did not finish in {MAX_ROUNDS} rounds")
 }
