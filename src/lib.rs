@@ -17,5 +17,6 @@ pub mod pypi;
 pub mod recipe;
 pub mod rootfs;
 pub mod sandbox;
-pub mod solve;
+/// The Debian resolver (the pure `debsolve` crate): universe, PubGrub provider, explanations.
+pub use debsolve as solve;
 pub mod tools;

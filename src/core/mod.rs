@@ -1,9 +1,9 @@
-//! The small core model shared by every stage: versions, relations, deb822
-//! control data and binary package records.
+//! The small core model shared by every stage. Debian's data model
+//! (versions, relations, deb822 control data, binary package records) is
+//! the pure `debcore` crate, re-exported here; this module adds what needs
+//! the file system: atomic writes and file digests.
 
 pub mod atomic;
-pub mod deb822;
 pub mod digest;
-pub mod package;
-pub mod relation;
-pub mod version;
+
+pub use debcore::{deb822, package, relation, version};

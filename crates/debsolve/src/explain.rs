@@ -4,8 +4,8 @@
 
 use pubgrub::DerivationTree;
 
-use crate::solve::provider::{DebProvider, EdgeKind, Pkg, VS};
-use crate::solve::sentences::{Describe, report};
+use crate::provider::{DebProvider, EdgeKind, Pkg, VS};
+use crate::sentences::{Describe, report};
 
 /// Explains why no solution exists.
 pub fn explain(p: &DebProvider<'_>, tree: DerivationTree<Pkg, VS, String>) -> String {

@@ -1,6 +1,7 @@
 //! The resolver: an in-memory [`Universe`] of candidate packages and a PubGrub
 //! provider over it. Pure computation, no I/O (like uv's resolver): the
-//! archive layer loads indexes, `ops::solve` turns a [`Solution`] into a lock.
+//! archive layer loads indexes, imgbuild's `lock` module turns a [`Solution`]
+//! into a lock. Being a crate of its own, it cannot reach any I/O code.
 
 pub mod edges;
 pub mod explain;
@@ -15,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use pubgrub::PubGrubError;
 
-use crate::core::relation::{Dependency, Relation};
+use debcore::relation::{Dependency, Relation};
 use provider::{DebProvider, Pkg};
 pub use provider::{EdgeKind, RootRequirement};
 pub use universe::{InstanceId, SourceInfo, Universe};
@@ -64,7 +65,7 @@ pub fn essential_requirements(u: &Universe) -> Vec<RootRequirement> {
             dependency: Dependency {
                 alternatives: vec![Relation {
                     name: n.to_string(),
-                    arch: crate::core::relation::ArchQual::Implicit,
+                    arch: debcore::relation::ArchQual::Implicit,
                     constraint: None,
                 }],
             },

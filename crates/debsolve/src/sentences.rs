@@ -1,6 +1,6 @@
 //! One way of turning PubGrub's derivation tree into sentences, shared by
 //! both solvers (Debian packages here, Python distributions in
-//! [`crate::pypi`]): each says how to name a package and a version set and
+//! imgbuild's `pypi` module): each says how to name a package and a version set and
 //! how to state an external fact ([`Describe`]); [`report`] does the rest
 //! ("Because … and …, ….", "And because …").
 

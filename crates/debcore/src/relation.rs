@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::core::version::DebVersion;
+use crate::version::DebVersion;
 
 /// Version comparison operators of Debian relations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,7 +1,7 @@
 //! Solver behaviour on small in-memory universes, one relation kind at a time.
 
 use super::*;
-use crate::core::package::parse_packages;
+use debcore::package::parse_packages;
 
 /// Builds a universe from `(source name, priority, stanzas)`; stanzas need only
 /// Package/Version/Architecture and relation fields.

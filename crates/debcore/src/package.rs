@@ -9,8 +9,8 @@
 
 use std::sync::Arc;
 
-use crate::core::deb822::{self, Stanza};
-use crate::core::version::DebVersion;
+use crate::deb822::{self, Stanza};
+use crate::version::DebVersion;
 
 /// The text of one decompressed `Packages` index, shared by its records
 /// (a memory map of the cached file, or an in-memory buffer).

@@ -5,9 +5,9 @@
 
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::core::package::{BinaryPackage, MultiArch};
-use crate::core::relation::{ArchQual, Relation};
-use crate::core::version::DebVersion;
+use debcore::package::{BinaryPackage, MultiArch};
+use debcore::relation::{ArchQual, Relation};
+use debcore::version::DebVersion;
 
 /// A source as the solver sees it: a name for messages and a priority.
 #[derive(Debug, Clone)]
@@ -124,7 +124,7 @@ impl Universe {
                 if r.provides.is_empty() {
                     continue;
                 }
-                match crate::core::relation::parse_field(&r.provides) {
+                match debcore::relation::parse_field(&r.provides) {
                     Ok(deps) => {
                         for d in deps {
                             for rel in d.alternatives {

@@ -22,8 +22,8 @@ use pubgrub::{
     Dependencies, DependencyConstraints, DependencyProvider, PackageResolutionStatistics, Ranges,
 };
 
-use crate::core::relation::{Dependency, Relation, parse_field};
-use crate::solve::universe::{InstanceId, Universe};
+use crate::universe::{InstanceId, Universe};
+use debcore::relation::{Dependency, Relation, parse_field};
 
 /// Solver version: candidate index (0 = not installed) or choice index for proxies.
 pub type Ver = u32;
@@ -381,10 +381,10 @@ impl<'u> DebProvider<'u> {
             if other == id {
                 continue;
             }
-            let allowed = if r.multi_arch == crate::core::package::MultiArch::Same {
+            let allowed = if r.multi_arch == debcore::package::MultiArch::Same {
                 let same = (1..=u.candidate_count(other)).filter(|&j| {
                     let o = u.candidate(other, j);
-                    o.multi_arch == crate::core::package::MultiArch::Same && o.version == r.version
+                    o.multi_arch == debcore::package::MultiArch::Same && o.version == r.version
                 });
                 ranges_of(same).union(&Ranges::singleton(0u32))
             } else {

@@ -2,9 +2,9 @@
 //! each of its relations, which installed package satisfies it. Computed from
 //! the final set (not from solver internals), so it is what dpkg will see.
 
-use crate::core::relation::{Dependency, Relation, parse_field};
-use crate::solve::universe::{InstanceId, Universe};
-use crate::solve::{EdgeKind, RootRequirement, Solution};
+use crate::universe::{InstanceId, Universe};
+use crate::{EdgeKind, RootRequirement, Solution};
+use debcore::relation::{Dependency, Relation, parse_field};
 
 /// One resolved edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
