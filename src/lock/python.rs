@@ -5,11 +5,7 @@
 //! `pypi` mirror is configured and checks its sha256 against the lock, so a
 //! lock made against one index is valid on any mirror of it.
 
-use std::fmt::Write as _;
-
 use serde::{Deserialize, Serialize};
-
-use super::write::toml_string;
 
 /// One locked Python distribution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,45 +63,6 @@ impl LockedPython {
     pub fn label(&self) -> String {
         format!("{} {}", self.name, self.version)
     }
-}
-
-/// Appends one `[[python]]` block in the stable layout.
-pub(super) fn python_block(out: &mut String, p: &LockedPython) {
-    let kv = |out: &mut String, k: &str, v: &str| {
-        let _ = writeln!(out, "{k} = {}", toml_string(v));
-    };
-    out.push_str("\n[[python]]\n");
-    kv(out, "name", &p.name);
-    kv(out, "version", &p.version);
-    if let Some(d) = &p.debian {
-        kv(out, "debian", d);
-    } else {
-        kv(out, "filename", &p.filename);
-        let _ = writeln!(out, "size = {}", p.size);
-        kv(out, "sha256", &p.sha256);
-    }
-    if let Some(r) = &p.requires_python {
-        kv(out, "requires-python", r);
-    }
-    if let Some(r) = &p.reason {
-        kv(out, "reason", r);
-    }
-    let extras: Vec<String> = p.extras.iter().map(|e| toml_string(e)).collect();
-    let _ = writeln!(out, "extras = [{}]", extras.join(", "));
-    if p.depends.is_empty() {
-        out.push_str("depends = []\n");
-        return;
-    }
-    out.push_str("depends = [\n");
-    for e in &p.depends {
-        let _ = writeln!(
-            out,
-            "  {{ name = {}, requirement = {} }},",
-            toml_string(&e.name),
-            toml_string(&e.requirement)
-        );
-    }
-    out.push_str("]\n");
 }
 
 #[cfg(test)]

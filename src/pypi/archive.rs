@@ -1,11 +1,9 @@
 //! Reading metadata out of distribution files, for indexes without PEP 658
 //! `.metadata` files and for sdists.
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 
 use anyhow::{Context, Result, bail};
-
-use super::index::read_all;
 
 /// The core metadata of a wheel (`*.dist-info/METADATA`) or an sdist
 /// (`PKG-INFO`, completed from `*.egg-info/requires.txt` when it lists no
@@ -104,4 +102,11 @@ mod tests {
             ]
         );
     }
+}
+
+/// Reads all of `r` (small helper for the archive readers).
+fn read_all(mut r: impl Read) -> std::io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    r.read_to_end(&mut v)?;
+    Ok(v)
 }

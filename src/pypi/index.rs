@@ -14,7 +14,6 @@
 //! Nothing here is trusted beyond the index itself: metadata files are
 //! checked against the hash the page gives, downloads against the file hash.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -338,11 +337,4 @@ async fn send(req: reqwest::RequestBuilder, url: &Url) -> Result<reqwest::Respon
 
 async fn body(resp: reqwest::Response, url: &Url, max: usize) -> Result<Vec<u8>> {
     Ok(crate::http::read_body(resp, url, max as u64, |_| {}).await?)
-}
-
-/// Reads all of `r` (small helper for the archive readers).
-pub(crate) fn read_all(mut r: impl Read) -> std::io::Result<Vec<u8>> {
-    let mut v = Vec::new();
-    r.read_to_end(&mut v)?;
-    Ok(v)
 }
