@@ -35,7 +35,7 @@ cargo run --locked -q -- fetch sonic-p4
 cargo run --locked -q -- build sonic-p4
 if [ "$(id -u)" = 0 ]; then
   IMGBUILD_ONIE_ROOTFS_TAR=out/sonic-p4/rootfs.tar \
-    cargo test --locked --test onie_installer -- --ignored
+    cargo test --locked --test onie_squashfs -- --ignored
 fi
 if command -v qemu-system-x86_64 >/dev/null; then
   cargo test --locked --test onie_qemu -- --ignored --test-threads 1

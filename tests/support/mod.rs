@@ -7,6 +7,7 @@
 //! - [`site`]: a temp dir of archives ([`Site`]).
 //! - [`http`]: a loopback HTTP server with fault injection ([`TestServer`], [`Fault`]).
 //! - [`apt`]: the real apt with a private configuration, as an independent judge ([`Apt`]).
+//! - [`onie`]: a fixture rootfs for the ONIE installer and a simulated ONIE.
 //! - [`pypi`]: a PEP 691 package index with real wheels and sdists ([`PyIndex`]).
 //! - [`workspace`]: a project dir with recipes, and running the built binary ([`Workspace`]).
 //!
@@ -18,6 +19,7 @@ pub mod deb;
 pub mod hostbase;
 pub mod http;
 pub mod key;
+pub mod onie;
 pub mod pypi;
 pub mod repo;
 pub mod site;
