@@ -88,6 +88,13 @@ fn requires_txt(text: &str) -> Vec<String> {
     out
 }
 
+/// Reads all of `r` (small helper for the archive readers).
+fn read_all(mut r: impl Read) -> std::io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    r.read_to_end(&mut v)?;
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -102,11 +109,4 @@ mod tests {
             ]
         );
     }
-}
-
-/// Reads all of `r` (small helper for the archive readers).
-fn read_all(mut r: impl Read) -> std::io::Result<Vec<u8>> {
-    let mut v = Vec::new();
-    r.read_to_end(&mut v)?;
-    Ok(v)
 }

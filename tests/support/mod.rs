@@ -9,6 +9,7 @@
 //! - [`apt`]: the real apt with a private configuration, as an independent judge ([`Apt`]).
 //! - [`onie`]: a fixture rootfs for the ONIE installer and a simulated ONIE.
 //! - [`pypi`]: a PEP 691 package index with real wheels and sdists ([`PyIndex`]).
+//! - [`tree`]: a rootfs-like test tree and its deterministic tar.
 //! - [`workspace`]: a project dir with recipes, and running the built binary ([`Workspace`]).
 //!
 //! Each test binary uses a subset, hence the blanket `dead_code` allowance.
@@ -23,6 +24,7 @@ pub mod onie;
 pub mod pypi;
 pub mod repo;
 pub mod site;
+pub mod tree;
 pub mod workspace;
 
 pub use apt::Apt;
