@@ -24,6 +24,7 @@
 # RUNS (default 1; medians are reported), IMGBUILD (default
 # target/release/imgbuild), MIRRORS (as for bench/fetch-vs-apt.sh).
 set -euo pipefail
+. "$(dirname "$0")/lib/summary.sh"
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 lock=${1:-$here/locks/sonic-p4.lock}
@@ -82,3 +83,5 @@ row tool wall_s cpu_s peak_rss_MiB wall/mmdeb cpu/mmdeb
 row "mmdebstrap (custom)" "$mm_s" "$mm_c" "$mm_m" 1.00 1.00
 row "imgbuild build" "$ib_s" "$ib_c" "$ib_m" "$(ratio "$ib_s" "$mm_s")" "$(ratio "$ib_c" "$mm_c")"
 echo "package sets: $same"
+summary "build $name, warm store (wall)" "mmdebstrap" "${mm_s}s" "${ib_s}s" "$(ratio "$ib_s" "$mm_s")"
+summary "build $name, warm store (RSS)" "mmdebstrap" "${mm_m} MiB" "${ib_m} MiB" "$(ratio "$ib_m" "$mm_m")"

@@ -32,6 +32,7 @@
 # RUNS (default 3; medians are reported), JOBS (imgbuild --jobs, default 8),
 # IMGBUILD (default target/release/imgbuild), IMPORT, MIRRORS.
 set -euo pipefail
+. "$(dirname "$0")/lib/summary.sh"
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 lock=${1:-$here/locks/sonic-p4.lock}
@@ -92,3 +93,4 @@ row tool files wall_s cpu_s peak_rss_MiB wall/apt cpu/apt
 row "apt-get download" "$apt_n" "$apt_s" "$apt_c" "$apt_m" 1.00 1.00
 row "imgbuild fetch" "$ib_n" "$ib_s" "$ib_c" "$ib_m" "$(ratio "$ib_s" "$apt_s")" "$(ratio "$ib_c" "$apt_c")"
 echo "speed-up (apt wall / imgbuild wall): $(ratio "$apt_s" "$ib_s")x"
+summary "fetch $name, cold (wall)" "apt-get download" "${apt_s}s" "${ib_s}s" "$(ratio "$ib_s" "$apt_s")"

@@ -25,6 +25,7 @@
 # Environment: BENCH_DIR, RUNS (default 3, the median is reported), REFRESH=1
 # to re-run apt-get update, IMGBUILD (default target/release/imgbuild).
 set -euo pipefail
+. "$(dirname "$0")/lib/summary.sh"
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 recipe=${1:-$here/recipes/sonic-p4.toml}
@@ -220,3 +221,7 @@ row "imgbuild solve" warm "$ib_warm_s" "$ib_warm_c" "$ib_warm_m" "$(ratio "$ib_w
     "$(ratio "$ib_warm_c" "$apt_warm_c")" "$(ratio "$ib_warm_m" "$apt_warm_m")"
 echo "imgbuild's lock: $(wc -l <"$work/imgbuild-plan.txt") packages, $same"
 echo "apt's plan: $work/apt-plan.txt"
+summary "solve $name, cold (wall)" "apt-get -s" "${apt_cold_s}s" "${ib_cold_s}s" "$(ratio "$ib_cold_s" "$apt_cold_s")"
+summary "solve $name, cold (RSS)" "apt-get -s" "${apt_cold_m} MiB" "${ib_cold_m} MiB" "$(ratio "$ib_cold_m" "$apt_cold_m")"
+summary "solve $name, warm (wall)" "apt-get -s" "${apt_warm_s}s" "${ib_warm_s}s" "$(ratio "$ib_warm_s" "$apt_warm_s")"
+summary "solve $name, warm (RSS)" "apt-get -s" "${apt_warm_m} MiB" "${ib_warm_m} MiB" "$(ratio "$ib_warm_m" "$apt_warm_m")"
