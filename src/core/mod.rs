@@ -2,6 +2,7 @@
 //! control data and binary package records.
 
 pub mod atomic;
+pub mod bounded;
 pub mod deb822;
 pub mod package;
 pub mod relation;
