@@ -500,8 +500,10 @@ fn reparse(p: &BinaryPackage) -> Option<BinaryPackage> {
 fn match_entry(p: &LockedPackage, found: &[&BinaryPackage]) -> Result<(), String> {
     let want = Pinned::of_lock(p);
     let mut near = Vec::new();
+    let mut versions = Vec::new();
     for r in found {
         let Some(stanza) = reparse(r) else { continue };
+        versions.push(format!("{} ({})", stanza.version, stanza.architecture));
         let got = Pinned::of_record(&stanza);
         if got == want {
             return Ok(());
@@ -516,10 +518,6 @@ fn match_entry(p: &LockedPackage, found: &[&BinaryPackage]) -> Result<(), String
     if let Some(n) = near.into_iter().next() {
         return Err(n);
     }
-    let mut versions: Vec<String> = found
-        .iter()
-        .map(|r| format!("{} ({})", r.version, r.architecture))
-        .collect();
     versions.sort();
     versions.dedup();
     Err(if versions.is_empty() {
