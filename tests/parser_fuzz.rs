@@ -51,16 +51,17 @@ enum Edit {
 fn interesting_byte() -> impl Strategy<Value = u8> {
     prop_oneof![
         any::<u8>(),
-        prop::sample::select(
-            b"\n\n\n \t:,|()<>=~+-._/[]!#\"'\\{}0123456789abz\r\x00\xff".to_vec()
-        ),
+        prop::sample::select(b"\n\n\n \t:,|()<>=~+-._/[]!#\"'\\{}0123456789abz\r\x00\xff".to_vec()),
     ]
 }
 
 fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
         (any::<usize>(), interesting_byte()).prop_map(|(p, b)| Edit::Flip(p, b)),
-        (any::<usize>(), prop::collection::vec(interesting_byte(), 1..12))
+        (
+            any::<usize>(),
+            prop::collection::vec(interesting_byte(), 1..12)
+        )
             .prop_map(|(p, b)| Edit::Insert(p, b)),
         (any::<usize>(), 1usize..40).prop_map(|(p, n)| Edit::Delete(p, n)),
         (any::<usize>(), 1usize..80).prop_map(|(p, n)| Edit::Duplicate(p, n)),
@@ -235,10 +236,13 @@ fn releases_and_dates_never_panic() {
         .unwrap();
     runner(300)
         .run(&(-(1i64 << 40)..(1i64 << 40)), |t| {
-            prop_assert_eq!(parse_date(&format_date(t)), Some(t).filter(|_| {
-                // Four-digit years only.
-                (-62_135_596_800..253_402_300_800).contains(&t)
-            }));
+            prop_assert_eq!(
+                parse_date(&format_date(t)),
+                Some(t).filter(|_| {
+                    // Four-digit years only.
+                    (-62_135_596_800..253_402_300_800).contains(&t)
+                })
+            );
             Ok(())
         })
         .unwrap();
@@ -248,7 +252,8 @@ fn releases_and_dates_never_panic() {
 fn keyrings_never_panic() {
     let input = prop_oneof![
         prop::collection::vec(any::<u8>(), 0..400),
-        ".{0,200}".prop_map(|s| format!("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n{s}\n").into_bytes()),
+        ".{0,200}"
+            .prop_map(|s| format!("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n{s}\n").into_bytes()),
         prop::collection::vec(any::<u8>(), 0..400).prop_map(|mut b| {
             // Packet-like: the first byte's top bit set.
             if let Some(f) = b.first_mut() {
