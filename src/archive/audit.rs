@@ -144,6 +144,8 @@ pub fn audit_lock(
         }
     }
     let mut jobs = Vec::new();
+    // Sources usually share a keyring; parse each file once.
+    let mut keyrings: HashMap<std::path::PathBuf, Arc<Keyring>> = HashMap::new();
     for (i, locked) in lock.sources.iter().enumerate() {
         let Some(source) = recipe.source(&locked.name) else {
             return Err(src_err(
@@ -178,7 +180,14 @@ pub fn audit_lock(
                 .position(|s| s.name == locked.name)
                 .unwrap_or(i),
             source: source.clone(),
-            keyring: Arc::new(Keyring::load(&source.keyring)?),
+            keyring: match keyrings.get(&source.keyring) {
+                Some(k) => k.clone(),
+                None => {
+                    let k = Arc::new(Keyring::load(&source.keyring)?);
+                    keyrings.insert(source.keyring.clone(), k.clone());
+                    k
+                }
+            },
             urls: urls.clone().unwrap_or_default(),
             cache_key: cache_key(&source.location),
             architectures: Vec::new(),
@@ -198,20 +207,24 @@ pub fn audit_lock(
             offline: opts.offline,
             freshness: Default::default(),
         });
-        let counts = rt.block_on(futures_util::future::try_join_all(jobs.into_iter().map(
-            |(plan, mirror_err, locked, mine)| {
-                audit_source(
-                    ctx.clone(),
-                    plan,
-                    mirror_err,
-                    locked,
-                    mine,
-                    lock_name2.clone(),
-                )
-            },
-        )));
+        // One task per source, so that hashing one source's indexes does not
+        // wait for another's.
+        let counts = rt.block_on(async {
+            let tasks: Vec<_> = jobs
+                .into_iter()
+                .map(|(plan, mirror_err, locked, mine)| {
+                    let (ctx, lock) = (ctx.clone(), lock_name2.clone());
+                    tokio::spawn(audit_source(ctx, plan, mirror_err, locked, mine, lock))
+                })
+                .collect();
+            let mut counts = Vec::with_capacity(tasks.len());
+            for t in tasks {
+                counts.push(t.await.map_err(|e| ArchiveError::Setup(e.to_string()))?);
+            }
+            Ok::<_, ArchiveError>(counts)
+        });
         ctx.transport.finish();
-        let counts = counts?;
+        let counts = counts?.into_iter().collect::<Result<Vec<usize>, _>>()?;
         Ok(AuditReport {
             sources: counts.len(),
             entries: counts.iter().sum(),
@@ -365,8 +378,16 @@ async fn audit_source(
         let mut records: Vec<BinaryPackage> = Vec::new();
         for (path, text, hash) in &texts {
             let shown = format!("{suite_dir}{path}");
-            let all = plain::records(&cache, text, hash, &shown, &source_name, path, index)?;
-            records.extend(all.into_iter().filter(|r| wanted.contains(&*r.name)));
+            records.extend(plain::records_named(
+                &cache,
+                text,
+                hash,
+                &shown,
+                &source_name,
+                path,
+                index,
+                |name| wanted.contains(name),
+            )?);
         }
         let mut by_name: HashMap<&str, Vec<&BinaryPackage>> = HashMap::new();
         for r in &records {

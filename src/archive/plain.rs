@@ -66,9 +66,26 @@ pub(super) fn records(
     path: &str,
     source: usize,
 ) -> Result<Vec<BinaryPackage>, ArchiveError> {
+    records_named(cache, text, hash, index, source_name, path, source, |_| {
+        true
+    })
+}
+
+/// [`records`], keeping only the records whose name passes `keep`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn records_named(
+    cache: &Cache,
+    text: &IndexText,
+    hash: &FileHash,
+    index: &str,
+    source_name: &str,
+    path: &str,
+    source: usize,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<BinaryPackage>, ArchiveError> {
     if let Some(records) = cache
         .read_snapshot(&hash.sha256)
-        .and_then(|snap| snapshot::decode(&snap, text, source))
+        .and_then(|snap| snapshot::decode_filtered(&snap, text, source, &keep))
     {
         return Ok(records);
     }
@@ -84,5 +101,5 @@ pub(super) fn records(
         },
     })?;
     cache.store_snapshot(&hash.sha256, &snapshot::encode(&records))?;
-    Ok(records)
+    Ok(records.into_iter().filter(|r| keep(&r.name)).collect())
 }
