@@ -45,6 +45,10 @@ enum Command {
         /// Re-solve moving only these packages (none given: everything).
         #[arg(long, num_args = 0.., value_name = "PKG")]
         update: Option<Vec<String>>,
+        /// Accept an InRelease whose Date is older than the one the lock
+        /// records (normally refused as a possible replay).
+        #[arg(long)]
+        allow_downgrade: bool,
         /// Print a machine-readable report on stdout.
         #[arg(long)]
         json: bool,
@@ -148,7 +152,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", ops::error_text(&e));
             ExitCode::FAILURE
         }
     }
@@ -174,6 +178,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             recipe,
             locked,
             update,
+            allow_downgrade,
             json,
         } => {
             let update = match update {
@@ -191,6 +196,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 quiet: cli.quiet || json,
                 apt_dir: std::env::var_os("IMGBUILD_APT_DIR")
                     .map_or_else(|| PathBuf::from("/etc/apt"), PathBuf::from),
+                allow_downgrade,
             };
             let report = ops::solve::run(&args)?;
             if json {
@@ -233,6 +239,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 offline: cli.offline,
                 quiet: cli.quiet,
                 apt_dir: apt_dir(),
+                cache_dir: None,
             };
             // Prints its own summary line unless quiet.
             ops::fetch::run(&args)?;

@@ -163,8 +163,16 @@ fn stale_lock_or_missing_packages_are_errors_and_write_nothing() {
 
     write_recipe(&ws, &server, &["app"]);
     fs::remove_dir_all(ws.path().join("vendor")).unwrap();
-    let err = format!("{:#}", build::run(&args(&ws)).unwrap_err());
+    let e = build::run(&args(&ws)).unwrap_err();
+    let err = format!("{e:#}");
     assert!(err.contains("run `imgbuild fetch img`"), "{err}");
+    // What the CLI prints says it once, not `X: Y: X: Y` (issue 11).
+    let text = imgbuild::ops::error_text(&e);
+    assert_eq!(
+        text.matches("run `imgbuild fetch img`").count(),
+        1,
+        "{text}"
+    );
     assert!(!ws.path().join("out/img").exists());
 }
 

@@ -56,6 +56,7 @@ fn dose_check(ws: &Path, cache: &Path, recipe_name: &str, lock: &Lockfile) {
         offline: true,
         cache_dir: cache.to_path_buf(),
         quiet: true,
+        freshness: Default::default(),
     };
     let loaded = load_sources(&recipe, &mirrors, &opts).unwrap();
     let mut text = String::new();

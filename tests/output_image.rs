@@ -12,7 +12,6 @@ use std::process::Command;
 use support::tree::*;
 use support::umask_lock;
 
-
 use imgbuild::image::{self as output, ImageInfo, Manifest, compare, oci};
 use imgbuild::lock::{LOCK_VERSION, LockedPackage, LockedRecipe, Lockfile};
 use imgbuild::pack::Compression;

@@ -13,7 +13,6 @@ use std::process::Command;
 use support::tree::*;
 use support::umask_lock;
 
-
 use imgbuild::image::compare;
 use imgbuild::image::compare::EntrySummary;
 use imgbuild::pack::Compression;

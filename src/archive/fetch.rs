@@ -16,10 +16,10 @@ use std::sync::Arc;
 use url::Url;
 
 use super::cache::Cache;
-use super::decode::{DecodeError, decompress, parse_plain};
+use super::freshness::{self, Freshness};
 use super::mirror::{Mirrors, base_url};
+use super::plain;
 use super::release::{FileHash, Release};
-use super::snapshot;
 use super::transport::{Got, Transport};
 use super::verify::Keyring;
 use super::{ArchiveError, Mismatch};
@@ -38,6 +38,8 @@ pub struct FetchOptions {
     pub cache_dir: PathBuf,
     /// No progress display.
     pub quiet: bool,
+    /// What a fetched Release must be fresher than (see [`Freshness`]).
+    pub freshness: Freshness,
 }
 
 impl FetchOptions {
@@ -119,6 +121,7 @@ pub fn load_sources(
             transport: Transport::new(opts.quiet),
             cache: Cache::new(&opts.cache_dir),
             offline: opts.offline,
+            freshness: opts.freshness.clone(),
         });
         let result = crate::http::block_on(futures_util::future::try_join_all(
             plans.into_iter().map(|p| load_one(ctx.clone(), p)),
@@ -137,22 +140,22 @@ pub fn load_sources(
 }
 
 /// What one source needs, resolved before any I/O.
-struct Plan {
-    index: usize,
-    source: Source,
-    keyring: Arc<Keyring>,
+pub(super) struct Plan {
+    pub(super) index: usize,
+    pub(super) source: Source,
+    pub(super) keyring: Arc<Keyring>,
     /// Base URLs to try in order (empty offline).
-    urls: Vec<Url>,
+    pub(super) urls: Vec<Url>,
     /// Mirror-independent identity of the location, for the InRelease cache.
-    cache_key: String,
+    pub(super) cache_key: String,
     /// Primary architecture first.
-    architectures: Vec<String>,
+    pub(super) architectures: Vec<String>,
 }
 
 impl Plan {
     /// Path of the suite directory below a base URL (`dists/SUITE/`, or the
     /// base itself for a flat repository).
-    fn suite_dir(&self) -> String {
+    pub(super) fn suite_dir(&self) -> String {
         if self.source.is_flat() {
             String::new()
         } else {
@@ -186,15 +189,16 @@ impl Plan {
 }
 
 /// State shared by all sources of one call.
-struct Ctx {
-    transport: Transport,
-    cache: Cache,
-    offline: bool,
+pub(super) struct Ctx {
+    pub(super) transport: Transport,
+    pub(super) cache: Cache,
+    pub(super) offline: bool,
+    pub(super) freshness: Freshness,
 }
 
 /// The InRelease cache identity of a location: named archives are keyed by
 /// name, not mirror, so that a cache filled through one mirror serves all.
-fn cache_key(location: &Location) -> String {
+pub(super) fn cache_key(location: &Location) -> String {
     match location {
         Location::Archive(name) => format!("archive:{name}"),
         Location::Url(u) => format!(
@@ -226,13 +230,22 @@ async fn load_one(ctx: Arc<Ctx>, plan: Plan) -> Result<LoadedSource, ArchiveErro
             (v, raw)
         }
     };
+    let release = Release::parse(&verified.signed_text, &what)?;
+    // A replayed, expired or future-dated Release is refused before it is
+    // cached as the suite's latest.
+    freshness::check(&release, &plan.source, &what, &ctx.freshness)?;
     if !ctx.offline {
         ctx.cache
             .store_inrelease(&plan.cache_key, &plan.source.suite, &raw)?;
     }
-    let release = Release::parse(&verified.signed_text, &what)?;
+    // Also by content, so that the lock audit finds this exact InRelease
+    // after the suite moved on.
+    ctx.cache.store_inrelease_blob(&raw_sha, &raw)?;
 
     let mut wanted: Vec<(String, FileHash)> = Vec::new();
+    // The signed hash of each index's decompressed form, when the Release
+    // lists it: what the plain-text cache is checked against on every read.
+    let mut plain_hashes: Vec<Option<FileHash>> = Vec::new();
     for base in plan.index_bases() {
         let (path, hash) = release
             .best_index(&base)
@@ -242,62 +255,49 @@ async fn load_one(ctx: Arc<Ctx>, plan: Plan) -> Result<LoadedSource, ArchiveErro
                 url: what.clone(),
             })?;
         wanted.push((path, hash.clone()));
+        plain_hashes.push(release.sha256.get(&base).cloned());
     }
     let by_hash = release.acquire_by_hash;
-    let parsed = futures_util::future::try_join_all(wanted.iter().map(|(path, hash)| {
-        let (ctx, plan) = (ctx.clone(), plan.clone());
-        let (path, hash) = (path.clone(), hash.clone());
-        async move {
-            let cached = {
-                let (cache, sha) = (&ctx.cache, &hash.sha256);
-                tokio::task::block_in_place(|| cache.read_plain(sha))?
-            };
-            let data = match cached {
-                Some(plain) => Ok(plain),
-                None => Err(index_bytes(&ctx, &plan, &path, &hash, by_hash).await?),
-            };
-            let index = format!("{}{path}", plan.suite_dir());
-            let (source_name, source) = (plan.source.name.clone(), plan.index);
-            let cache = ctx.cache.clone();
-            tokio::task::spawn_blocking(move || {
-                let to_archive = |e| match e {
-                    DecodeError::Decompress(reason) => ArchiveError::Decompress {
-                        source_name: source_name.clone(),
-                        path: path.clone(),
-                        reason,
-                    },
-                    DecodeError::Packages(error) => ArchiveError::Packages {
-                        source_name: source_name.clone(),
-                        error,
-                    },
+    let parsed = futures_util::future::try_join_all(wanted.iter().zip(&plain_hashes).map(
+        |((path, hash), plain_hash)| {
+            let (ctx, plan) = (ctx.clone(), plan.clone());
+            let (path, hash, plain_hash) = (path.clone(), hash.clone(), plain_hash.clone());
+            async move {
+                let cached = {
+                    let (cache, sha) = (&ctx.cache, &hash.sha256);
+                    tokio::task::block_in_place(|| cache.read_plain(sha, plain_hash.as_ref()))?
                 };
-                let text: IndexText = match data {
-                    Ok(map) => {
-                        let text: IndexText = Arc::new(map);
-                        // Warm path: the snapshot names every record without
-                        // reading the (mapped) text.
-                        if let Some(records) = cache
-                            .read_snapshot(&hash.sha256)
-                            .and_then(|snap| snapshot::decode(&snap, &text, source))
-                        {
-                            return Ok(records);
-                        }
-                        text
-                    }
-                    Err(compressed) => {
-                        let plain = decompress(&path, &compressed).map_err(to_archive)?;
-                        cache.store_plain(&hash.sha256, &plain)?;
-                        Arc::new(plain)
+                let text = match cached {
+                    Some(map) => Arc::new(map) as IndexText,
+                    None => {
+                        let compressed = index_bytes(&ctx, &plan, &path, &hash, by_hash).await?;
+                        let (cache, source_name) = (ctx.cache.clone(), plan.source.name.clone());
+                        let (path, hash) = (path.clone(), hash.clone());
+                        tokio::task::spawn_blocking(move || {
+                            plain::decompress_verified(
+                                &cache,
+                                &source_name,
+                                &path,
+                                &hash,
+                                plain_hash.as_ref(),
+                                &compressed,
+                            )
+                        })
+                        .await
+                        .map_err(|e| ArchiveError::Setup(e.to_string()))??
                     }
                 };
-                let records = parse_plain(&text, &index, source).map_err(to_archive)?;
-                cache.store_snapshot(&hash.sha256, &snapshot::encode(&records))?;
-                Ok(records)
-            })
-            .await
-            .map_err(|e| ArchiveError::Setup(e.to_string()))?
-        }
-    }))
+                let index = format!("{}{path}", plan.suite_dir());
+                let (source_name, source) = (plan.source.name.clone(), plan.index);
+                let cache = ctx.cache.clone();
+                tokio::task::spawn_blocking(move || {
+                    plain::records(&cache, &text, &hash, &index, &source_name, &path, source)
+                })
+                .await
+                .map_err(|e| ArchiveError::Setup(e.to_string()))?
+            }
+        },
+    ))
     .await?;
 
     // With several architectures, `Architecture: all` packages are listed in
@@ -332,7 +332,7 @@ async fn load_one(ctx: Arc<Ctx>, plan: Plan) -> Result<LoadedSource, ArchiveErro
 }
 
 /// The raw InRelease bytes and a name for them (the URL, or the cache file).
-async fn inrelease(ctx: &Ctx, plan: &Plan) -> Result<(Vec<u8>, String), ArchiveError> {
+pub(super) async fn inrelease(ctx: &Ctx, plan: &Plan) -> Result<(Vec<u8>, String), ArchiveError> {
     if ctx.offline {
         let cached = ctx
             .cache
@@ -376,7 +376,7 @@ const MAX_INRELEASE: u64 = 64 << 20;
 
 /// A verified index file: from the cache if present, else downloaded
 /// (`by-hash` first when the Release offers it) and checked before caching.
-async fn index_bytes(
+pub(super) async fn index_bytes(
     ctx: &Ctx,
     plan: &Plan,
     path: &str,

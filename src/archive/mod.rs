@@ -7,19 +7,24 @@
 //! Where a named archive is served from is configuration ([`mirror`]), never
 //! part of a recipe or a lock.
 
+pub mod audit;
 mod cache;
 mod decode;
 pub mod fetch;
+pub mod freshness;
 pub mod mirror;
+mod plain;
 pub mod release;
 mod snapshot;
 mod transport;
 pub mod verify;
 
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
+pub use audit::{AuditReport, audit_lock};
 pub use fetch::{FetchOptions, LoadedSource, load_sources};
+pub use freshness::Freshness;
 pub use mirror::Mirrors;
 pub use release::{FileHash, Release};
 pub use verify::{Keyring, Verified, verify_detached, verify_inrelease};
@@ -150,6 +155,22 @@ pub enum ArchiveError {
         /// What is missing.
         what: String,
     },
+    /// A verified Release is older than the lock's, expired, or dated in the
+    /// future (see [`freshness`]).
+    #[error("source `{source_name}` (suite `{suite}`): {what} refused: {reason}")]
+    Freshness {
+        /// Recipe source.
+        source_name: String,
+        /// Its suite.
+        suite: String,
+        /// The InRelease URL or cache file.
+        what: String,
+        /// Both dates and what to do.
+        reason: String,
+    },
+    /// A lock does not match the signed indexes it names (see [`audit`]).
+    #[error("{0}")]
+    Audit(Box<audit::AuditError>),
     /// The async runtime or HTTP client could not be set up.
     #[error("cannot set up downloads: {0}")]
     Setup(String),

@@ -29,6 +29,7 @@ pub fn source(name: &str, location: Location, suite: &str) -> Source {
         },
         keyring: PathBuf::new(),
         keyring_sha256: String::new(),
+        check_valid_until: true,
         priority: 500,
     }
 }
@@ -147,7 +148,7 @@ pub fn write_repo(
     };
     let mut release = format!(
         "Origin: Test\nSuite: {suite}\nCodename: {suite}\nDate: Sat, 01 Jan 2000 00:00:00 UTC\n\
-         Valid-Until: Sun, 02 Jan 2000 00:00:00 UTC\nAcquire-By-Hash: {}\nSHA256:\n",
+         Valid-Until: Fri, 01 Jan 2100 00:00:00 UTC\nAcquire-By-Hash: {}\nSHA256:\n",
         if by_hash { "yes" } else { "no" }
     );
     for (path, data) in files {

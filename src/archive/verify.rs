@@ -60,10 +60,12 @@ impl Keyring {
     /// like Debian's `debian-archive-keyring.gpg`) or ASCII-armored (one or
     /// more `PUBLIC KEY BLOCK`s).
     pub fn load(path: &Path) -> Result<Keyring, ArchiveError> {
-        let data = std::fs::read(path).map_err(|error| ArchiveError::Read {
-            path: path.to_path_buf(),
-            error,
-        })?;
+        // Bounded: a keyring named `/dev/zero` must fail at once.
+        let data = crate::core::bounded::read_regular(path, crate::core::bounded::MAX_KEYRING)
+            .map_err(|error| ArchiveError::Read {
+                path: path.to_path_buf(),
+                error,
+            })?;
         Self::from_bytes(&data, path)
     }
 
@@ -86,6 +88,14 @@ impl Keyring {
                     certs.push(key.map_err(|e| bad(format!("bad key: {}", short(&e))))?);
                 }
             }
+        } else if data.first().is_none_or(|b| b & 0x80 == 0) {
+            // Every OpenPGP packet header has its top bit set: this is not
+            // key data at all (pgp's own message would be about packet bits).
+            return Err(bad(
+                "not an OpenPGP keyring: neither binary key data (as made by `gpg --export`) \
+                 nor an ASCII-armored `PUBLIC KEY BLOCK`"
+                    .into(),
+            ));
         } else {
             let keys = SignedPublicKey::from_bytes_many(Cursor::new(data))
                 .map_err(|e| bad(format!("bad key data: {}", short(&e))))?;

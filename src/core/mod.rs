@@ -4,6 +4,7 @@
 //! the file system: atomic writes and file digests.
 
 pub mod atomic;
+pub mod bounded;
 pub mod digest;
 
 pub use debcore::{deb822, package, relation, version};

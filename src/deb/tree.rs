@@ -379,3 +379,39 @@ fn timestamps(mtime: i64) -> Timestamps {
         last_modification: t,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    fn cases() -> u32 {
+        std::env::var("IMGBUILD_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(500)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any member name either is refused or splits into plain names
+        /// (never empty, `.`, `..` or containing `/`) that stay below the root.
+        #[test]
+        fn member_names_never_escape(name in prop_oneof![
+            prop::collection::vec(prop::sample::select(b"./a\\x00\xff-".to_vec()), 0..40),
+            prop::collection::vec(any::<u8>(), 0..40),
+        ]) {
+            match super::components(&name) {
+                Ok(comps) => {
+                    prop_assert!(name.first() != Some(&b'/'));
+                    for c in &comps {
+                        prop_assert!(!c.is_empty() && c != b"." && c != b"..");
+                        prop_assert!(!c.contains(&b'/'));
+                    }
+                    let _ = super::list_path(&comps);
+                }
+                Err(e) => prop_assert!(!e.is_empty()),
+            }
+        }
+    }
+}

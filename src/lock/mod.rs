@@ -302,6 +302,16 @@ impl Lockfile {
         map
     }
 
+    /// The `Date` of each locked source whose suite `recipe` still names the
+    /// same: what a newly fetched Release must not be older than.
+    pub fn source_dates_for(&self, recipe: &Recipe) -> BTreeMap<String, String> {
+        self.sources
+            .iter()
+            .filter(|l| recipe.source(&l.name).is_some_and(|s| s.suite == l.suite))
+            .map(|l| (l.name.clone(), l.date.clone()))
+            .collect()
+    }
+
     /// `None` when this lock was solved for `recipe` as it is now; otherwise
     /// the most specific reason it is stale, for a `--locked` error message.
     pub fn is_stale_for(&self, recipe: &Recipe) -> Option<String> {

@@ -312,6 +312,7 @@ fn recipe() -> Recipe {
             components: vec!["main".into()],
             keyring: PathBuf::from("/k.pgp"),
             keyring_sha256: "33".repeat(32),
+            check_valid_until: true,
             priority: 500,
         }],
         packages: vec![Requirement {

@@ -45,6 +45,9 @@ pub struct FetchArgs {
     /// apt configuration directory whose sources complement `--mirror`
     /// (normally `/etc/apt`; as `SolveArgs::apt_dir`).
     pub apt_dir: PathBuf,
+    /// Index cache for the lock audit; `None`: the default
+    /// ([`FetchOptions::default_cache_dir`](crate::archive::FetchOptions::default_cache_dir)).
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for FetchArgs {
@@ -60,6 +63,7 @@ impl Default for FetchArgs {
             offline: false,
             quiet: false,
             apt_dir: PathBuf::from("/etc/apt"),
+            cache_dir: None,
         }
     }
 }
@@ -77,9 +81,8 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
             args.recipe
         );
     }
-    // The tools tree's packages (`[[tool]]`) are fetched with the image's.
-    let lock = Lockfile::read(&lock_path)?.with_tools_as_packages();
-    if let Some(why) = lock.is_stale_for(&recipe)
+    let read = Lockfile::read(&lock_path)?;
+    if let Some(why) = read.is_stale_for(&recipe)
         && !args.quiet
     {
         eprintln!(
@@ -88,7 +91,6 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
             args.recipe
         );
     }
-    let store = Store::open(&vendor_dir(&args.workspace, args.vendor.as_deref()))?;
     // Offline, mirrors are not even configured: a missing mirror must not
     // stop a fetch that needs no network.
     let mirrors = if args.offline {
@@ -96,6 +98,20 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
     } else {
         Some(Mirrors::new(&args.mirrors, &args.apt_dir)?)
     };
+    // Nothing is fetched for a lock whose entries are not signed stanzas.
+    let audit_opts = crate::archive::FetchOptions {
+        offline: args.offline,
+        cache_dir: args
+            .cache_dir
+            .clone()
+            .unwrap_or_else(crate::archive::FetchOptions::default_cache_dir),
+        quiet: args.quiet,
+        freshness: Default::default(),
+    };
+    crate::archive::audit_lock(&recipe, &read, &lock_path, mirrors.as_ref(), &audit_opts)?;
+    // The tools tree's packages (`[[tool]]`) are fetched with the image's.
+    let lock = read.with_tools_as_packages();
+    let store = Store::open(&vendor_dir(&args.workspace, args.vendor.as_deref()))?;
     let bases = |name: &str| -> Result<Vec<Url>, String> {
         let source = recipe.source(name).ok_or_else(|| {
             format!(
@@ -166,12 +182,16 @@ mod tests {
     use crate::ops::vendor;
 
     /// A workspace whose recipe `base` names archive `test`, a lock pinning
-    /// three files, and a directory holding them (to be a `file://` mirror).
+    /// three files, and a directory holding them (to be a `file://` mirror):
+    /// a flat repository whose signed index lists them, so the lock passes
+    /// the audit.
     fn setup() -> (tempfile::TempDir, PathBuf, String) {
+        use crate::archive::testutil::{gen_key, public_binary, write_repo};
         let tmp = tempfile::tempdir().unwrap();
         let ws = tmp.path().join("ws");
         std::fs::create_dir_all(ws.join("recipes/keys")).unwrap();
-        std::fs::write(ws.join("recipes/keys/k.pgp"), b"unused").unwrap();
+        let key = gen_key(21, false);
+        std::fs::write(ws.join("recipes/keys/k.pgp"), public_binary(&key)).unwrap();
         std::fs::write(
             ws.join("recipes/base.toml"),
             "architecture = \"amd64\"\npackages = [\"p0\"]\n\n[[source]]\nname = \"main\"\n\
@@ -198,11 +218,41 @@ mod tests {
                     depends: vec![],
                 }
             })
+            .collect::<Vec<LockedPackage>>();
+        let index: String = packages
+            .iter()
+            .map(|p| {
+                format!(
+                    "Package: {}\nVersion: {}\nArchitecture: {}\nFilename: {}\nSize: {}\nSHA256: {}\n\n",
+                    p.name, p.version, p.architecture, p.filename, p.size, p.sha256
+                )
+            })
             .collect();
+        write_repo(
+            &mirror,
+            "/",
+            &[("Packages", index.clone().into_bytes())],
+            &key,
+            false,
+        );
+        let inrelease = std::fs::read(mirror.join("InRelease")).unwrap();
+        let keyring = crate::archive::Keyring::load(&ws.join("recipes/keys/k.pgp")).unwrap();
+        let verified = keyring.verify_inrelease(&inrelease, "InRelease").unwrap();
         let lock = Lockfile {
             version: crate::lock::LOCK_VERSION,
             recipe: LockedRecipe::for_recipe(&recipe),
-            sources: vec![],
+            sources: vec![crate::lock::LockedSource {
+                name: "main".into(),
+                suite: "/".into(),
+                inrelease_sha256: hex::encode(Sha256::digest(&inrelease)),
+                date: "Sat, 01 Jan 2000 00:00:00 UTC".into(),
+                signed_by: verified.fingerprint,
+                indexes: vec![crate::lock::LockedIndex {
+                    path: "Packages".into(),
+                    sha256: hex::encode(Sha256::digest(index.as_bytes())),
+                    size: index.len() as u64,
+                }],
+            }],
             packages,
             python: vec![],
             tools: Vec::new(),
@@ -221,6 +271,7 @@ mod tests {
             quiet: true,
             // No host apt sources: only --mirror counts.
             apt_dir: ws.join("no-apt"),
+            cache_dir: Some(ws.join("cache")),
             ..FetchArgs::default()
         }
     }

@@ -133,11 +133,61 @@ pub fn render(lock: &Lockfile, name: &str, steps: &[Step]) -> String {
     if let Some(users) = rev.get(name) {
         let mut names: Vec<&str> = users.iter().map(|(p, _)| p.name.as_str()).collect();
         names.dedup();
-        out.push_str(&format!(
-            "needed directly by {} package(s): {}\n",
-            names.len(),
-            names.join(", ")
-        ));
+        out.push_str(&format!("needed directly by {} package(s):", names.len()));
+        out.push_str(&wrap_names(&names, WHY_SHOWN, WHY_WIDTH));
     }
     out
+}
+
+/// At most this many dependents are named by [`render`] (`--json` lists all).
+pub const WHY_SHOWN: usize = 40;
+
+/// Line width [`render`] wraps the dependents' names at.
+const WHY_WIDTH: usize = 78;
+
+/// The first `shown` of `names`, wrapped at `width` columns on indented lines,
+/// then `… and N more` when some were left out; ends with a newline.
+fn wrap_names(names: &[&str], shown: usize, width: usize) -> String {
+    let mut out = String::new();
+    let mut col = width; // forces a line break before the first name
+    for (i, n) in names.iter().take(shown).enumerate() {
+        let sep = if i + 1 < names.len().min(shown) || names.len() > shown {
+            ","
+        } else {
+            ""
+        };
+        if col + 1 + n.len() + sep.len() > width {
+            out.push_str("\n   ");
+            col = 3;
+        }
+        out.push(' ');
+        out.push_str(n);
+        out.push_str(sep);
+        col += 1 + n.len() + sep.len();
+    }
+    if names.len() > shown {
+        out.push_str(&format!("\n   … and {} more", names.len() - shown));
+    }
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependents_are_wrapped_and_limited() {
+        let names: Vec<String> = (0..5000).map(|i| format!("package-{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let text = wrap_names(&refs, WHY_SHOWN, WHY_WIDTH);
+        assert!(
+            text.lines().all(|l| l.chars().count() <= WHY_WIDTH),
+            "{text}"
+        );
+        assert!(text.contains("package-39,") && !text.contains("package-40"));
+        assert!(text.trim_end().ends_with("… and 4960 more"), "{text}");
+        let few = wrap_names(&["a", "b"], WHY_SHOWN, WHY_WIDTH);
+        assert_eq!(few, "\n    a, b\n");
+    }
 }

@@ -143,6 +143,8 @@ fn canonical_source(s: &Source) -> CanonicalSource<'_> {
         keyring: _,
         keyring_sha256,
         priority,
+        // Which InRelease is accepted, not what the lock holds.
+        check_valid_until: _,
     } = s;
     let (archive, url) = match location {
         Location::Archive(a) => (Some(a.as_str()), None),

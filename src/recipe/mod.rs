@@ -58,6 +58,11 @@ pub struct Source {
     pub keyring_sha256: String,
     /// apt-pin-like priority: the highest wins when several sources carry a package.
     pub priority: i32,
+    /// `check-valid-until` (default true): refuse an InRelease past its
+    /// `Valid-Until`. Snapshot archives, whose old Release files are expired
+    /// by design, set it to false. Not part of the canonical hash: it decides
+    /// which InRelease is accepted, not what a lock contains.
+    pub check_valid_until: bool,
 }
 
 impl Source {

@@ -83,7 +83,7 @@ impl Loader<'_> {
 
     /// Loads the recipe file at `path` and everything it extends.
     pub fn load_file(&self, path: &Path) -> Result<Recipe, RecipeError> {
-        let text = std::fs::read_to_string(path).map_err(|error| RecipeError::Io {
+        let text = read_recipe(path).map_err(|error| RecipeError::Io {
             file: self.display(path),
             error,
         })?;
@@ -117,7 +117,7 @@ impl Loader<'_> {
                     Some("`extends` names a recipe in the same directory".into()),
                 ));
             }
-            let text = std::fs::read_to_string(&parent_path).map_err(|error| RecipeError::Io {
+            let text = read_recipe(&parent_path).map_err(|error| RecipeError::Io {
                 file: self.display(&parent_path),
                 error,
             })?;
@@ -345,22 +345,23 @@ impl Loader<'_> {
         }
         let keyring = dir_of(recipe_path).join(s.keyring.get_ref());
         let keyring = std::path::absolute(&keyring).unwrap_or(keyring);
-        let bytes = std::fs::read(&keyring).map_err(|e| {
-            let what = if e.kind() == std::io::ErrorKind::NotFound {
-                "not found".to_string()
-            } else {
-                format!("cannot be read: {e}")
-            };
-            src.error_hint(
-                s.keyring.span(),
-                format!(
-                    "keyring `{}` {what} ({})",
-                    s.keyring.get_ref(),
-                    self.display(&keyring)
-                ),
-                Some("keyring paths are relative to the recipe's directory".into()),
-            )
-        })?;
+        let bytes = crate::core::bounded::read_regular(&keyring, crate::core::bounded::MAX_KEYRING)
+            .map_err(|e| {
+                let what = if e.kind() == std::io::ErrorKind::NotFound {
+                    "not found".to_string()
+                } else {
+                    format!("cannot be read: {e}")
+                };
+                src.error_hint(
+                    s.keyring.span(),
+                    format!(
+                        "keyring `{}` {what} ({})",
+                        s.keyring.get_ref(),
+                        self.display(&keyring)
+                    ),
+                    Some("keyring paths are relative to the recipe's directory".into()),
+                )
+            })?;
         Ok(Source {
             name,
             location,
@@ -369,8 +370,17 @@ impl Loader<'_> {
             keyring,
             keyring_sha256: hex::encode(Sha256::digest(&bytes)),
             priority: s.priority.unwrap_or(DEFAULT_PRIORITY),
+            check_valid_until: s.check_valid_until.unwrap_or(true),
         })
     }
+}
+
+/// A recipe file's text: a regular file of at most
+/// [`MAX_RECIPE`](crate::core::bounded::MAX_RECIPE) bytes, UTF-8.
+fn read_recipe(path: &Path) -> std::io::Result<String> {
+    let bytes = crate::core::bounded::read_regular(path, crate::core::bounded::MAX_RECIPE)?;
+    String::from_utf8(bytes)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()))
 }
 
 /// Validates a source URL and normalizes it (lowercase scheme and host, a

@@ -81,4 +81,5 @@ pub(super) struct RawSource {
     pub components: Option<Spanned<Vec<Spanned<String>>>>,
     pub keyring: Spanned<String>,
     pub priority: Option<i32>,
+    pub check_valid_until: Option<bool>,
 }

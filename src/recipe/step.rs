@@ -177,14 +177,17 @@ impl Loader<'_> {
                     ));
                 };
                 let to = image_path(to)?;
-                let source = dir_of(recipe_path).join(from.get_ref());
-                let source = std::path::absolute(&source).unwrap_or(source);
-                let bytes = match std::fs::metadata(&source) {
-                    Ok(m) if m.is_file() => std::fs::read(&source),
-                    Ok(_) => Err(std::io::Error::other("not a regular file")),
-                    Err(e) => Err(e),
-                };
-                let bytes = bytes.map_err(|e| {
+                let dir = dir_of(recipe_path);
+                let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+                let source = dir.join(from.get_ref());
+                // Confined to the recipe's directory (no absolute path, `..`
+                // or symlink out of it) and bounded: see core::bounded.
+                let read = crate::core::bounded::read_beneath(
+                    &dir,
+                    from.get_ref(),
+                    crate::core::bounded::MAX_COPY,
+                );
+                let bytes = read.map(|(_, bytes)| bytes).map_err(|e| {
                     let what = if e.kind() == std::io::ErrorKind::NotFound {
                         "not found".to_string()
                     } else {

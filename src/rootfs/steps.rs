@@ -165,7 +165,11 @@ impl Runner<'_> {
                 owner,
             } => {
                 let shown = source.display().to_string();
-                let bytes = std::fs::read(source).map_err(|e| file_err(&shown)(e.to_string()))?;
+                // Bounded and regular-only like the load-time read; the hash
+                // below then pins the contents vetted (and confined) then.
+                let bytes =
+                    crate::core::bounded::read_regular(source, crate::core::bounded::MAX_COPY)
+                        .map_err(|e| file_err(&shown)(e.to_string()))?;
                 if hex::encode(Sha256::digest(&bytes)) != *sha256 {
                     return Err(file_err(&shown)(
                         "changed since the recipe was loaded".into(),

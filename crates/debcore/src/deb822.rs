@@ -108,6 +108,12 @@ impl<'a> Iterator for Stanzas<'a> {
                     reason: "expected `Field: value`",
                 }));
             };
+            if colon == 0 {
+                return Some(Err(Deb822Error {
+                    line: self.line,
+                    reason: "empty field name",
+                }));
+            }
             if let Some((n, s, e)) = current.take() {
                 stanza.fields.push((n, text[s..e].trim()));
             }
@@ -149,5 +155,9 @@ mod tests {
             .collect::<Result<Vec<_>, _>>()
             .unwrap_err();
         assert_eq!(e.line, 2);
+        let e = stanzas("Package: a\n: x\n")
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_err();
+        assert_eq!((e.line, e.reason), (2, "empty field name"));
     }
 }

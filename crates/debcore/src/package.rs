@@ -139,6 +139,11 @@ impl BinaryPackage {
         self.field("SHA256").to_ascii_lowercase()
     }
 
+    /// The index text this record's stanza is in.
+    pub fn index_text(&self) -> &IndexText {
+        &self.text
+    }
+
     /// The stanza's byte range in its index text (for snapshots).
     pub fn span(&self) -> (u32, u32) {
         self.span

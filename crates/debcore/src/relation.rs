@@ -113,6 +113,84 @@ fn valid_name(n: &str) -> bool {
         && n.as_bytes()[0].is_ascii_alphanumeric()
 }
 
+/// CPU names of dpkg's cputable and ABI variants (`dpkg-architecture -L`,
+/// last component).
+const ARCH_CPUS: &[&str] = &[
+    "alpha",
+    "amd64",
+    "arc",
+    "arm",
+    "arm64",
+    "arm64ilp32",
+    "armeb",
+    "armel",
+    "armhf",
+    "avr32",
+    "hppa",
+    "i386",
+    "ia64",
+    "loong64",
+    "m32r",
+    "m68k",
+    "mips",
+    "mips64",
+    "mips64el",
+    "mips64r6",
+    "mips64r6el",
+    "mipsel",
+    "mipsn32",
+    "mipsn32el",
+    "mipsn32r6",
+    "mipsn32r6el",
+    "mipsr6",
+    "mipsr6el",
+    "nios2",
+    "or1k",
+    "powerpc",
+    "powerpcel",
+    "powerpcspe",
+    "ppc64",
+    "ppc64el",
+    "riscv64",
+    "s390",
+    "s390x",
+    "sh3",
+    "sh3eb",
+    "sh4",
+    "sh4eb",
+    "sparc",
+    "sparc64",
+    "tilegx",
+    "x32",
+];
+
+/// The OS/ABI prefixes of non-Linux-glibc Debian architectures
+/// (`hurd-i386`, `musl-linux-amd64`).
+const ARCH_PREFIXES: &[&str] = &[
+    "aix",
+    "darwin",
+    "dragonflybsd",
+    "freebsd",
+    "hurd",
+    "kfreebsd",
+    "knetbsd",
+    "kopensolaris",
+    "mint",
+    "musl-linux",
+    "netbsd",
+    "openbsd",
+    "solaris",
+    "uclibc-linux",
+    "uclinux",
+];
+
+/// Whether `a` is a Debian architecture name as dpkg knows them
+/// (`[PREFIX-]CPU`): what an explicit `:arch` qualifier may name.
+pub fn is_debian_arch(a: &str) -> bool {
+    let (prefix, cpu) = a.rsplit_once('-').unwrap_or(("", a));
+    ARCH_CPUS.contains(&cpu) && (prefix.is_empty() || ARCH_PREFIXES.contains(&prefix))
+}
+
 /// Byte index of the first of `chars` that is not inside `( )`.
 fn first_outside_parens(s: &str, chars: &[char]) -> Option<usize> {
     let mut depth = 0i32;
@@ -173,12 +251,12 @@ impl Relation {
         let (name, arch) = match head.split_once(':') {
             Some((n, "any")) => (n, ArchQual::Any),
             Some((n, "native")) => (n, ArchQual::Native),
-            Some((n, a))
-                if !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
-            {
-                (n, ArchQual::Named(a.to_string()))
+            Some((n, a)) if is_debian_arch(a) => (n, ArchQual::Named(a.to_string())),
+            Some((_, a)) => {
+                return Err(err(&format!(
+                    "bad architecture qualifier `:{a}` (use `:any`, `:native` or a Debian architecture name such as `:amd64`)"
+                )));
             }
-            Some(_) => return Err(err("bad architecture qualifier")),
             None => (head, ArchQual::Implicit),
         };
         if name.is_empty() {
@@ -198,8 +276,16 @@ impl Relation {
 impl Dependency {
     /// Parses one `a | b` group.
     pub fn parse(text: &str) -> Result<Dependency, RelationError> {
-        let alternatives = text
-            .split('|')
+        let parts: Vec<&str> = text.split('|').collect();
+        // `app |` or `| app`: say so, rather than quote an empty relation.
+        if parts.len() > 1 && parts.iter().any(|p| p.trim().is_empty()) {
+            return Err(RelationError {
+                text: text.trim().to_string(),
+                reason: "empty alternative around `|`".into(),
+            });
+        }
+        let alternatives = parts
+            .into_iter()
             .map(Relation::parse)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Dependency { alternatives })
@@ -275,6 +361,30 @@ mod tests {
     }
 
     #[test]
+    fn arch_qualifiers_are_debian_names() {
+        for ok in [
+            "foo:amd64",
+            "foo:i386",
+            "foo:hurd-i386",
+            "foo:musl-linux-arm64",
+            "foo:any",
+        ] {
+            assert!(Dependency::parse(ok).is_ok(), "{ok}");
+        }
+        let e = Dependency::parse("foo:badarch").unwrap_err().to_string();
+        assert!(e.contains("`:badarch`") && e.contains("foo:badarch"), "{e}");
+    }
+
+    #[test]
+    fn empty_alternatives_are_named() {
+        for bad in ["app |", "| app", "a || b"] {
+            let e = Dependency::parse(bad).unwrap_err();
+            assert_eq!(e.text, bad.trim());
+            assert!(e.reason.contains("empty alternative"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn tolerates_spacing_and_old_operators() {
         let d = Dependency::parse("foo(>=1.0)").unwrap();
         assert_eq!(d.to_string(), "foo (>= 1.0)");
@@ -294,6 +404,9 @@ mod tests {
             "fo o",
             "foo (>= 1) bar",
             "foo:",
+            "foo:badarch",
+            "foo:linux-any",
+            "foo:bogus-amd64",
         ] {
             assert!(
                 Dependency::parse(bad).is_err(),

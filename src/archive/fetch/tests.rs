@@ -60,6 +60,7 @@ impl Fixture {
             offline,
             cache_dir: self.root().join("cache"),
             quiet: true,
+            freshness: Default::default(),
         }
     }
 
@@ -268,6 +269,7 @@ fn flat_repositories() {
         offline: false,
         cache_dir: dir.path().join("cache"),
         quiet: true,
+        freshness: Default::default(),
     };
     let l = load_sources(&r, &mirrors(&[]), &opts).unwrap();
     assert_eq!(l[0].indexes[0].path, "Packages.gz");

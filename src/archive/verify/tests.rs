@@ -146,6 +146,25 @@ fn bad_keyrings_are_refused() {
             .to_string();
         assert!(e.starts_with("keyring k.asc"), "{e}");
     }
+    // Text that is no key at all: the file and a plain message, not pgp's
+    // packet-bit diagnostics.
+    let e = Keyring::from_bytes(b"unused", Path::new("k.gpg"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("keyring k.gpg: not an OpenPGP keyring"),
+        "{e}"
+    );
+    // A device is refused at once, never read.
+    let t = std::time::Instant::now();
+    let e = Keyring::load(Path::new("/dev/zero"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("/dev/zero") && e.contains("character device"),
+        "{e}"
+    );
+    assert!(t.elapsed() < std::time::Duration::from_secs(1));
     let e = verify_inrelease(b"x", Path::new("/nonexistent/k.gpg"))
         .unwrap_err()
         .to_string();

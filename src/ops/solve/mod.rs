@@ -32,6 +32,8 @@ pub struct SolveArgs {
     pub quiet: bool,
     /// Where apt's configuration lives (default mirrors); `/etc/apt` normally.
     pub apt_dir: PathBuf,
+    /// `--allow-downgrade`: accept an InRelease older than the lock's.
+    pub allow_downgrade: bool,
 }
 
 /// What a solve did, for the summary line and `--json`.
@@ -92,6 +94,17 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
                 recipe.name
             );
         }
+        // Up to date is not enough: every entry must be a signed stanza.
+        let mirrors = (!args.offline)
+            .then(|| Mirrors::new(&args.mirrors, &args.apt_dir))
+            .transpose()?;
+        let opts = FetchOptions {
+            offline: args.offline,
+            cache_dir: FetchOptions::default_cache_dir(),
+            quiet: args.quiet,
+            freshness: Default::default(),
+        };
+        archive::audit_lock(&recipe, lock, &path, mirrors.as_ref(), &opts)?;
         return Ok(SolveReport {
             recipe: recipe.name.clone(),
             lock: path,
@@ -113,6 +126,14 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
         offline: args.offline,
         cache_dir: FetchOptions::default_cache_dir(),
         quiet: args.quiet,
+        freshness: archive::Freshness {
+            previous: previous
+                .as_ref()
+                .map(|l| l.source_dates_for(&recipe))
+                .unwrap_or_default(),
+            allow_downgrade: args.allow_downgrade,
+            now: None,
+        },
     };
     let loaded = archive::load_sources(&recipe, &mirrors, &opts)?;
     let load_seconds = t.elapsed().as_secs_f64();
@@ -169,6 +190,9 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
     };
     let notes =
         crate::pypi::lock_python(&recipe, &mut lock, previous.as_ref(), moving, &python_opts)?;
+    // Names and versions came from cached record snapshots: re-read every
+    // entry from the verified text before the lock is written.
+    archive::audit::check_built_lock(&lock, &universe, &path)?;
     let solve_seconds = t.elapsed().as_secs_f64();
     // The universe holds ~10^5 records per suite; freeing them one by one
     // costs more than the solve itself, and the process is about to exit.

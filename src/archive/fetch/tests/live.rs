@@ -19,6 +19,7 @@ fn live_bookworm_main_amd64() {
         offline: false,
         cache_dir: dir.path().to_path_buf(),
         quiet: false,
+        freshness: Default::default(),
     };
     for label in ["cold (download)", "warm (cached index)", "offline"] {
         opts.offline = label == "offline";
@@ -58,6 +59,7 @@ fn live_bookworm_three_suites() {
         offline: false,
         cache_dir: dir.path().to_path_buf(),
         quiet: false,
+        freshness: Default::default(),
     };
     let t = Instant::now();
     let loaded = load_sources(&r, &mirrors, &opts).unwrap();

@@ -1,0 +1,598 @@
+//! The lock audit: every `[[package]]` and `[[tool]]` of a lock must be,
+//! field for field, a stanza of the signed index it claims to come from.
+//!
+//! A lock is input like any other: a pull request can edit one entry's
+//! filename, size and sha256 together to point at a trojan, and the store
+//! would verify the trojan against those very hashes. So `solve --locked`
+//! and `fetch` re-establish the chain of trust for each locked source:
+//! 1. the InRelease whose sha256 the lock records is found (kept by content
+//!    in the cache, the suite's latest cached one, or, online, the mirror's
+//!    current one) and its signature verified with the recipe's keyring;
+//! 2. the lock's header must agree with it: signer, `Date`, and each index
+//!    path with the size and sha256 the signed Release lists;
+//! 3. each index is read from the cache or the mirror and checked against
+//!    those hashes (its decompressed text against the uncompressed entry);
+//! 4. each entry's `name`, `version`, `architecture`, `filename`, `size` and
+//!    `sha256` must equal one stanza of those indexes, re-read from the
+//!    verified text (the record snapshot only says where to look).
+//!
+//! Nothing is downloaded when the cache holds everything, so a warm
+//! `solve --locked` stays fast: it costs hashing the indexes' texts.
+//! `[[python]]` entries are not audited: the lock records no signed index
+//! metadata for them (PyPI's simple index is not signed); their sha256 is
+//! their only pin.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::cache::Cache;
+use super::fetch::{Ctx, Plan, cache_key, index_bytes, inrelease};
+use super::mirror::Mirrors;
+use super::release::Release;
+use super::transport::Transport;
+use super::verify::Keyring;
+use super::{ArchiveError, FetchOptions, plain};
+use crate::core::digest::sha256_hex;
+use crate::core::package::{BinaryPackage, IndexText, parse_index_range};
+use crate::lock::{LockedPackage, LockedSource, Lockfile};
+use crate::recipe::Recipe;
+use crate::solve::Universe;
+
+/// What an audit checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditReport {
+    /// Lock sources whose InRelease and indexes were verified.
+    pub sources: usize,
+    /// `[[package]]` and `[[tool]]` entries matched to a signed stanza.
+    pub entries: usize,
+}
+
+/// Why a lock failed the audit. Each names the lock file and the source or
+/// entry concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// A source's header does not match its signed InRelease, or the
+    /// InRelease cannot be found.
+    #[error("{lock}: source `{source_name}`: {reason}")]
+    Source {
+        /// The lock file.
+        lock: String,
+        /// The lock source.
+        source_name: String,
+        /// What does not match, with both values.
+        reason: String,
+    },
+    /// An entry is not a stanza of the signed index.
+    #[error(
+        "{lock}: [[{section}]] `{name}` {version} ({architecture}) from source `{source_name}` \
+         is not in the signed index: {detail} (checked {indexes})"
+    )]
+    Entry {
+        /// The lock file.
+        lock: String,
+        /// `package` or `tool`.
+        section: &'static str,
+        /// Entry name.
+        name: String,
+        /// Entry version.
+        version: String,
+        /// Entry architecture.
+        architecture: String,
+        /// Entry source.
+        source_name: String,
+        /// What the index has instead.
+        detail: String,
+        /// The indexes searched, with the InRelease they are signed by.
+        indexes: String,
+    },
+}
+
+fn audit_err(e: AuditError) -> ArchiveError {
+    ArchiveError::Audit(Box::new(e))
+}
+
+/// One lock entry to match, with the section it is in.
+#[derive(Clone)]
+struct Entry {
+    section: &'static str,
+    package: LockedPackage,
+}
+
+/// The entries of `lock` to audit: packages, then tools (an artifact in
+/// both is checked in each).
+fn entries(lock: &Lockfile) -> Vec<Entry> {
+    let p = lock.packages.iter().map(|p| ("package", p));
+    let t = lock.tools.iter().map(|p| ("tool", p));
+    p.chain(t)
+        .map(|(section, p)| Entry {
+            section,
+            package: p.clone(),
+        })
+        .collect()
+}
+
+/// Audits `lock` (read from `lock_path`) for `recipe`; see the module docs.
+/// `mirrors` is only used when something is not cached (`None` or
+/// `opts.offline`: the cache only).
+///
+/// Must not be called from async code (it runs its own runtime).
+pub fn audit_lock(
+    recipe: &Recipe,
+    lock: &Lockfile,
+    lock_path: &Path,
+    mirrors: Option<&Mirrors>,
+    opts: &FetchOptions,
+) -> Result<AuditReport, ArchiveError> {
+    let lock_name = lock_path.display().to_string();
+    let src_err = |name: &str, reason: String| {
+        audit_err(AuditError::Source {
+            lock: lock_name.clone(),
+            source_name: name.to_string(),
+            reason,
+        })
+    };
+    let all = entries(lock);
+    for e in &all {
+        if !lock.sources.iter().any(|s| s.name == e.package.source) {
+            return Err(src_err(
+                &e.package.source,
+                format!(
+                    "[[{}]] `{}` names it, but the lock's header has no such [[source]]",
+                    e.section, e.package.name
+                ),
+            ));
+        }
+    }
+    let mut jobs = Vec::new();
+    // Sources usually share a keyring; parse each file once.
+    let mut keyrings: HashMap<std::path::PathBuf, Arc<Keyring>> = HashMap::new();
+    for (i, locked) in lock.sources.iter().enumerate() {
+        let Some(source) = recipe.source(&locked.name) else {
+            return Err(src_err(
+                &locked.name,
+                format!("recipe `{}` has no such source; re-solve", recipe.name),
+            ));
+        };
+        if source.suite != locked.suite {
+            return Err(src_err(
+                &locked.name,
+                format!(
+                    "suite `{}` in the lock, `{}` in the recipe; re-solve",
+                    locked.suite, source.suite
+                ),
+            ));
+        }
+        let mine: Vec<Entry> = all
+            .iter()
+            .filter(|e| e.package.source == locked.name)
+            .cloned()
+            .collect();
+        // Mirrors are resolved only in case something must be downloaded;
+        // a fully cached audit needs none configured.
+        let urls = match (opts.offline, mirrors) {
+            (false, Some(m)) => m.resolve(source).map_err(|e| e.to_string()),
+            _ => Ok(Vec::new()),
+        };
+        let plan = Plan {
+            index: recipe
+                .sources
+                .iter()
+                .position(|s| s.name == locked.name)
+                .unwrap_or(i),
+            source: source.clone(),
+            keyring: match keyrings.get(&source.keyring) {
+                Some(k) => k.clone(),
+                None => {
+                    let k = Arc::new(Keyring::load(&source.keyring)?);
+                    keyrings.insert(source.keyring.clone(), k.clone());
+                    k
+                }
+            },
+            urls: urls.clone().unwrap_or_default(),
+            cache_key: cache_key(&source.location),
+            architectures: Vec::new(),
+        };
+        jobs.push((plan, urls.err(), locked.clone(), mine));
+    }
+    let lock_name2 = lock_name.clone();
+    let run = move || -> Result<AuditReport, ArchiveError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| ArchiveError::Setup(format!("async runtime: {e}")))?;
+        let ctx = Arc::new(Ctx {
+            transport: Transport::new(opts.quiet),
+            cache: Cache::new(&opts.cache_dir),
+            offline: opts.offline,
+            freshness: Default::default(),
+        });
+        // One task per source, so that hashing one source's indexes does not
+        // wait for another's.
+        let counts = rt.block_on(async {
+            let tasks: Vec<_> = jobs
+                .into_iter()
+                .map(|(plan, mirror_err, locked, mine)| {
+                    let (ctx, lock) = (ctx.clone(), lock_name2.clone());
+                    tokio::spawn(audit_source(ctx, plan, mirror_err, locked, mine, lock))
+                })
+                .collect();
+            let mut counts = Vec::with_capacity(tasks.len());
+            for t in tasks {
+                counts.push(t.await.map_err(|e| ArchiveError::Setup(e.to_string()))?);
+            }
+            Ok::<_, ArchiveError>(counts)
+        });
+        ctx.transport.finish();
+        let counts = counts?.into_iter().collect::<Result<Vec<usize>, _>>()?;
+        Ok(AuditReport {
+            sources: counts.len(),
+            entries: counts.iter().sum(),
+        })
+    };
+    if tokio::runtime::Handle::try_current().is_ok() {
+        std::thread::scope(|s| s.spawn(run).join())
+            .map_err(|_| ArchiveError::Setup("audit thread panicked".into()))?
+    } else {
+        run()
+    }
+}
+
+/// Audits one lock source and its entries; returns how many entries matched.
+async fn audit_source(
+    ctx: Arc<Ctx>,
+    plan: Plan,
+    mirror_err: Option<String>,
+    locked: LockedSource,
+    entries: Vec<Entry>,
+    lock: String,
+) -> Result<usize, ArchiveError> {
+    let src_err = |reason: String| {
+        audit_err(AuditError::Source {
+            lock: lock.clone(),
+            source_name: locked.name.clone(),
+            reason,
+        })
+    };
+    let want = locked.inrelease_sha256.to_ascii_lowercase();
+    // 1. The lock's InRelease, by content.
+    let latest = ctx
+        .cache
+        .read_inrelease(&plan.cache_key, &plan.source.suite)?
+        .filter(|r| sha256_hex(r) == want);
+    let (raw, what) = match ctx.cache.read_inrelease_blob(&want).or(latest) {
+        Some(raw) => (raw, format!("cached InRelease sha256 {want}")),
+        None if ctx.offline => {
+            return Err(src_err(format!(
+                "its InRelease (sha256 {want}) is not in the cache; run without --offline"
+            )));
+        }
+        None if plan.urls.is_empty() => {
+            return Err(src_err(format!(
+                "its InRelease (sha256 {want}) is not in the cache, and no mirror to fetch it: {}",
+                mirror_err.unwrap_or_else(|| "no mirror configured".into())
+            )));
+        }
+        None => {
+            let (raw, what) = inrelease(&ctx, &plan).await?;
+            let got = sha256_hex(&raw);
+            if got != want {
+                return Err(src_err(format!(
+                    "the lock names InRelease sha256 {want}, which is not in the cache, and \
+                     {what} is now {got}: the suite moved on since the lock was made; \
+                     re-solve (`imgbuild solve`), or use a mirror serving the lock's snapshot"
+                )));
+            }
+            (raw, what)
+        }
+    };
+    // 2. Its signature, and the header against it.
+    let keyring_sha = plan.keyring.sha256().to_string();
+    let verified = match ctx.cache.read_verified(&want, &keyring_sha) {
+        Some(v) => v,
+        None => {
+            let (keyring, what2, raw2) = (plan.keyring.clone(), what.clone(), raw.clone());
+            let v = tokio::task::spawn_blocking(move || keyring.verify_inrelease(&raw2, &what2))
+                .await
+                .map_err(|e| ArchiveError::Setup(e.to_string()))??;
+            ctx.cache.store_verified(&want, &keyring_sha, &v)?;
+            v
+        }
+    };
+    ctx.cache.store_inrelease_blob(&want, &raw)?;
+    let release = Release::parse(&verified.signed_text, &what)?;
+    check_header(&locked, &verified.fingerprint, &release).map_err(&src_err)?;
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    if locked.indexes.is_empty() {
+        return Err(src_err(format!(
+            "{} entries name it, but it lists no indexes",
+            entries.len()
+        )));
+    }
+    // 3. The verified texts of its indexes.
+    let mut texts: Vec<(String, IndexText, super::release::FileHash)> = Vec::new();
+    for ix in &locked.indexes {
+        let hash = release
+            .sha256
+            .get(&ix.path)
+            .expect("checked by check_header")
+            .clone();
+        let base = ix
+            .path
+            .strip_suffix(".xz")
+            .or_else(|| ix.path.strip_suffix(".gz"))
+            .unwrap_or(&ix.path);
+        let plain_hash = release.sha256.get(base).cloned();
+        let cached = {
+            let (cache, sha) = (&ctx.cache, &hash.sha256);
+            tokio::task::block_in_place(|| cache.read_plain(sha, plain_hash.as_ref()))?
+        };
+        let text: IndexText = match cached {
+            Some(map) => Arc::new(map),
+            None => {
+                if ctx.offline && ctx.cache.read_index(&hash)?.is_none() {
+                    return Err(src_err(format!(
+                        "index {} (sha256 {}) is not in the cache; run without --offline",
+                        ix.path, hash.sha256
+                    )));
+                }
+                let compressed =
+                    index_bytes(&ctx, &plan, &ix.path, &hash, release.acquire_by_hash).await?;
+                let (cache, name, path, h) = (
+                    ctx.cache.clone(),
+                    plan.source.name.clone(),
+                    ix.path.clone(),
+                    hash.clone(),
+                );
+                tokio::task::spawn_blocking(move || {
+                    plain::decompress_verified(
+                        &cache,
+                        &name,
+                        &path,
+                        &h,
+                        plain_hash.as_ref(),
+                        &compressed,
+                    )
+                })
+                .await
+                .map_err(|e| ArchiveError::Setup(e.to_string()))??
+            }
+        };
+        texts.push((ix.path.clone(), text, hash));
+    }
+    // 4. Every entry against the stanzas, off the async threads.
+    let cache = ctx.cache.clone();
+    let (suite_dir, source_name, index) = (plan.suite_dir(), plan.source.name.clone(), plan.index);
+    let checked = format!(
+        "{} of InRelease sha256 {want}",
+        texts
+            .iter()
+            .map(|(p, _, _)| format!("{suite_dir}{p}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let n = tokio::task::spawn_blocking(move || -> Result<usize, ArchiveError> {
+        let wanted: HashSet<&str> = entries.iter().map(|e| e.package.name.as_str()).collect();
+        let mut records: Vec<BinaryPackage> = Vec::new();
+        for (path, text, hash) in &texts {
+            let shown = format!("{suite_dir}{path}");
+            records.extend(plain::records_named(
+                &cache,
+                text,
+                hash,
+                &shown,
+                &source_name,
+                path,
+                index,
+                |name| wanted.contains(name),
+            )?);
+        }
+        let mut by_name: HashMap<&str, Vec<&BinaryPackage>> = HashMap::new();
+        for r in &records {
+            by_name.entry(&r.name).or_default().push(r);
+        }
+        for e in &entries {
+            let found = by_name.get(e.package.name.as_str()).map_or(&[][..], |v| v);
+            match_entry(&e.package, found).map_err(|detail| {
+                audit_err(AuditError::Entry {
+                    lock: lock.clone(),
+                    section: e.section,
+                    name: e.package.name.clone(),
+                    version: e.package.version.clone(),
+                    architecture: e.package.architecture.clone(),
+                    source_name: e.package.source.clone(),
+                    detail,
+                    indexes: checked.clone(),
+                })
+            })?;
+        }
+        Ok(entries.len())
+    })
+    .await
+    .map_err(|e| ArchiveError::Setup(e.to_string()))??;
+    Ok(n)
+}
+
+/// The lock's header for a source against its verified Release.
+fn check_header(locked: &LockedSource, signer: &str, release: &Release) -> Result<(), String> {
+    if !locked.signed_by.eq_ignore_ascii_case(signer) {
+        return Err(format!(
+            "the lock says signed-by {}, but the InRelease is signed by {signer}",
+            locked.signed_by
+        ));
+    }
+    if locked.date != release.date {
+        return Err(format!(
+            "the lock says date `{}`, but the signed InRelease says `{}`",
+            locked.date, release.date
+        ));
+    }
+    for ix in &locked.indexes {
+        match release.sha256.get(&ix.path) {
+            Some(h) if h.sha256.eq_ignore_ascii_case(&ix.sha256) && h.size == ix.size => {}
+            Some(h) => {
+                return Err(format!(
+                    "index {}: the lock says {} bytes sha256 {}, the signed Release {} bytes sha256 {}",
+                    ix.path, ix.size, ix.sha256, h.size, h.sha256
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "index {} is not listed in the signed Release",
+                    ix.path
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The six fields of a stanza that a lock entry pins.
+#[derive(Debug, PartialEq, Eq)]
+struct Pinned<'a> {
+    name: &'a str,
+    version: &'a str,
+    architecture: &'a str,
+    filename: &'a str,
+    size: u64,
+    sha256: String,
+}
+
+impl<'a> Pinned<'a> {
+    fn of_lock(p: &'a LockedPackage) -> Pinned<'a> {
+        Pinned {
+            name: &p.name,
+            version: &p.version,
+            architecture: &p.architecture,
+            filename: &p.filename,
+            size: p.size,
+            sha256: p.sha256.to_ascii_lowercase(),
+        }
+    }
+
+    fn of_record(r: &'a BinaryPackage) -> Pinned<'a> {
+        Pinned {
+            name: &r.name,
+            version: r.version.as_str(),
+            architecture: &r.architecture,
+            filename: r.filename(),
+            size: r.size(),
+            sha256: r.sha256(),
+        }
+    }
+}
+
+/// `p`'s stanza parsed again from its (verified) index text: `None` unless
+/// its span is exactly one whole stanza. Guards against a record whose
+/// eager fields (from a snapshot) do not match the text.
+fn reparse(p: &BinaryPackage) -> Option<BinaryPackage> {
+    let text = p.index_text();
+    let bytes = (**text).as_ref();
+    let (a, b) = (p.span().0 as usize, p.span().1 as usize);
+    if a >= b || b > bytes.len() {
+        return None;
+    }
+    // Starts a line after a blank line (or the file), ends a line before a
+    // blank line (or the file): not a piece of a stanza.
+    let blank = |line: &[u8]| line.iter().all(u8::is_ascii_whitespace);
+    if a > 0 {
+        let before = bytes[..a].strip_suffix(b"\n")?;
+        let start = before
+            .iter()
+            .rposition(|&c| c == b'\n')
+            .map_or(0, |i| i + 1);
+        if !blank(&before[start..]) {
+            return None;
+        }
+    }
+    let rest = &bytes[b..];
+    let mut lines = rest.split(|&c| c == b'\n');
+    if !lines.next().is_some_and(blank) || !lines.next().is_none_or(blank) {
+        return None;
+    }
+    let mut recs = parse_index_range(text, a, b, 0, "", p.source).ok()?;
+    (recs.len() == 1).then(|| recs.remove(0))
+}
+
+/// Whether one of `found` (records named like `p`) is exactly `p`'s stanza;
+/// else what the index has instead.
+fn match_entry(p: &LockedPackage, found: &[&BinaryPackage]) -> Result<(), String> {
+    let want = Pinned::of_lock(p);
+    let mut near = Vec::new();
+    let mut versions = Vec::new();
+    for r in found {
+        let Some(stanza) = reparse(r) else { continue };
+        versions.push(format!("{} ({})", stanza.version, stanza.architecture));
+        let got = Pinned::of_record(&stanza);
+        if got == want {
+            return Ok(());
+        }
+        if got.version == want.version && got.architecture == want.architecture {
+            near.push(format!(
+                "its stanza says Filename `{}`, Size {}, SHA256 {} (the lock: `{}`, {}, {})",
+                got.filename, got.size, got.sha256, want.filename, want.size, want.sha256
+            ));
+        }
+    }
+    if let Some(n) = near.into_iter().next() {
+        return Err(n);
+    }
+    versions.sort();
+    versions.dedup();
+    Err(if versions.is_empty() {
+        format!("no stanza for `{}` at all", p.name)
+    } else {
+        format!(
+            "no stanza with that version and architecture; it has {}",
+            versions.join(", ")
+        )
+    })
+}
+
+/// Checks that every entry of a lock just built from `u` is exactly a stanza
+/// of the verified text its record points into. The solver reads names and
+/// versions from record snapshots; this makes sure nothing a cache edit could
+/// change reaches the lock file.
+pub fn check_built_lock(
+    lock: &Lockfile,
+    u: &Universe,
+    lock_path: &Path,
+) -> Result<(), ArchiveError> {
+    for e in entries(lock) {
+        let p = &e.package;
+        let mut found = Vec::new();
+        for &id in u.instances_named(&p.name) {
+            for k in 1..=u.candidate_count(id) {
+                let r = u.candidate(id, k);
+                if r.version.as_str() == p.version
+                    && *r.architecture == *p.architecture
+                    && u.source_name(r) == p.source
+                {
+                    found.push(r);
+                }
+            }
+        }
+        match_entry(p, &found).map_err(|detail| {
+            audit_err(AuditError::Entry {
+                lock: lock_path.display().to_string(),
+                section: e.section,
+                name: p.name.clone(),
+                version: p.version.clone(),
+                architecture: p.architecture.clone(),
+                source_name: p.source.clone(),
+                detail: format!(
+                    "{detail}; the cached record snapshot may have been altered: remove the cache"
+                ),
+                indexes: "the solver's indexes".into(),
+            })
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "audit/tests.rs"]
+mod tests;
