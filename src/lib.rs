@@ -10,6 +10,8 @@ pub mod core;
 pub mod fetch;
 pub mod lock;
 pub mod ops;
+pub mod publish;
 pub mod pypi;
 pub mod recipe;
+pub mod registry;
 pub mod solve;
