@@ -21,6 +21,13 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v unzip >/dev/null || need+=(unzip)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v sgdisk >/dev/null || need+=(gdisk)
+# Publishing tests (tests/publish_registry.rs): a real CNCF distribution
+# registry, skopeo as the independent client, htpasswd and openssl for the
+# TLS + basic-auth registry and the signing keys.
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v skopeo >/dev/null || need+=(skopeo)
+command -v htpasswd >/dev/null || need+=(apache2-utils)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "ci/setup.sh: installing ${need[*]}"

@@ -8,6 +8,7 @@
 //! - [`http`]: a loopback HTTP server with fault injection ([`TestServer`], [`Fault`]).
 //! - [`apt`]: the real apt with a private configuration, as an independent judge ([`Apt`]).
 //! - [`pypi`]: a PEP 691 package index with real wheels and sdists ([`PyIndex`]).
+//! - [`registry`]: a real `docker-registry` on loopback, plain or TLS + htpasswd.
 //! - [`workspace`]: a project dir with recipes, and running the built binary ([`Workspace`]).
 //!
 //! Each test binary uses a subset, hence the blanket `dead_code` allowance.
@@ -19,6 +20,7 @@ pub mod hostbase;
 pub mod http;
 pub mod key;
 pub mod pypi;
+pub mod registry;
 pub mod repo;
 pub mod site;
 pub mod workspace;
