@@ -308,6 +308,7 @@ fn publish_round_trip_with_skopeo_and_signed_pull() {
         "application/vnd.imgbuild.rootfs.squashfs.v1",
         "application/vnd.imgbuild.lock.v1+toml",
         "application/vnd.cyclonedx+json",
+        "application/spdx+json",
         "application/vnd.in-toto+json",
         "application/vnd.dev.cosign.artifact.sig.v1+json",
     ] {

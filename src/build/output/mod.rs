@@ -7,6 +7,7 @@
 //! - [`pargz`]: gzip in parallel blocks, the same bytes with any number of threads;
 //! - [`oci`]: an OCI image layout (image-spec 1.1) with one layer;
 //! - [`pkglist`]: `packages.txt` and a CycloneDX SBOM from the lock;
+//! - [`spdx`]: the SPDX 2.3 SBOM from the lock;
 //! - [`manifest`]: `manifest.json`, every artifact with its size and sha256;
 //! - [`compare`]: naming the differences between two builds.
 //!
@@ -27,6 +28,7 @@ pub mod manifest;
 pub mod oci;
 pub mod pargz;
 pub mod pkglist;
+pub mod spdx;
 pub mod tar;
 
 pub use compress::Compression;
@@ -152,6 +154,7 @@ pub fn rootfs_file_name(compression: Compression) -> String {
 /// oci/                   OCI image layout (one gzip layer: the same tar)
 /// packages.txt           `name version architecture` per locked package
 /// sbom.cdx.json          CycloneDX SBOM with deb purls
+/// sbom.spdx.json         SPDX 2.3 SBOM, the same packages
 /// manifest.json          every file above with size and sha256
 /// ```
 pub fn emit(rootfs_tar: &Path, dir: &Path, info: &ImageInfo<'_>) -> Result<Manifest, OutputError> {
@@ -167,6 +170,8 @@ pub fn emit(rootfs_tar: &Path, dir: &Path, info: &ImageInfo<'_>) -> Result<Manif
     )?;
     let sbom = pkglist::cyclonedx(info.lock, info.source_date_epoch);
     write_synced(&dir.join("sbom.cdx.json"), &sbom)?;
+    let spdx = spdx::spdx(info.lock, info.source_date_epoch);
+    write_synced(&dir.join("sbom.spdx.json"), &spdx)?;
 
     let manifest = Manifest::scan(dir, info)?;
     write_synced(&dir.join(manifest::FILE_NAME), &manifest.to_json())?;
