@@ -124,6 +124,15 @@ enum Command {
         /// Output directory (default: ./out).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Publish out/RECIPE/ as it is, without running `build` first.
+        #[arg(long)]
+        no_build: bool,
+        /// Vendor store for that build (default: $IMGBUILD_VENDOR, else ./vendor).
+        #[arg(long, value_name = "DIR")]
+        vendor: Option<PathBuf>,
+        /// That build: unpack only, no maintainer scripts (as `build --no-scripts`).
+        #[arg(long)]
+        no_scripts: bool,
         /// org.opencontainers.image.revision (default: the workspace's git HEAD).
         #[arg(long)]
         revision: Option<String>,
@@ -369,6 +378,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             key,
             mount_from,
             out,
+            no_build,
+            vendor,
+            no_scripts,
             revision,
             monolithic_limit,
             chunk_size,
@@ -389,6 +401,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 monolithic_limit,
                 chunk_size,
                 quiet: cli.quiet,
+                no_build,
+                vendor,
+                no_scripts,
             };
             // Prints its own progress and summary unless quiet.
             let report = ops::publish::run(&args)?;

@@ -233,6 +233,7 @@ fn publish_round_trip_with_skopeo_and_signed_pull() {
     let publish = || {
         ws.run(&[
             "publish",
+            "--no-build",
             NAME,
             &target,
             "--insecure",
@@ -469,6 +470,7 @@ fn tampered_blob_is_detected_on_pull() {
     let (key, public) = genkey(keys.path(), "ed", &["-algorithm", "ED25519"]);
     ws.run(&[
         "publish",
+        "--no-build",
         NAME,
         &target,
         "--insecure",
@@ -522,6 +524,7 @@ fn chunked_upload_and_cross_repository_mount() {
     let r = report(
         &ws.run(&[
             "publish",
+            "--no-build",
             NAME,
             &a,
             "--insecure",
@@ -545,6 +548,7 @@ fn chunked_upload_and_cross_repository_mount() {
     let run = ws
         .run(&[
             "publish",
+            "--no-build",
             NAME,
             &b,
             "--insecure",
@@ -589,7 +593,7 @@ fn tls_with_htpasswd_auth() {
         .unwrap();
     };
     let publish = |extra: &[&str]| {
-        let mut args = vec!["publish", NAME, &target];
+        let mut args = vec!["publish", "--no-build", NAME, &target];
         args.extend_from_slice(extra);
         let mut cmd = ws.command(&args);
         cmd.env("REGISTRY_AUTH_FILE", &auth);
@@ -613,11 +617,77 @@ fn tls_with_htpasswd_auth() {
     publish(&["--ca-file", ca.to_str().unwrap()]).assert_success();
     // --insecure is refused for anything but loopback, before connecting.
     let run = ws
-        .run(&["publish", NAME, "192.0.2.1:5000/fixture", "--insecure"])
+        .run(&[
+            "publish",
+            "--no-build",
+            NAME,
+            "192.0.2.1:5000/fixture",
+            "--insecure",
+        ])
         .assert_failure();
     assert!(
         run.stderr.contains("only allowed for loopback"),
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn publish_builds_first_from_a_solved_and_fetched_recipe() {
+    need_tools!();
+    use support::{DebSpec, RecipeToml, Site};
+    let reg = Registry::plain();
+    let site = Site::new();
+    site.archive("debian")
+        .suite("bookworm", &["amd64"], &["main"])
+        .add(
+            DebSpec::new("base-files", "12.4", "amd64")
+                .essential()
+                .file("etc/os-release", "ID=test\n", 0o644),
+        )
+        .add(DebSpec::new("app", "1.0", "amd64").file("usr/share/app/data", vec![7u8; 5000], 0o644))
+        .build();
+    let server = site.serve();
+    let ws = Workspace::new();
+    let src = ws.trusted_source("main", &server.url("debian/"), "bookworm", &["main"]);
+    ws.write_recipe(
+        "img",
+        &RecipeToml::new("amd64")
+            .packages(&["app"])
+            .source(src)
+            .to_toml(),
+    );
+    ws.run(&["solve", "img"]).assert_success();
+    ws.run(&["fetch", "img"]).assert_success();
+    let target = format!("{}/img", reg.addr);
+    let publish = || {
+        let mut cmd = ws.command(&[
+            "publish",
+            "img",
+            &target,
+            "--insecure",
+            "--no-scripts",
+            "--json",
+        ]);
+        cmd.env("SOURCE_DATE_EPOCH", EPOCH.to_string());
+        support::workspace::run_bounded(cmd, std::time::Duration::from_secs(300)).assert_success()
+    };
+    let first = publish();
+    let out = ws.path().join("out/img");
+    assert!(out.join("sbom.spdx.json").is_file(), "{}", first.stderr);
+    let r = report(&first.stdout);
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("oci/index.json")).unwrap()).unwrap();
+    assert_eq!(r["digest"], index["manifests"][0]["digest"]);
+    // The SBOMs name the OS and the packages as scanners want them.
+    let spdx = fs::read_to_string(out.join("sbom.spdx.json")).unwrap();
+    assert!(
+        spdx.contains("pkg:deb/debian/app@1.0?arch=amd64&distro=debian-12"),
+        "{spdx}"
+    );
+    assert!(spdx.contains("OPERATING-SYSTEM"));
+    // Up to date: no rebuild, nothing sent.
+    let second = publish();
+    assert!(second.stderr.contains("up to date"), "{}", second.stderr);
+    assert_eq!(report(&second.stdout)["uploaded_bytes"], 0);
 }

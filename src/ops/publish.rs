@@ -50,6 +50,13 @@ pub struct PublishArgs {
     pub chunk_size: Option<usize>,
     /// No progress output.
     pub quiet: bool,
+    /// `--no-build`: publish `out/RECIPE/` as it is (else `build` runs
+    /// first, which does nothing when the outputs are up to date).
+    pub no_build: bool,
+    /// `--vendor DIR` for that build.
+    pub vendor: Option<PathBuf>,
+    /// `--no-scripts` for that build.
+    pub no_scripts: bool,
 }
 
 /// What a publication did.
@@ -184,6 +191,14 @@ pub fn run(args: &PublishArgs) -> Result<PublishReport> {
         );
     }
     let target = resolve_target(args.target.as_deref(), args.registry.as_deref(), &recipe)?;
+    let out_root = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.workspace.join("out"));
+    let out_dir = out_root.join(&recipe.name);
+    if !args.no_build {
+        build_first(args, &out_dir)?;
+    }
     let key = args
         .key
         .as_deref()
@@ -236,6 +251,40 @@ pub fn run(args: &PublishArgs) -> Result<PublishReport> {
         eprintln!("{report}");
     }
     Ok(report)
+}
+
+/// Runs `build` so that the outputs are those of the lock, keeping the
+/// rootfs compression and SOURCE_DATE_EPOCH of outputs already there (so an
+/// up-to-date `out/RECIPE/` is left alone).
+fn build_first(args: &PublishArgs, out_dir: &Path) -> Result<()> {
+    let existing = crate::build::output::Manifest::read(out_dir).ok();
+    let compression = existing
+        .as_ref()
+        .and_then(|m| {
+            m.artifacts
+                .iter()
+                .find(|a| a.path.starts_with("rootfs.tar"))
+        })
+        .map_or(crate::build::output::Compression::None, |a| {
+            crate::build::output::Compression::from_file_name(&a.path)
+        });
+    let source_date_epoch = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .or(existing.as_ref().map(|m| m.source_date_epoch));
+    crate::ops::build::run(&crate::ops::build::BuildArgs {
+        recipe: args.recipe.clone(),
+        workspace: args.workspace.clone(),
+        vendor: args.vendor.clone(),
+        out: args.out.clone(),
+        source_date_epoch,
+        quiet: args.quiet,
+        compression,
+        no_scripts: args.no_scripts,
+        ..Default::default()
+    })
+    .context("building before publishing (--no-build publishes out/ as it is)")?;
+    Ok(())
 }
 
 #[derive(Default)]
