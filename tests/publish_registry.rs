@@ -247,6 +247,8 @@ fn publish_round_trip_with_skopeo_and_signed_pull() {
         ])
     };
     let first = publish().assert_success();
+    // Shown with --nocapture (docs/publish.md quotes it).
+    eprintln!("--- first publish\n{}", first.stderr);
     let r = report(&first.stdout);
     let digest = out_digest(&ws);
     assert_eq!(r["digest"], digest.as_str(), "{}", first.stderr);
@@ -329,6 +331,7 @@ fn publish_round_trip_with_skopeo_and_signed_pull() {
 
     // Publishing again sends nothing.
     let second = publish().assert_success();
+    eprintln!("--- second publish\n{}", second.stderr);
     let r2 = report(&second.stdout);
     assert_eq!(r2["uploaded_bytes"], 0, "{}", second.stderr);
     assert_eq!(r2["blobs_uploaded"], 0);
@@ -351,6 +354,7 @@ fn publish_round_trip_with_skopeo_and_signed_pull() {
             pulled.to_str().unwrap(),
         ])
         .assert_success();
+    eprintln!("--- pull\n{}", run.stderr);
     assert!(
         run.stderr.contains("signature and provenance verified"),
         "{}",
@@ -420,6 +424,7 @@ fn publish_round_trip_with_skopeo_and_signed_pull() {
             refused.to_str().unwrap(),
         ])
         .assert_failure();
+    eprintln!("--- pull with another key\n{}", bad.stderr);
     assert!(
         bad.stderr.contains("does not verify with the given key"),
         "{}",
@@ -610,6 +615,7 @@ fn tls_with_htpasswd_auth() {
     // A wrong password is refused, naming where it came from.
     write_auth("ci", "wrong");
     let run = publish(&["--ca-file", ca.to_str().unwrap()]).assert_failure();
+    eprintln!("--- wrong password\n{}", run.stderr);
     assert!(run.stderr.contains("refused access"), "{}", run.stderr);
     assert!(run.stderr.contains("auth.json"), "{}", run.stderr);
     // The right one works.

@@ -242,8 +242,18 @@ pub fn run(args: &PublishArgs) -> Result<PublishReport> {
     if let Some(n) = args.chunk_size {
         client.chunk_size = n.max(1);
     }
+    if !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {decimal_bytes} sent {decimal_bytes_per_sec}")
+                .expect("static template"),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        client.set_progress(bar);
+    }
     let rt = runtime()?;
     let report = rt.block_on(push(&client, &target, &publication, args, key.is_some()))?;
+    client.progress().finish_and_clear();
     let mut report = report;
     report.repository = repository;
     report.seconds = started.elapsed().as_secs_f64();

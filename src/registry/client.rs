@@ -105,6 +105,8 @@ pub struct Client {
     pub monolithic_limit: u64,
     /// PATCH size of chunked uploads.
     pub chunk_size: usize,
+    /// Advanced by every byte uploaded (hidden unless set).
+    progress: indicatif::ProgressBar,
 }
 
 impl Client {
@@ -120,7 +122,18 @@ impl Client {
             uploaded: AtomicU64::new(0),
             monolithic_limit: DEFAULT_MONOLITHIC_LIMIT,
             chunk_size: DEFAULT_CHUNK,
+            progress: indicatif::ProgressBar::hidden(),
         })
+    }
+
+    /// Shows upload progress on `bar`.
+    pub fn set_progress(&mut self, bar: indicatif::ProgressBar) {
+        self.progress = bar;
+    }
+
+    /// The progress display (to print lines without tearing it).
+    pub fn progress(&self) -> &indicatif::ProgressBar {
+        &self.progress
     }
 
     /// Bytes of blobs and manifests sent so far.
@@ -268,6 +281,7 @@ impl Client {
         }
         self.check_reply_digest(&resp, digest)?;
         self.uploaded.fetch_add(size, Ordering::Relaxed);
+        self.progress.inc(size);
         Ok(size)
     }
 
@@ -309,6 +323,7 @@ impl Client {
             location = self.t.location(&resp)?;
             sent += end + 1 - offset;
             self.uploaded.fetch_add(end + 1 - offset, Ordering::Relaxed);
+            self.progress.inc(end + 1 - offset);
             offset = match resp.header("range").and_then(|r| parse_range_end(&r)) {
                 Some(e) if e == end => end + 1,
                 Some(e) => {
