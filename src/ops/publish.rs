@@ -243,10 +243,13 @@ pub fn run(args: &PublishArgs) -> Result<PublishReport> {
         client.chunk_size = n.max(1);
     }
     if !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        let bar =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {decimal_bytes} sent {decimal_bytes_per_sec}")
-                .expect("static template"),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {decimal_bytes} sent {decimal_bytes_per_sec}",
+            )
+            .expect("static template"),
         );
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         client.set_progress(bar);

@@ -4,9 +4,12 @@
 //! - [`plan`]: what one publication is (image, artifacts, referrers, tags),
 //!   computed offline from `out/RECIPE/` with every digest known;
 //! - [`provenance`]: the SLSA provenance v1 statement;
-//! - [`media`]: the media and artifact types used.
+//! - [`media`]: the media and artifact types used;
+//! - [`oci`]: the OCI JSON documents.
 
+mod compress;
 pub mod media;
+pub mod oci;
 pub mod plan;
 pub mod provenance;
 pub mod sign;

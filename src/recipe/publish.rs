@@ -98,3 +98,38 @@ impl Publish {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::recipe::Recipe;
+
+    fn parse(publish: &str) -> Result<Recipe, String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("k.pgp"), b"key").unwrap();
+        let text = format!(
+            "architecture = \"amd64\"\npackages = [\"a\"]\n[[source]]\nname = \"main\"\nurl = \"http://127.0.0.1:9/d\"\nsuite = \"bookworm\"\ncomponents = [\"main\"]\nkeyring = \"k.pgp\"\n[publish]\n{publish}"
+        );
+        Recipe::parse_str(&text, &dir.path().join("x.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn publish_table_is_checked_and_outside_the_hashes() {
+        let r = parse(
+            "repository = \"team/x\"\nversion = \"1.0\"\nlabels = { sonic_version = \"202305\" }\n",
+        )
+        .unwrap();
+        assert_eq!(r.publish.repository.as_deref(), Some("team/x"));
+        assert_eq!(r.publish.labels["sonic_version"], "202305");
+        let other = parse("version = \"2.0\"\n").unwrap();
+        assert_eq!(r.canonical_hash(), other.canonical_hash());
+        assert_eq!(r.build_hash(), other.build_hash());
+        let e = parse("repository = \"registry.example:5000/x\"\n").unwrap_err();
+        assert!(
+            e.contains("x.toml:10") && e.contains("registry host"),
+            "{e}"
+        );
+        let e = parse("version = \"not a tag!\"\n").unwrap_err();
+        assert!(e.contains("usable as a tag"), "{e}");
+        assert!(parse("repo = \"x\"\n").is_err());
+    }
+}

@@ -5,7 +5,8 @@
 //! - [`auth`]: credentials from the environment and auth files, challenges;
 //! - `transport`: the only module doing HTTP (reqwest), with auth, retries
 //!   and bounded replies;
-//! - [`client`]: blobs and manifests, every digest checked.
+//! - [`client`]: blobs and manifests, every digest checked (uploads in
+//!   `upload`).
 //!
 //! The `oci-client` crate was evaluated first: it reads whole replies
 //! without a bound, does not expose the `OCI-Subject` answer of a manifest
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod client;
 pub mod reference;
 mod transport;
+mod upload;
 
 pub use auth::Credentials;
 pub use client::{BlobOutcome, BlobSource, Client, FetchedManifest, PutManifest, sha256_digest};
