@@ -63,6 +63,11 @@ fn pkg(name: &str, version: &str, deps: &[&str]) -> LockedPackage {
 
 /// A workspace with recipe, lock and `out/fixture/` as `build` writes it.
 fn fixture() -> Workspace {
+    fixture_with("fixture\n")
+}
+
+/// [`fixture`] with another `/etc/hostname`: another image, same tags.
+fn fixture_with(hostname: &str) -> Workspace {
     let ws = Workspace::new();
     ws.write_file("recipes/keys/test.pgp", b"not used: nothing is fetched");
     ws.write_recipe(
@@ -108,7 +113,7 @@ labels = { sonic_version = "202305" }
 
     let tree = ws.path().join("tree");
     fs::create_dir_all(tree.join("etc")).unwrap();
-    fs::write(tree.join("etc/hostname"), "fixture\n").unwrap();
+    fs::write(tree.join("etc/hostname"), hostname).unwrap();
     fs::write(
         tree.join("etc/os-release"),
         "ID=debian\nVERSION_ID=\"12\"\n",
@@ -696,4 +701,107 @@ fn publish_builds_first_from_a_solved_and_fetched_recipe() {
     let second = publish();
     assert!(second.stderr.contains("up to date"), "{}", second.stderr);
     assert_eq!(report(&second.stdout)["uploaded_bytes"], 0);
+}
+
+/// A loopback HTTP proxy to `upstream` (one request per connection) that
+/// answers 400 to the `fail_at`-th PUT of a manifest by digest and to every
+/// later one: a publication that breaks after its image is in place.
+fn failing_proxy(upstream: String, fail_at: usize) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let puts = std::sync::Arc::new(AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for client in listener.incoming().take(500) {
+            let Ok(mut client) = client else { continue };
+            let upstream = upstream.clone();
+            let puts = puts.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(client.try_clone().unwrap());
+                let mut head = Vec::new();
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    if !lower.starts_with("connection:") {
+                        head.push(line);
+                    }
+                }
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).unwrap();
+                if head[0].starts_with("PUT ")
+                    && head[0].contains("/manifests/sha256:")
+                    && puts.fetch_add(1, Ordering::SeqCst) + 1 >= fail_at
+                {
+                    let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    return;
+                }
+                let mut up = std::net::TcpStream::connect(&upstream).unwrap();
+                let mut req = head.concat();
+                req.push_str("Connection: close\r\n\r\n");
+                up.write_all(req.as_bytes()).unwrap();
+                up.write_all(&body).unwrap();
+                let mut reply = Vec::new();
+                let _ = up.read_to_end(&mut reply);
+                let _ = client.write_all(&reply);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn an_interrupted_publish_leaves_the_old_tag_on_a_complete_image() {
+    need_tools!();
+    let reg = Registry::plain();
+    let old = fixture();
+    let new = fixture_with("renamed\n");
+    let target = format!("{}/fixture", reg.addr);
+    old.run(&["publish", "--no-build", NAME, &target, "--insecure"])
+        .assert_success();
+    let (a, b) = (out_digest(&old), out_digest(&new));
+    assert_ne!(a, b);
+    // The new image's manifest goes in (first PUT by digest), its first
+    // artifact does not: the publication stops there.
+    let proxy = failing_proxy(reg.addr.clone(), 2);
+    let run = new
+        .run(&[
+            "publish",
+            "--no-build",
+            NAME,
+            &format!("{proxy}/fixture"),
+            "--insecure",
+        ])
+        .assert_failure();
+    assert!(run.stderr.contains("HTTP 400"), "{}", run.stderr);
+    let inspect = |tag: &str| -> serde_json::Value {
+        serde_json::from_slice(&reg.skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{target}:{tag}"),
+        ]))
+        .unwrap()
+    };
+    assert_eq!(inspect("1.2.3")["Digest"], a.as_str(), "the tag moved");
+    let copy = tempfile::tempdir().unwrap();
+    reg.skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{target}:1.2.3"),
+        &format!("oci:{}:x", copy.path().join("img").display()),
+    ]);
+    // The image by digest is there, untagged; a publish that completes moves the tag.
+    new.run(&["publish", "--no-build", NAME, &target, "--insecure"])
+        .assert_success();
+    assert_eq!(inspect("1.2.3")["Digest"], b.as_str());
 }
