@@ -21,6 +21,13 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v unzip >/dev/null || need+=(unzip)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v sgdisk >/dev/null || need+=(gdisk)
+# Publishing tests (tests/publish_registry.rs): a real CNCF distribution
+# registry, skopeo as the independent client, htpasswd and openssl for the
+# TLS + basic-auth registry and the signing keys.
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v skopeo >/dev/null || need+=(skopeo)
+command -v htpasswd >/dev/null || need+=(apache2-utils)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "ci/setup.sh: installing ${need[*]}"
@@ -29,5 +36,20 @@ if [ ${#need[@]} -gt 0 ]; then
       echo "ci/setup.sh: could not install ${need[*]}; dependent checks will be skipped"
   else
     echo "ci/setup.sh: missing ${need[*]} (not root): dependent checks will be skipped"
+  fi
+fi
+# The independent checks of a publication (tests/data/check_publication.py):
+# securesystemslib for the DSSE envelope, spdx-tools and cyclonedx-python-lib
+# for the SBOMs, in a venv outside the checkout.
+venv="${IMGBUILD_TEST_VENV:-/var/tmp/imgbuild-test-venv}"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import securesystemslib, spdx_tools, cyclonedx' 2>/dev/null; then
+  /usr/bin/python3 -c 'import ensurepip' 2>/dev/null || {
+    [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null 2>&1 || true
+  }
+  if /usr/bin/python3 -m venv "$venv" >/dev/null 2>&1 &&
+    "$venv/bin/pip" install -q in-toto securesystemslib spdx-tools cyclonedx-python-lib >/dev/null 2>&1; then
+    echo "ci/setup.sh: made the test venv $venv"
+  else
+    echo "ci/setup.sh: could not make the test venv $venv; the Python checks will be skipped"
   fi
 fi

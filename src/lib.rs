@@ -13,8 +13,10 @@ pub mod image;
 pub mod lock;
 pub mod ops;
 pub mod pack;
+pub mod publish;
 pub mod pypi;
 pub mod recipe;
+pub mod registry;
 pub mod rootfs;
 pub mod sandbox;
 /// The Debian resolver (the pure `debsolve` crate): universe, PubGrub provider, explanations.

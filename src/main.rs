@@ -105,6 +105,67 @@ enum Command {
         #[arg(long, value_name = "DIR", global = true)]
         vendor: Option<PathBuf>,
     },
+    /// Publish out/RECIPE/ to an OCI registry: the image, its image files as
+    /// artifacts, the lock, SBOMs and signed provenance as referrers.
+    Publish {
+        /// Recipe name or path.
+        recipe: String,
+        /// HOST[:PORT]/REPO[:TAG], or a repository name joined to IMGBUILD_REGISTRY
+        /// (default: the recipe's `[publish] repository`, else its name).
+        reference: Option<String>,
+        /// Registry HOST[:PORT] used when REF has none.
+        #[arg(long, env = "IMGBUILD_REGISTRY", value_name = "HOST[:PORT]")]
+        registry: Option<String>,
+        /// Another tag to point at the image (repeatable).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// PEM private key (ECDSA P-256 or Ed25519) signing the provenance and the image.
+        #[arg(long, env = "IMGBUILD_SIGNING_KEY", value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Repository of the same registry to mount existing blobs from.
+        #[arg(long, value_name = "REPO")]
+        mount_from: Option<String>,
+        /// Output directory (default: ./out).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Publish out/RECIPE/ as it is, without running `build` first.
+        #[arg(long)]
+        no_build: bool,
+        /// Vendor store for that build (default: $IMGBUILD_VENDOR, else ./vendor).
+        #[arg(long, value_name = "DIR")]
+        vendor: Option<PathBuf>,
+        /// That build: unpack only, no maintainer scripts (as `build --no-scripts`).
+        #[arg(long)]
+        no_scripts: bool,
+        /// org.opencontainers.image.revision (default: the workspace's git HEAD).
+        #[arg(long)]
+        revision: Option<String>,
+        /// Blobs larger than this are uploaded in chunks.
+        #[arg(long, value_name = "BYTES", hide = true)]
+        monolithic_limit: Option<u64>,
+        /// Size of each chunk of a chunked upload.
+        #[arg(long, value_name = "BYTES", hide = true)]
+        chunk_size: Option<usize>,
+        #[command(flatten)]
+        registry_opts: RegistryOpts,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch an image or artifact with its files, checking every digest (and,
+    /// with a key, the signature and provenance).
+    Pull {
+        /// HOST[:PORT]/REPO[:TAG|@DIGEST].
+        reference: String,
+        /// Public key (PEM) the image signature and provenance must verify with.
+        #[arg(long, value_name = "FILE")]
+        verify_key: Option<PathBuf>,
+        /// Output directory.
+        #[arg(short = 'o', long = "output", value_name = "DIR", default_value = ".")]
+        output: PathBuf,
+        #[command(flatten)]
+        registry_opts: RegistryOpts,
+    },
     /// Print the locked dependency tree.
     Tree {
         /// Recipe name or path.
@@ -133,6 +194,26 @@ struct BuildOpts {
     /// Unpack only: do not run maintainer scripts.
     #[arg(long)]
     no_scripts: bool,
+}
+
+/// How to reach a registry.
+#[derive(clap::Args, Debug)]
+struct RegistryOpts {
+    /// Plain http (only for a registry on a loopback address).
+    #[arg(long)]
+    insecure: bool,
+    /// Extra CA certificates (PEM) trusted besides the system's.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+}
+
+impl RegistryOpts {
+    fn transport(&self) -> imgbuild::registry::TransportOptions {
+        imgbuild::registry::TransportOptions {
+            insecure: self.insecure,
+            ca_file: self.ca_file.clone(),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -296,6 +377,62 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 summary.ensure_clean()?;
             }
         },
+        Command::Publish {
+            recipe,
+            reference,
+            registry,
+            tags,
+            key,
+            mount_from,
+            out,
+            no_build,
+            vendor,
+            no_scripts,
+            revision,
+            monolithic_limit,
+            chunk_size,
+            registry_opts,
+            json,
+        } => {
+            let args = ops::publish::PublishArgs {
+                recipe,
+                workspace: ws,
+                out,
+                target: reference,
+                registry,
+                tags,
+                key,
+                mount_from,
+                transport: registry_opts.transport(),
+                revision,
+                monolithic_limit,
+                chunk_size,
+                quiet: cli.quiet,
+                no_build,
+                vendor,
+                no_scripts,
+            };
+            // Prints its own progress and summary unless quiet.
+            let report = ops::publish::run(&args)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+        }
+        Command::Pull {
+            reference,
+            verify_key,
+            output,
+            registry_opts,
+        } => {
+            let args = ops::pull::PullArgs {
+                reference,
+                out_dir: output,
+                verify_key,
+                transport: registry_opts.transport(),
+                quiet: cli.quiet,
+            };
+            ops::pull::run(&args)?;
+        }
         Command::Tree {
             recipe,
             essential,

@@ -41,6 +41,7 @@ pub fn recipe(sources: Vec<Source>, arch: &str, foreign: &[&str]) -> Recipe {
         tools: vec![],
         disk: None,
         onie: None,
+        publish: Default::default(),
         hostname: None,
         python: None,
         name: "test".into(),

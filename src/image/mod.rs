@@ -3,6 +3,7 @@
 //!
 //! - [`oci`]: an OCI image layout (image-spec 1.1) with one layer;
 //! - [`pkglist`]: `packages.txt` and a CycloneDX SBOM from the lock;
+//! - [`spdx`]: the SPDX 2.3 SBOM from the lock;
 //! - [`manifest`]: `manifest.json`, every artifact with its size and sha256;
 //! - [`compare`]: naming the differences between two builds;
 //! - [`disk`]: the bootable raw/qcow2 disk of recipes with `[disk]`, made
@@ -29,6 +30,7 @@ pub mod oci;
 pub mod onie;
 pub mod outputs;
 pub mod pkglist;
+pub mod spdx;
 
 pub use crate::pack::{Compression, HashingWriter, OutputError, write_atomic};
 pub use manifest::{Artifact, Manifest};
@@ -64,6 +66,7 @@ pub fn rootfs_file_name(compression: Compression) -> String {
 /// oci/                   OCI image layout (one gzip layer: the same tar)
 /// packages.txt           `name version architecture` per locked package
 /// sbom.cdx.json          CycloneDX SBOM with deb purls
+/// sbom.spdx.json         SPDX 2.3 SBOM, the same packages
 /// manifest.json          every file above with size and sha256
 /// ```
 pub fn emit(rootfs_tar: &Path, dir: &Path, info: &ImageInfo<'_>) -> Result<Manifest, OutputError> {
@@ -79,6 +82,8 @@ pub fn emit(rootfs_tar: &Path, dir: &Path, info: &ImageInfo<'_>) -> Result<Manif
     )?;
     let sbom = pkglist::cyclonedx(info.lock, info.source_date_epoch);
     write_synced(&dir.join("sbom.cdx.json"), &sbom)?;
+    let spdx = spdx::spdx(info.lock, info.source_date_epoch);
+    write_synced(&dir.join("sbom.spdx.json"), &spdx)?;
 
     let manifest = Manifest::scan(dir, info)?;
     write_synced(&dir.join(manifest::FILE_NAME), &manifest.to_json())?;

@@ -299,6 +299,7 @@ fn recipe() -> Recipe {
         tools: vec![],
         disk: None,
         onie: None,
+        publish: Default::default(),
         hostname: None,
         python: None,
         name: "tiny".into(),

@@ -2,6 +2,8 @@
 
 pub mod build;
 pub mod fetch;
+pub mod publish;
+pub mod pull;
 pub mod solve;
 pub mod tree;
 pub mod vendor;

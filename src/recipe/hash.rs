@@ -72,6 +72,8 @@ impl Recipe {
             // The disk layout is a build setting, in `build_hash`.
             disk: _,
             onie: _,
+            // Naming and labels for `publish`: not part of what is built.
+            publish: _,
         } = self;
         // Foreign architectures are a set: order and repeats do not matter.
         let mut foreign: Vec<&str> = foreign_architectures.iter().map(String::as_str).collect();

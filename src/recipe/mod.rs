@@ -19,6 +19,7 @@ mod error;
 mod hash;
 pub mod onie;
 mod parse;
+pub mod publish;
 mod python;
 mod raw;
 mod step;
@@ -127,6 +128,9 @@ pub struct Recipe {
     /// `[onie]`: the ONIE installer output (switch images). A build setting:
     /// part of [`Recipe::build_hash`], not of the lock's hash.
     pub onie: Option<onie::Onie>,
+    /// `[publish]`: how `imgbuild publish` names and labels the image. In
+    /// neither hash: it does not change what is built.
+    pub publish: publish::Publish,
 }
 
 /// One `[[step]]`: an action applied to the assembled root filesystem,

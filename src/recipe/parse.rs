@@ -44,6 +44,7 @@ struct Layer {
     disk: Option<super::disk::DiskLayer>,
     /// `[onie]` and the span of its table (for the architecture check at merge).
     onie: Option<(super::onie::Onie, Span)>,
+    publish: Option<super::publish::Publish>,
 }
 
 impl Layer {
@@ -252,7 +253,13 @@ impl Loader<'_> {
             Some(o) => Some((super::onie::parse(&src, o)?, o.span())),
             None => None,
         };
+        let publish = raw
+            .publish
+            .as_ref()
+            .map(|p| super::publish::parse(&src, p))
+            .transpose()?;
         Ok(Layer {
+            publish,
             onie,
             steps,
             python,
@@ -460,7 +467,11 @@ fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
     let mut seen_tools = HashSet::new();
     let mut disk: Option<super::disk::DiskLayer> = None;
     let mut onie: Option<(&Layer, &super::onie::Onie, Span)> = None;
+    let mut publish = super::publish::Publish::default();
     for layer in layers.iter().rev() {
+        if let Some(p) = &layer.publish {
+            publish = publish.overridden_by(p);
+        }
         if let Some(p) = &layer.python {
             super::python::merge(&mut python, p);
         }
@@ -538,6 +549,7 @@ fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
     foreign_architectures.retain(|f| *f != architecture);
     let disk = disk.map(|d| d.finish(&leaf.name));
     Ok(Recipe {
+        publish,
         tools,
         disk,
         onie,

@@ -33,6 +33,8 @@ pub(super) struct RawRecipe {
     pub tools: Vec<Spanned<String>>,
     /// `[disk]`: a bootable raw disk image of the rootfs.
     pub disk: Option<Spanned<RawDisk>>,
+    /// `[publish]`: repository name, version and labels for `imgbuild publish`.
+    pub publish: Option<super::publish::RawPublish>,
 }
 
 /// The `[disk]` table.

@@ -125,10 +125,17 @@ pub fn restore(tar: &Path, root: &Path) -> Result<(), OutputError> {
     result.map_err(fail)
 }
 
+/// Bumped when the files written from a rootfs change (not the rootfs):
+/// outputs of an older format are then rebuilt, the rootfs cache is kept.
+/// 2: `sbom.spdx.json`, purls with `distro`/`upstream`, the OS component.
+const OUTPUTS_FORMAT: &str = "2";
+
 /// `sha256:<hex>` of the outputs: the rootfs key plus the options that
 /// change the outputs but not the rootfs. `manifest.json` records it.
 pub fn output_key(rootfs_key: &str, compression: Compression) -> String {
-    let text = format!("{KEY_FORMAT}\nrootfs={rootfs_key}\ncompression={compression:?}\n");
+    let text = format!(
+        "{KEY_FORMAT}\noutputs={OUTPUTS_FORMAT}\nrootfs={rootfs_key}\ncompression={compression:?}\n"
+    );
     format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
 }
 

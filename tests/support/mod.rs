@@ -10,6 +10,7 @@
 //! - [`onie`]: a fixture rootfs for the ONIE installer and a simulated ONIE.
 //! - [`pypi`]: a PEP 691 package index with real wheels and sdists ([`PyIndex`]).
 //! - [`tree`]: a rootfs-like test tree and its deterministic tar.
+//! - [`registry`]: a real `docker-registry` on loopback, plain or TLS + htpasswd.
 //! - [`workspace`]: a project dir with recipes, and running the built binary ([`Workspace`]).
 //!
 //! Each test binary uses a subset, hence the blanket `dead_code` allowance.
@@ -22,6 +23,7 @@ pub mod http;
 pub mod key;
 pub mod onie;
 pub mod pypi;
+pub mod registry;
 pub mod repo;
 pub mod site;
 pub mod tree;

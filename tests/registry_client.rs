@@ -1,0 +1,251 @@
+//! The registry client against a scripted loopback server: the bearer token
+//! flow, retries of transient failures, and hostile replies (oversized,
+//! wrong digest, an upload Location on another host).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use imgbuild::registry::{Client, Credentials, RegistryError, TransportOptions, sha256_digest};
+
+/// One request as the handler sees it.
+#[derive(Debug, Clone)]
+struct Req {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Req {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+type Handler = dyn Fn(&Req, u16) -> (u16, Vec<(String, String)>, Vec<u8>) + Send + Sync;
+
+/// Serves `handler` on 127.0.0.1 (one thread per connection, one request
+/// each); returns the port and the request log.
+fn serve(handler: Arc<Handler>) -> (u16, Arc<Mutex<Vec<Req>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(200) {
+            let Ok(mut stream) = stream else { continue };
+            let handler = handler.clone();
+            let log = log2.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() || line.is_empty() {
+                    return;
+                }
+                let mut parts = line.split_whitespace();
+                let method = parts.next().unwrap_or("").to_string();
+                let target = parts.next().unwrap_or("").to_string();
+                let mut headers = Vec::new();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.trim_end().split_once(':') {
+                        headers.push((k.trim().to_string(), v.trim().to_string()));
+                    }
+                }
+                let req = Req {
+                    method,
+                    target,
+                    headers,
+                };
+                let len: usize = req
+                    .header("content-length")
+                    .and_then(|l| l.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).ok();
+                log.lock().unwrap().push(req.clone());
+                let (status, hdrs, body) = handler(&req, port);
+                let mut out = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                    body.len()
+                );
+                for (k, v) in hdrs {
+                    out.push_str(&format!("{k}: {v}\r\n"));
+                }
+                out.push_str("\r\n");
+                let _ = stream.write_all(out.as_bytes());
+                let _ = stream.write_all(&body);
+            });
+        }
+    });
+    (port, log)
+}
+
+fn creds() -> Credentials {
+    Credentials {
+        username: "ci".into(),
+        password: "pw".into(),
+        origin: "test".into(),
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn insecure() -> TransportOptions {
+    TransportOptions {
+        insecure: true,
+        ca_file: None,
+    }
+}
+
+fn h(k: &str, v: impl Into<String>) -> (String, String) {
+    (k.to_string(), v.into())
+}
+
+#[test]
+fn bearer_token_flow_with_basic_credentials_at_the_realm() {
+    let (port, log) = serve(Arc::new(|req: &Req, port| {
+        let basic = creds().basic_header();
+        if req.target.starts_with("/token") {
+            assert!(
+                req.target.contains("service=test-registry"),
+                "{}",
+                req.target
+            );
+            assert!(
+                req.target
+                    .contains("scope=repository%3Ateam%2Fimg%3Apull%2Cpush"),
+                "{}",
+                req.target
+            );
+            if req.header("authorization") == Some(basic.as_str()) {
+                return (200, vec![], br#"{"token":"tok-123"}"#.to_vec());
+            }
+            return (401, vec![], b"bad credentials".to_vec());
+        }
+        if req.header("authorization") == Some("Bearer tok-123") {
+            return (200, vec![], b"{}".to_vec());
+        }
+        let challenge = format!(
+            r#"Bearer realm="http://127.0.0.1:{port}/token",service="test-registry",scope="repository:team/img:pull,push""#
+        );
+        (401, vec![h("WWW-Authenticate", challenge)], b"{}".to_vec())
+    }));
+    let client = Client::new(&format!("127.0.0.1:{port}"), &insecure(), Some(creds())).unwrap();
+    rt().block_on(client.ping("team/img", true)).unwrap();
+    let targets: Vec<String> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.target.clone())
+        .collect();
+    assert_eq!(targets.len(), 3, "{targets:?}");
+    assert!(targets[1].starts_with("/token?"));
+
+    // Wrong password: a clear error naming the credentials' origin.
+    let mut wrong = creds();
+    wrong.password = "nope".into();
+    let client = Client::new(&format!("127.0.0.1:{port}"), &insecure(), Some(wrong)).unwrap();
+    let e = rt().block_on(client.ping("team/img", true)).unwrap_err();
+    assert!(matches!(e, RegistryError::Unauthorized { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("credentials for `ci` from test were refused"),
+        "{e}"
+    );
+}
+
+#[test]
+fn transient_failures_are_retried_then_reported() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h2 = hits.clone();
+    let (port, _) = serve(Arc::new(move |_req: &Req, _| {
+        if h2.fetch_add(1, Ordering::SeqCst) < 2 {
+            (503, vec![], b"busy".to_vec())
+        } else {
+            (200, vec![], b"{}".to_vec())
+        }
+    }));
+    let client = Client::new(&format!("127.0.0.1:{port}"), &insecure(), None).unwrap();
+    rt().block_on(client.ping("x", false)).unwrap();
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+
+    let (port, log) = serve(Arc::new(|_req: &Req, _| (500, vec![], b"down".to_vec())));
+    let client = Client::new(&format!("127.0.0.1:{port}"), &insecure(), None).unwrap();
+    let e = rt().block_on(client.ping("x", false)).unwrap_err();
+    assert!(e.to_string().contains("HTTP 500"), "{e}");
+    assert_eq!(log.lock().unwrap().len(), 4, "bounded attempts");
+}
+
+#[test]
+fn hostile_replies_are_refused() {
+    let good =
+        b"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\"}"
+            .to_vec();
+    let good_digest = sha256_digest(&good);
+    let g = good.clone();
+    let (port, _) = serve(Arc::new(move |req: &Req, _| {
+        let t = req.target.as_str();
+        if t.ends_with("/manifests/huge") {
+            return (200, vec![], vec![b' '; 5 << 20]);
+        }
+        if t.ends_with("/manifests/lying") {
+            return (
+                200,
+                vec![h(
+                    "Docker-Content-Digest",
+                    format!("sha256:{}", "0".repeat(64)),
+                )],
+                g.clone(),
+            );
+        }
+        if t.contains("/manifests/sha256:") {
+            // Served under a digest it does not hash to.
+            return (200, vec![], b"{\"mediaType\":\"x\"}".to_vec());
+        }
+        if req.method == "HEAD" {
+            return (404, vec![], vec![]);
+        }
+        if req.method == "POST" {
+            return (
+                202,
+                vec![h("Location", "http://198.51.100.7/upload/1")],
+                vec![],
+            );
+        }
+        (404, vec![], vec![])
+    }));
+    let client = Client::new(&format!("127.0.0.1:{port}"), &insecure(), None).unwrap();
+    let rt = rt();
+    let e = rt.block_on(client.get_manifest("x", "huge")).unwrap_err();
+    assert!(matches!(e, RegistryError::TooLarge { .. }), "{e}");
+    let e = rt.block_on(client.get_manifest("x", "lying")).unwrap_err();
+    assert!(matches!(e, RegistryError::Digest { .. }), "{e}");
+    let e = rt
+        .block_on(client.get_manifest("x", &good_digest))
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::Digest { .. }), "{e}");
+    let blob = b"data".to_vec();
+    let e = rt
+        .block_on(client.push_blob(
+            "x",
+            &sha256_digest(&blob),
+            4,
+            &imgbuild::registry::BlobSource::Bytes(blob.clone()),
+            None,
+        ))
+        .unwrap_err();
+    assert!(e.to_string().contains("is not on 127.0.0.1"), "{e}");
+}
