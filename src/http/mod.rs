@@ -1,6 +1,6 @@
 //! The one HTTP stack every network stage uses: Debian indexes
 //! ([`crate::archive`]), store blobs ([`crate::fetch`]) and the Python index
-//! ([`crate::pypi`]).
+//! ([`crate::pypi`]) and OCI registries ([`crate::registry`]).
 //!
 //! - [`client`]: a reqwest client with imgbuild's user agent, timeouts and
 //!   TLS set-up (rustls with the ring provider);
@@ -67,6 +67,14 @@ impl Default for Timeouts {
 /// A client with imgbuild's user agent and the given timeouts. Cheap to
 /// clone (it is a handle); build one per stage and share it.
 pub fn client(timeouts: Timeouts) -> Result<reqwest::Client, HttpError> {
+    builder(timeouts)
+        .build()
+        .map_err(|e| HttpError::Setup(describe(&e)))
+}
+
+/// The builder behind [`client`], for a stage that needs more (the
+/// registry client adds a redirect limit and the user's CA file).
+pub fn builder(timeouts: Timeouts) -> reqwest::ClientBuilder {
     // reqwest is built without a default crypto provider; install ring once
     // (an error only means some provider is installed already).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -74,8 +82,6 @@ pub fn client(timeouts: Timeouts) -> Result<reqwest::Client, HttpError> {
         .user_agent(concat!("imgbuild/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(timeouts.connect)
         .read_timeout(timeouts.read)
-        .build()
-        .map_err(|e| HttpError::Setup(describe(&e)))
 }
 
 /// Runs `future` to completion on the process's one tokio runtime (built on

@@ -160,14 +160,6 @@ fn git_revision(workspace: &Path) -> Option<String> {
     (out.status.success() && s.len() == 40).then_some(s)
 }
 
-/// A tokio runtime for the registry client (the CLI is otherwise synchronous).
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
 /// Runs the publication. Must not be called from inside a tokio runtime.
 pub fn run(args: &PublishArgs) -> Result<PublishReport> {
     let started = Instant::now();
@@ -254,8 +246,7 @@ pub fn run(args: &PublishArgs) -> Result<PublishReport> {
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         client.set_progress(bar);
     }
-    let rt = runtime()?;
-    let report = rt.block_on(push(&client, &target, &publication, args, key.is_some()))?;
+    let report = crate::http::block_on(push(&client, &target, &publication, args, key.is_some()))??;
     client.progress().finish_and_clear();
     let mut report = report;
     report.repository = repository;

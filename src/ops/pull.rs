@@ -70,8 +70,7 @@ pub fn run(args: &PullArgs) -> Result<PullReport> {
         .prefix(".imgbuild-pull-")
         .tempdir_in(parent)
         .with_context(|| format!("creating a temp directory in {}", parent.display()))?;
-    let rt = super::publish::runtime()?;
-    let report = rt.block_on(pull(&client, &r, stage.path(), key.as_ref(), args.quiet))?;
+    let report = crate::http::block_on(pull(&client, &r, stage.path(), key.as_ref(), args.quiet))??;
     // Every check passed: move the files into place.
     for (rel, _) in &report.files {
         let dest = args.out_dir.join(rel);

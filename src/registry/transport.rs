@@ -244,14 +244,13 @@ impl Transport {
                 reason: e.to_string(),
             }
         })?;
-        // Already installed by someone else is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(60))
-            .user_agent(concat!("imgbuild/", env!("CARGO_PKG_VERSION")))
-            // Blob downloads may be redirected to storage; a few hops only.
-            .redirect(reqwest::redirect::Policy::limited(5));
+        let mut builder = crate::http::builder(crate::http::Timeouts {
+            connect: Duration::from_secs(10),
+            // Registries may take a while to commit a large blob.
+            read: Duration::from_secs(60),
+        })
+        // Blob downloads may be redirected to storage; a few hops only.
+        .redirect(reqwest::redirect::Policy::limited(5));
         if let Some(ca) = &opts.ca_file {
             let pem = std::fs::read(ca).map_err(|source| RegistryError::Io {
                 op: "reading",
@@ -362,7 +361,7 @@ impl Transport {
                         let detail = resp.detail().await;
                         return Err(self.refused(&detail));
                     }
-                    if (status == 429 || status >= 500) && attempt < ATTEMPTS {
+                    if crate::http::is_transient(resp.inner.status()) && attempt < ATTEMPTS {
                         format!("HTTP {status}")
                     } else {
                         return Ok(resp);
