@@ -9,6 +9,7 @@
 //! - [`apt`]: the real apt with a private configuration, as an independent judge ([`Apt`]).
 //! - [`pypi`]: a PEP 691 package index with real wheels and sdists ([`PyIndex`]).
 //! - [`registry`]: a real `docker-registry` on loopback, plain or TLS + htpasswd.
+//! - [`scripted`]: a loopback HTTP server answering through a closure.
 //! - [`workspace`]: a project dir with recipes, and running the built binary ([`Workspace`]).
 //!
 //! Each test binary uses a subset, hence the blanket `dead_code` allowance.
@@ -22,6 +23,7 @@ pub mod key;
 pub mod pypi;
 pub mod registry;
 pub mod repo;
+pub mod scripted;
 pub mod site;
 pub mod workspace;
 
