@@ -805,3 +805,49 @@ fn an_interrupted_publish_leaves_the_old_tag_on_a_complete_image() {
         .assert_success();
     assert_eq!(inspect("1.2.3")["Digest"], b.as_str());
 }
+
+#[test]
+fn bearer_token_flow_against_a_token_authenticated_registry() {
+    need_tools!();
+    let secure = Secure {
+        user: "ci".into(),
+        password: "s3cret".into(),
+    };
+    let reg = Registry::token(&secure);
+    let ws = fixture();
+    let target = format!("{}/fixture", reg.addr);
+    let publish = |password: &str| {
+        let mut cmd = ws.command(&[
+            "publish",
+            "--no-build",
+            NAME,
+            &target,
+            "--insecure",
+            "--json",
+        ]);
+        cmd.env("IMGBUILD_REGISTRY_USERNAME", "ci");
+        cmd.env("IMGBUILD_REGISTRY_PASSWORD", password);
+        support::workspace::run_bounded(cmd, std::time::Duration::from_secs(120))
+    };
+    let run = publish("wrong").assert_failure();
+    assert!(run.stderr.contains("refused access"), "{}", run.stderr);
+    let run = publish("s3cret").assert_success();
+    assert_eq!(
+        report(&run.stdout)["digest"],
+        out_digest(&ws).as_str(),
+        "{}",
+        run.stderr
+    );
+    // Anonymous reads are refused by this registry: skopeo needs the token too.
+    let creds = "--creds=ci:s3cret";
+    let raw = reg.skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        creds,
+        "--raw",
+        &format!("docker://{target}:1.2.3"),
+    ]);
+    assert_eq!(sha256(&raw), out_digest(&ws).trim_start_matches("sha256:"));
+    let again = publish("s3cret").assert_success();
+    assert_eq!(report(&again.stdout)["uploaded_bytes"], 0);
+}

@@ -423,3 +423,39 @@ async fn move_tag(client: &Client, repo: &str, tag: &str, doc: &Document) -> Res
         .with_context(|| format!("tagging {} as `{tag}`", doc.what))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recipe(publish: &str) -> Recipe {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("k.pgp"), b"key").unwrap();
+        let text = format!(
+            "architecture = \"amd64\"\n[[source]]\nname = \"main\"\nurl = \"http://127.0.0.1:9/d\"\nsuite = \"bookworm\"\ncomponents = [\"main\"]\nkeyring = \"k.pgp\"\n{publish}"
+        );
+        Recipe::parse_str(&text, &dir.path().join("img.toml")).unwrap()
+    }
+
+    #[test]
+    fn targets_come_from_the_reference_or_the_registry_setting() {
+        let plain = recipe("");
+        let named = recipe("[publish]\nrepository = \"team/nos\"\n");
+        let r = resolve_target(Some("127.0.0.1:5000/x:1"), Some("other:1"), &plain).unwrap();
+        assert_eq!(r.to_string(), "127.0.0.1:5000/x:1");
+        let r = resolve_target(Some("x:2"), Some("reg.test:5000"), &plain).unwrap();
+        assert_eq!(r.to_string(), "reg.test:5000/x:2");
+        let r = resolve_target(None, Some("reg.test:5000"), &named).unwrap();
+        assert_eq!(r.to_string(), "reg.test:5000/team/nos");
+        let r = resolve_target(None, Some("reg.test"), &plain).unwrap();
+        assert_eq!(r.repository, "img");
+        let e = resolve_target(None, None, &named).unwrap_err().to_string();
+        assert!(e.contains("IMGBUILD_REGISTRY"), "{e}");
+        let e = resolve_target(Some("x"), None, &plain)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no registry host"), "{e}");
+        let d = format!("reg.test/x@sha256:{}", "a".repeat(64));
+        assert!(resolve_target(Some(&d), None, &plain).is_err());
+    }
+}

@@ -1,8 +1,9 @@
 """Independent checks of a publication by `imgbuild publish`, with other
 people's code: securesystemslib verifies the DSSE provenance envelope,
 `cryptography` the cosign-style image signature fetched with urllib from the
-registry, spdx-tools validates the SPDX document and cyclonedx-python-lib the
-CycloneDX one against its JSON schema.
+registry, spdx-tools validates the SPDX document, cyclonedx-python-lib the
+CycloneDX one against its JSON schema, and oras reads the referrers index and
+pulls the ONIE installer artifact.
 
 usage: check_publication.py PULLED_DIR PUBLIC_KEY_PEM REGISTRY REPO IMAGE_DIGEST
 Exits non-zero with a message on the first failure.
@@ -100,6 +101,32 @@ def main():
     err = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(f"{pulled}/sbom.cdx.json").read())
     if err is not None:
         fail(f"CycloneDX: {err}")
+    # oras (the ORAS Python client) reads the referrers tag index and pulls
+    # the ONIE installer artifact by its title, as `oras pull` does.
+    import tempfile
+
+    import oras.client
+
+    client = oras.client.OrasClient(hostname=registry, insecure=True)
+    index = client.get_manifest(
+        f"{registry}/{repo}:{digest.replace(':', '-')}",
+        allowed_media_type=["application/vnd.oci.image.index.v1+json"],
+    )
+    kinds = {m.get("artifactType") for m in index["manifests"]}
+    for want in ["application/spdx+json", "application/vnd.in-toto+json", "application/vnd.imgbuild.lock.v1+toml"]:
+        if want not in kinds:
+            fail(f"oras: {want} not among the referrers")
+    onie = [m for m in index["manifests"] if m.get("artifactType") == "application/vnd.imgbuild.onie.installer.v1"]
+    if len(onie) != 1:
+        fail("oras: no ONIE installer artifact")
+    with tempfile.TemporaryDirectory() as out:
+        files = client.pull(target=f"{registry}/{repo}@{onie[0]['digest']}", outdir=out)
+        if len(files) != 1:
+            fail(f"oras pulled {files}")
+        got = open(files[0], "rb").read()
+        name = files[0].rsplit("/", 1)[-1]
+        if got != open(f"{pulled}/{name}", "rb").read():
+            fail(f"oras: {name} differs")
     print("check_publication: ok")
 
 

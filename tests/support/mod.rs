@@ -11,6 +11,7 @@
 //! - [`pypi`]: a PEP 691 package index with real wheels and sdists ([`PyIndex`]).
 //! - [`tree`]: a rootfs-like test tree and its deterministic tar.
 //! - [`registry`]: a real `docker-registry` on loopback, plain or TLS + htpasswd.
+//! - [`scripted`]: a loopback HTTP server answering through a closure.
 //! - [`workspace`]: a project dir with recipes, and running the built binary ([`Workspace`]).
 //!
 //! Each test binary uses a subset, hence the blanket `dead_code` allowance.
@@ -25,6 +26,7 @@ pub mod onie;
 pub mod pypi;
 pub mod registry;
 pub mod repo;
+pub mod scripted;
 pub mod site;
 pub mod tree;
 pub mod workspace;

@@ -40,6 +40,8 @@ pub struct Registry {
     /// The CA certificate when TLS is on.
     pub ca: Option<PathBuf>,
     dir: tempfile::TempDir,
+    /// Other temp directories that live as long as the registry.
+    keep: Vec<tempfile::TempDir>,
 }
 
 /// TLS + htpasswd settings.
@@ -138,7 +140,89 @@ impl Registry {
         Registry::start(Some(s))
     }
 
+    /// Starts a plain registry with token auth (the distribution token
+    /// flow) and a token server on loopback that grants every scope asked
+    /// for to `s.user` with `s.password`: JWTs signed ES256 with a throwaway
+    /// key whose certificate the registry trusts.
+    pub fn token(s: &Secure) -> Registry {
+        let dir = tempfile::Builder::new()
+            .prefix("imgbuild-token-")
+            .tempdir()
+            .unwrap();
+        run(Command::new("openssl").current_dir(dir.path()).args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "token.key",
+            "-out",
+            "token.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=imgbuild test tokens",
+        ]));
+        run(Command::new("openssl").current_dir(dir.path()).args([
+            "x509",
+            "-in",
+            "token.pem",
+            "-outform",
+            "DER",
+            "-out",
+            "token.der",
+        ]));
+        use p256::pkcs8::DecodePrivateKey;
+        let key = p256::ecdsa::SigningKey::from_pkcs8_pem(
+            &std::fs::read_to_string(dir.path().join("token.key")).unwrap(),
+        )
+        .unwrap();
+        let cert = std::fs::read(dir.path().join("token.der")).unwrap();
+        let basic = {
+            use base64::Engine;
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", s.user, s.password))
+            )
+        };
+        let user = s.user.clone();
+        let (port, _log) = super::scripted::serve(std::sync::Arc::new(move |req, _| {
+            if req.header("authorization") != Some(basic.as_str()) {
+                return (401, vec![], b"bad credentials".to_vec());
+            }
+            let scopes: Vec<String> = req
+                .target
+                .split(['?', '&'])
+                .filter_map(|kv| kv.strip_prefix("scope="))
+                .map(|v| {
+                    url::form_urlencoded::parse(format!("s={v}").as_bytes())
+                        .next()
+                        .unwrap()
+                        .1
+                        .into_owned()
+                })
+                .collect();
+            let body = format!(r#"{{"token":"{}"}}"#, jwt(&key, &cert, &user, &scopes));
+            (200, vec![], body.into_bytes())
+        }));
+        let auth = format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{port}/token\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {}\n",
+            dir.path().join("token.pem").display()
+        );
+        let mut reg = Registry::start_with(None, Some(auth));
+        reg.keep.push(dir);
+        reg
+    }
+
     fn start(secure: Option<&Secure>) -> Registry {
+        Registry::start_with(secure, None)
+    }
+
+    fn start_with(secure: Option<&Secure>, auth: Option<String>) -> Registry {
         let mut dir = tempfile::Builder::new()
             .prefix("imgbuild-registry-")
             .tempdir()
@@ -173,6 +257,9 @@ impl Registry {
                 ));
                 ca = Some(c);
             }
+            if let Some(a) = &auth {
+                config.push_str(a);
+            }
             let cfg = dir.path().join("config.yml");
             std::fs::write(&cfg, config).unwrap();
             let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
@@ -189,6 +276,7 @@ impl Registry {
                 storage: storage.clone(),
                 ca,
                 dir,
+                keep: Vec::new(),
             };
             let deadline = Instant::now() + Duration::from_secs(15);
             while Instant::now() < deadline {
@@ -235,6 +323,40 @@ impl Registry {
         );
         out.stdout
     }
+}
+
+/// A distribution token: a JWS (ES256, `x5c` = the signing certificate)
+/// granting `scopes` (`repository:NAME:ACTIONS`) for five minutes.
+fn jwt(key: &p256::ecdsa::SigningKey, cert: &[u8], user: &str, scopes: &[String]) -> String {
+    use base64::Engine;
+    use p256::ecdsa::signature::Signer;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let std_b64 = base64::engine::general_purpose::STANDARD.encode(cert);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let access: Vec<serde_json::Value> = scopes
+        .iter()
+        .filter_map(|s| {
+            let mut p = s.splitn(3, ':');
+            let (kind, name, actions) = (p.next()?, p.next()?, p.next()?);
+            Some(serde_json::json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+        })
+        .collect();
+    let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "x5c": [std_b64]});
+    let claims = serde_json::json!({
+        "iss": "test-issuer", "sub": user, "aud": "test-registry",
+        "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", scopes.len()),
+        "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let sig: p256::ecdsa::Signature = key.sign(signing_input.as_bytes());
+    format!("{signing_input}.{}", b64(&sig.to_bytes()))
 }
 
 impl Drop for Registry {
