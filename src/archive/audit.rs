@@ -7,7 +7,12 @@
 //! and `fetch` re-establish the chain of trust for each locked source:
 //! 1. the InRelease whose sha256 the lock records is found (kept by content
 //!    in the cache, the suite's latest cached one, or, online, the mirror's
-//!    current one) and its signature verified with the recipe's keyring;
+//!    current one) and its signature verified with the recipe's keyring. When
+//!    the suite has moved on and the lock's InRelease is nowhere to be had,
+//!    the mirror's current InRelease (verified, and fresh) stands in for it
+//!    and step 2 is skipped: the entries must then be stanzas of the suite's
+//!    *current* signed index, and the report says so. A source no entry
+//!    comes from is not checked at all;
 //! 2. the lock's header must agree with it: signer, `Date`, and each index
 //!    path with the size and sha256 the signed Release lists;
 //! 3. each index is read from the cache or the mirror and checked against
@@ -45,6 +50,9 @@ pub struct AuditReport {
     pub sources: usize,
     /// `[[package]]` and `[[tool]]` entries matched to a signed stanza.
     pub entries: usize,
+    /// Sources whose own InRelease was gone (the suite moved on), checked
+    /// against the suite's current signed index instead: one line each.
+    pub notes: Vec<String>,
 }
 
 /// Why a lock failed the audit. Each names the lock file and the source or
@@ -224,10 +232,11 @@ pub fn audit_lock(
             Ok::<_, ArchiveError>(counts)
         });
         ctx.transport.finish();
-        let counts = counts?.into_iter().collect::<Result<Vec<usize>, _>>()?;
+        let counts = counts?.into_iter().collect::<Result<Vec<_>, _>>()?;
         Ok(AuditReport {
             sources: counts.len(),
-            entries: counts.iter().sum(),
+            entries: counts.iter().map(|(n, _)| n).sum(),
+            notes: counts.into_iter().filter_map(|(_, note)| note).collect(),
         })
     };
     if tokio::runtime::Handle::try_current().is_ok() {
@@ -246,7 +255,7 @@ async fn audit_source(
     locked: LockedSource,
     entries: Vec<Entry>,
     lock: String,
-) -> Result<usize, ArchiveError> {
+) -> Result<(usize, Option<String>), ArchiveError> {
     let src_err = |reason: String| {
         audit_err(AuditError::Source {
             lock: lock.clone(),
@@ -254,7 +263,13 @@ async fn audit_source(
             reason,
         })
     };
+    // A source no entry comes from protects nothing: its InRelease is not
+    // needed (a lock whose other suites moved on stays checkable).
+    if entries.is_empty() {
+        return Ok((0, None));
+    }
     let want = locked.inrelease_sha256.to_ascii_lowercase();
+    let mut note = None;
     // 1. The lock's InRelease, by content.
     let latest = ctx
         .cache
@@ -277,34 +292,54 @@ async fn audit_source(
             let (raw, what) = inrelease(&ctx, &plan).await?;
             let got = sha256_hex(&raw);
             if got != want {
-                return Err(src_err(format!(
-                    "the lock names InRelease sha256 {want}, which is not in the cache, and \
-                     {what} is now {got}: the suite moved on since the lock was made; \
-                     re-solve (`imgbuild solve`), or use a mirror serving the lock's snapshot"
-                )));
+                // The suite moved on and the lock's InRelease is gone: the
+                // entries must then be stanzas of the suite's current signed
+                // index instead (same guarantee, fewer old versions).
+                note = Some(format!(
+                    "source `{}`: the lock's InRelease (sha256 {want}) is not cached and {what} \
+                     is now {got}; its entries were checked against that current signed index",
+                    locked.name
+                ));
             }
             (raw, what)
         }
     };
+    let fallback = note.is_some();
+    let raw_sha = if fallback {
+        sha256_hex(&raw)
+    } else {
+        want.clone()
+    };
     // 2. Its signature, and the header against it.
     let keyring_sha = plan.keyring.sha256().to_string();
-    let verified = match ctx.cache.read_verified(&want, &keyring_sha) {
+    let verified = match ctx.cache.read_verified(&raw_sha, &keyring_sha) {
         Some(v) => v,
         None => {
             let (keyring, what2, raw2) = (plan.keyring.clone(), what.clone(), raw.clone());
             let v = tokio::task::spawn_blocking(move || keyring.verify_inrelease(&raw2, &what2))
                 .await
                 .map_err(|e| ArchiveError::Setup(e.to_string()))??;
-            ctx.cache.store_verified(&want, &keyring_sha, &v)?;
+            ctx.cache.store_verified(&raw_sha, &keyring_sha, &v)?;
             v
         }
     };
-    ctx.cache.store_inrelease_blob(&want, &raw)?;
     let release = Release::parse(&verified.signed_text, &what)?;
-    check_header(&locked, &verified.fingerprint, &release).map_err(&src_err)?;
-    if entries.is_empty() {
-        return Ok(0);
+    if fallback {
+        // A current InRelease must be fresh like any fetched to solve.
+        super::freshness::check(&release, &plan.source, &what, &Default::default())?;
+        // Its indexes at the lock's paths (the hashes differ, of course).
+        for ix in &locked.indexes {
+            if !release.sha256.contains_key(&ix.path) {
+                return Err(src_err(format!(
+                    "index {} is not listed in {what} either",
+                    ix.path
+                )));
+            }
+        }
+    } else {
+        check_header(&locked, &verified.fingerprint, &release).map_err(&src_err)?;
     }
+    ctx.cache.store_inrelease_blob(&raw_sha, &raw)?;
     if locked.indexes.is_empty() {
         return Err(src_err(format!(
             "{} entries name it, but it lists no indexes",
@@ -314,11 +349,7 @@ async fn audit_source(
     // 3. The verified texts of its indexes.
     let mut texts: Vec<(String, IndexText, super::release::FileHash)> = Vec::new();
     for ix in &locked.indexes {
-        let hash = release
-            .sha256
-            .get(&ix.path)
-            .expect("checked by check_header")
-            .clone();
+        let hash = release.sha256.get(&ix.path).expect("checked above").clone();
         let base = ix
             .path
             .strip_suffix(".xz")
@@ -366,7 +397,7 @@ async fn audit_source(
     let cache = ctx.cache.clone();
     let (suite_dir, source_name, index) = (plan.suite_dir(), plan.source.name.clone(), plan.index);
     let checked = format!(
-        "{} of InRelease sha256 {want}",
+        "{} of InRelease sha256 {raw_sha}",
         texts
             .iter()
             .map(|(p, _, _)| format!("{suite_dir}{p}"))
@@ -412,7 +443,7 @@ async fn audit_source(
     })
     .await
     .map_err(|e| ArchiveError::Setup(e.to_string()))??;
-    Ok(n)
+    Ok((n, note))
 }
 
 /// The lock's header for a source against its verified Release.
