@@ -273,28 +273,37 @@ async fn audit_source(
     // 1. The lock's InRelease, by content.
     let latest = ctx
         .cache
-        .read_inrelease(&plan.cache_key, &plan.source.suite)?
-        .filter(|r| sha256_hex(r) == want);
-    let (raw, what) = match ctx.cache.read_inrelease_blob(&want).or(latest) {
+        .read_inrelease(&plan.cache_key, &plan.source.suite)?;
+    let kept = ctx
+        .cache
+        .read_inrelease_blob(&want)
+        .or_else(|| latest.clone().filter(|r| sha256_hex(r) == want));
+    let (raw, what) = match kept {
         Some(raw) => (raw, format!("cached InRelease sha256 {want}")),
-        None if ctx.offline => {
-            return Err(src_err(format!(
-                "its InRelease (sha256 {want}) is not in the cache; run without --offline"
-            )));
-        }
-        None if plan.urls.is_empty() => {
-            return Err(src_err(format!(
-                "its InRelease (sha256 {want}) is not in the cache, and no mirror to fetch it: {}",
-                mirror_err.unwrap_or_else(|| "no mirror configured".into())
-            )));
-        }
         None => {
-            let (raw, what) = inrelease(&ctx, &plan).await?;
+            // The suite moved on and the lock's InRelease is gone: the
+            // entries must then be stanzas of the suite's current signed
+            // index (same guarantee, fewer old versions).
+            let (raw, what) = match latest {
+                Some(raw) if ctx.offline => (
+                    raw,
+                    format!("the cached InRelease of suite `{}`", plan.source.suite),
+                ),
+                None if ctx.offline => {
+                    return Err(src_err(format!(
+                        "its InRelease (sha256 {want}) is not in the cache; run without --offline"
+                    )));
+                }
+                _ if plan.urls.is_empty() => {
+                    return Err(src_err(format!(
+                        "its InRelease (sha256 {want}) is not in the cache, and no mirror to fetch it: {}",
+                        mirror_err.unwrap_or_else(|| "no mirror configured".into())
+                    )));
+                }
+                _ => inrelease(&ctx, &plan).await?,
+            };
             let got = sha256_hex(&raw);
             if got != want {
-                // The suite moved on and the lock's InRelease is gone: the
-                // entries must then be stanzas of the suite's current signed
-                // index instead (same guarantee, fewer old versions).
                 note = Some(format!(
                     "source `{}`: the lock's InRelease (sha256 {want}) is not cached and {what} \
                      is now {got}; its entries were checked against that current signed index",
@@ -327,6 +336,11 @@ async fn audit_source(
     if fallback {
         // A current InRelease must be fresh like any fetched to solve.
         super::freshness::check(&release, &plan.source, &what, &Default::default())?;
+        if !ctx.offline {
+            // As a solve would: the suite's latest verified InRelease.
+            ctx.cache
+                .store_inrelease(&plan.cache_key, &plan.source.suite, &raw)?;
+        }
         // Its indexes at the lock's paths (the hashes differ, of course).
         for ix in &locked.indexes {
             if !release.sha256.contains_key(&ix.path) {
@@ -434,7 +448,14 @@ async fn audit_source(
                     version: e.package.version.clone(),
                     architecture: e.package.architecture.clone(),
                     source_name: e.package.source.clone(),
-                    detail,
+                    detail: if fallback {
+                        format!(
+                            "{detail}; the lock's own InRelease is gone (the suite moved on): \
+                             re-solve, or point --mirror at a snapshot of the lock's date"
+                        )
+                    } else {
+                        detail
+                    },
                     indexes: checked.clone(),
                 })
             })?;
