@@ -319,18 +319,14 @@ async fn audit_source(
     } else {
         want.clone()
     };
-    // 2. Its signature, and the header against it.
-    let keyring_sha = plan.keyring.sha256().to_string();
-    let verified = match ctx.cache.read_verified(&raw_sha, &keyring_sha) {
-        Some(v) => v,
-        None => {
-            let (keyring, what2, raw2) = (plan.keyring.clone(), what.clone(), raw.clone());
-            let v = tokio::task::spawn_blocking(move || keyring.verify_inrelease(&raw2, &what2))
-                .await
-                .map_err(|e| ArchiveError::Setup(e.to_string()))??;
-            ctx.cache.store_verified(&raw_sha, &keyring_sha, &v)?;
-            v
-        }
+    // 2. Its signature, and the header against it. Verified again on every
+    // audit rather than taken from the cache's verification memo: it costs
+    // milliseconds, and then nothing in the cache is trusted unchecked.
+    let verified = {
+        let (keyring, what2, raw2) = (plan.keyring.clone(), what.clone(), raw.clone());
+        tokio::task::spawn_blocking(move || keyring.verify_inrelease(&raw2, &what2))
+            .await
+            .map_err(|e| ArchiveError::Setup(e.to_string()))??
     };
     let release = Release::parse(&verified.signed_text, &what)?;
     if fallback {
