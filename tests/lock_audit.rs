@@ -229,6 +229,17 @@ fn moved_on_suites_are_checked_against_the_current_index() {
         out.stderr
     );
     assert!(!ws.path().join("vendor").exists());
+    // A replayed InRelease older than the lock's stands in for nothing.
+    archive(&site, t - 5 * DAY, None);
+    std::fs::remove_dir_all(ws.cache_dir()).unwrap();
+    let out = ws.run(&["fetch", "img"]).assert_failure();
+    assert!(
+        out.stderr.contains("older than the Date the lock records")
+            && out.stderr.contains(&repo::rfc2822(t - 5 * DAY)),
+        "{}",
+        out.stderr
+    );
+    assert!(!ws.path().join("vendor").exists());
 }
 
 /// Item 4, cost: a warm `solve --locked` downloads nothing.

@@ -330,8 +330,13 @@ async fn audit_source(
     };
     let release = Release::parse(&verified.signed_text, &what)?;
     if fallback {
-        // A current InRelease must be fresh like any fetched to solve.
-        super::freshness::check(&release, &plan.source, &what, &Default::default())?;
+        // A current InRelease must be fresh like any fetched to solve, and
+        // not older than the lock's own (a replay).
+        let fresh = super::freshness::Freshness {
+            previous: [(locked.name.clone(), locked.date.clone())].into(),
+            ..Default::default()
+        };
+        super::freshness::check(&release, &plan.source, &what, &fresh)?;
         if !ctx.offline {
             // As a solve would: the suite's latest verified InRelease.
             ctx.cache
