@@ -27,3 +27,7 @@ for r in "${recipes[@]}"; do
   "$ib" --offline build "$r"
   "$ib" --offline verify "$r"
 done
+
+# The long run of the parser property tests (the default suite runs a few
+# hundred cases per parser; see docs/security.md).
+IMGBUILD_FUZZ_CASES=20000 cargo test --locked --test parser_fuzz

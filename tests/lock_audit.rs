@@ -149,18 +149,37 @@ fn forged_lock_entries_are_refused() {
         out.stderr
     );
 
-    // A header naming another InRelease, or another signer.
+    // A header naming an InRelease that is nowhere to be had: the entries
+    // are checked against the suite's current signed index, and it says so.
     let mut forged = good.clone();
     forged.sources[0].inrelease_sha256 = "ab".repeat(32);
     write_lock(&ws, &forged);
-    let out = ws.run(&["solve", "img", "--locked"]).assert_failure();
+    let out = ws.run(&["solve", "img", "--locked"]).assert_success();
     assert!(
-        out.stderr.contains("source `bookworm`")
+        out.stderr
+            .contains("note: source `bookworm`: the lock's InRelease")
             && out.stderr.contains(&"ab".repeat(32))
-            && out.stderr.contains("suite moved on"),
+            && out
+                .stderr
+                .contains("checked against that current signed index"),
         "{}",
         out.stderr
     );
+    // … and a forged entry fails there too.
+    forged
+        .packages
+        .iter_mut()
+        .find(|p| p.name == "lib")
+        .unwrap()
+        .sha256 = "cd".repeat(32);
+    write_lock(&ws, &forged);
+    let out = ws.run(&["solve", "img", "--locked"]).assert_failure();
+    assert!(
+        out.stderr.contains("[[package]] `lib` 1.0 (amd64)"),
+        "{}",
+        out.stderr
+    );
+    // A header naming another signer.
     let mut forged = good.clone();
     forged.sources[0].signed_by = "0".repeat(40);
     write_lock(&ws, &forged);
@@ -171,6 +190,56 @@ fn forged_lock_entries_are_refused() {
     write_lock(&ws, &good);
     ws.run(&["solve", "img", "--locked"]).assert_success();
     ws.run(&["fetch", "img"]).assert_success();
+}
+
+/// Item 4, old locks: once the suite moved on (and the cache is fresh), the
+/// lock's entries are checked against the current signed index; an entry
+/// that left it is refused, naming it and what the index has now.
+#[test]
+fn moved_on_suites_are_checked_against_the_current_index() {
+    let site = Site::new();
+    let t = now();
+    archive(&site, t - 2 * DAY, None);
+    let server = site.serve();
+    let ws = workspace(&server.url("debian/"), "");
+    ws.run(&["solve", "img"]).assert_success();
+    // Same packages, newer Release: the lock still checks, with a note.
+    archive(&site, t - DAY, None);
+    std::fs::remove_dir_all(ws.cache_dir()).unwrap();
+    let out = ws.run(&["fetch", "img"]).assert_success();
+    assert!(
+        out.stderr.contains("note: source `bookworm`"),
+        "{}",
+        out.stderr
+    );
+    // lib 1.0 replaced by 2.0: the lock's lib is no longer a signed stanza.
+    site.archive("debian")
+        .date(t - DAY / 2)
+        .suite("bookworm", &["amd64"], &["main"])
+        .add(DebSpec::new("app", "1.0", "amd64").depends("lib"))
+        .add(DebSpec::new("lib", "2.0", "amd64"))
+        .build();
+    std::fs::remove_dir_all(ws.cache_dir()).unwrap();
+    std::fs::remove_dir_all(ws.path().join("vendor")).unwrap();
+    let out = ws.run(&["fetch", "img"]).assert_failure();
+    assert!(
+        out.stderr.contains("[[package]] `lib` 1.0 (amd64)")
+            && out.stderr.contains("it has 2.0 (amd64)"),
+        "{}",
+        out.stderr
+    );
+    assert!(!ws.path().join("vendor").exists());
+    // A replayed InRelease older than the lock's stands in for nothing.
+    archive(&site, t - 5 * DAY, None);
+    std::fs::remove_dir_all(ws.cache_dir()).unwrap();
+    let out = ws.run(&["fetch", "img"]).assert_failure();
+    assert!(
+        out.stderr.contains("older than the Date the lock records")
+            && out.stderr.contains(&repo::rfc2822(t - 5 * DAY)),
+        "{}",
+        out.stderr
+    );
+    assert!(!ws.path().join("vendor").exists());
 }
 
 /// Item 4, cost: a warm `solve --locked` downloads nothing.

@@ -5,8 +5,8 @@
 //! none may panic, and what parses must behave (round trips, total orders).
 //!
 //! The default run is small and fast; `IMGBUILD_FUZZ_CASES=N` sets the
-//! number of cases per property for a long run (CI: `ci/fuzz.sh`-style
-//! `IMGBUILD_FUZZ_CASES=20000 cargo test --release --test parser_fuzz`).
+//! number of cases per property for a long run (`ci/nightly.sh` runs
+//! `IMGBUILD_FUZZ_CASES=20000 cargo test --test parser_fuzz`).
 
 use std::path::Path;
 

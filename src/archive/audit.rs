@@ -7,7 +7,12 @@
 //! and `fetch` re-establish the chain of trust for each locked source:
 //! 1. the InRelease whose sha256 the lock records is found (kept by content
 //!    in the cache, the suite's latest cached one, or, online, the mirror's
-//!    current one) and its signature verified with the recipe's keyring;
+//!    current one) and its signature verified with the recipe's keyring. When
+//!    the suite has moved on and the lock's InRelease is nowhere to be had,
+//!    the mirror's current InRelease (verified, and fresh) stands in for it
+//!    and step 2 is skipped: the entries must then be stanzas of the suite's
+//!    *current* signed index, and the report says so. A source no entry
+//!    comes from is not checked at all;
 //! 2. the lock's header must agree with it: signer, `Date`, and each index
 //!    path with the size and sha256 the signed Release lists;
 //! 3. each index is read from the cache or the mirror and checked against
@@ -34,10 +39,9 @@ use super::transport::Transport;
 use super::verify::Keyring;
 use super::{ArchiveError, FetchOptions, plain};
 use crate::core::digest::sha256_hex;
-use crate::core::package::{BinaryPackage, IndexText, parse_index_range};
+use crate::core::package::{BinaryPackage, IndexText};
 use crate::lock::{LockedPackage, LockedSource, Lockfile};
 use crate::recipe::Recipe;
-use crate::solve::Universe;
 
 /// What an audit checked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,6 +50,9 @@ pub struct AuditReport {
     pub sources: usize,
     /// `[[package]]` and `[[tool]]` entries matched to a signed stanza.
     pub entries: usize,
+    /// Sources whose own InRelease was gone (the suite moved on), checked
+    /// against the suite's current signed index instead: one line each.
+    pub notes: Vec<String>,
 }
 
 /// Why a lock failed the audit. Each names the lock file and the source or
@@ -225,10 +232,11 @@ pub fn audit_lock(
             Ok::<_, ArchiveError>(counts)
         });
         ctx.transport.finish();
-        let counts = counts?.into_iter().collect::<Result<Vec<usize>, _>>()?;
+        let counts = counts?.into_iter().collect::<Result<Vec<_>, _>>()?;
         Ok(AuditReport {
             sources: counts.len(),
-            entries: counts.iter().sum(),
+            entries: counts.iter().map(|(n, _)| n).sum(),
+            notes: counts.into_iter().filter_map(|(_, note)| note).collect(),
         })
     };
     if tokio::runtime::Handle::try_current().is_ok() {
@@ -247,7 +255,7 @@ async fn audit_source(
     locked: LockedSource,
     entries: Vec<Entry>,
     lock: String,
-) -> Result<usize, ArchiveError> {
+) -> Result<(usize, Option<String>), ArchiveError> {
     let src_err = |reason: String| {
         audit_err(AuditError::Source {
             lock: lock.clone(),
@@ -255,57 +263,98 @@ async fn audit_source(
             reason,
         })
     };
+    // A source no entry comes from protects nothing: its InRelease is not
+    // needed (a lock whose other suites moved on stays checkable).
+    if entries.is_empty() {
+        return Ok((0, None));
+    }
     let want = locked.inrelease_sha256.to_ascii_lowercase();
+    let mut note = None;
     // 1. The lock's InRelease, by content.
     let latest = ctx
         .cache
-        .read_inrelease(&plan.cache_key, &plan.source.suite)?
-        .filter(|r| sha256_hex(r) == want);
-    let (raw, what) = match ctx.cache.read_inrelease_blob(&want).or(latest) {
+        .read_inrelease(&plan.cache_key, &plan.source.suite)?;
+    let kept = ctx
+        .cache
+        .read_inrelease_blob(&want)
+        .or_else(|| latest.clone().filter(|r| sha256_hex(r) == want));
+    let (raw, what) = match kept {
         Some(raw) => (raw, format!("cached InRelease sha256 {want}")),
-        None if ctx.offline => {
-            return Err(src_err(format!(
-                "its InRelease (sha256 {want}) is not in the cache; run without --offline"
-            )));
-        }
-        None if plan.urls.is_empty() => {
-            return Err(src_err(format!(
-                "its InRelease (sha256 {want}) is not in the cache, and no mirror to fetch it: {}",
-                mirror_err.unwrap_or_else(|| "no mirror configured".into())
-            )));
-        }
         None => {
-            let (raw, what) = inrelease(&ctx, &plan).await?;
+            // The suite moved on and the lock's InRelease is gone: the
+            // entries must then be stanzas of the suite's current signed
+            // index (same guarantee, fewer old versions).
+            let (raw, what) = match latest {
+                Some(raw) if ctx.offline => (
+                    raw,
+                    format!("the cached InRelease of suite `{}`", plan.source.suite),
+                ),
+                None if ctx.offline => {
+                    return Err(src_err(format!(
+                        "its InRelease (sha256 {want}) is not in the cache; run without --offline"
+                    )));
+                }
+                _ if plan.urls.is_empty() => {
+                    return Err(src_err(format!(
+                        "its InRelease (sha256 {want}) is not in the cache, and no mirror to fetch it: {}",
+                        mirror_err.unwrap_or_else(|| "no mirror configured".into())
+                    )));
+                }
+                _ => inrelease(&ctx, &plan).await?,
+            };
             let got = sha256_hex(&raw);
             if got != want {
-                return Err(src_err(format!(
-                    "the lock names InRelease sha256 {want}, which is not in the cache, and \
-                     {what} is now {got}: the suite moved on since the lock was made; \
-                     re-solve (`imgbuild solve`), or use a mirror serving the lock's snapshot"
-                )));
+                note = Some(format!(
+                    "source `{}`: the lock's InRelease (sha256 {want}) is not cached and {what} \
+                     is now {got}; its entries were checked against that current signed index",
+                    locked.name
+                ));
             }
             (raw, what)
         }
     };
-    // 2. Its signature, and the header against it.
-    let keyring_sha = plan.keyring.sha256().to_string();
-    let verified = match ctx.cache.read_verified(&want, &keyring_sha) {
-        Some(v) => v,
-        None => {
-            let (keyring, what2, raw2) = (plan.keyring.clone(), what.clone(), raw.clone());
-            let v = tokio::task::spawn_blocking(move || keyring.verify_inrelease(&raw2, &what2))
-                .await
-                .map_err(|e| ArchiveError::Setup(e.to_string()))??;
-            ctx.cache.store_verified(&want, &keyring_sha, &v)?;
-            v
-        }
+    let fallback = note.is_some();
+    let raw_sha = if fallback {
+        sha256_hex(&raw)
+    } else {
+        want.clone()
     };
-    ctx.cache.store_inrelease_blob(&want, &raw)?;
+    // 2. Its signature, and the header against it. Verified again on every
+    // audit rather than taken from the cache's verification memo: it costs
+    // milliseconds, and then nothing in the cache is trusted unchecked.
+    let verified = {
+        let (keyring, what2, raw2) = (plan.keyring.clone(), what.clone(), raw.clone());
+        tokio::task::spawn_blocking(move || keyring.verify_inrelease(&raw2, &what2))
+            .await
+            .map_err(|e| ArchiveError::Setup(e.to_string()))??
+    };
     let release = Release::parse(&verified.signed_text, &what)?;
-    check_header(&locked, &verified.fingerprint, &release).map_err(&src_err)?;
-    if entries.is_empty() {
-        return Ok(0);
+    if fallback {
+        // A current InRelease must be fresh like any fetched to solve, and
+        // not older than the lock's own (a replay).
+        let fresh = super::freshness::Freshness {
+            previous: [(locked.name.clone(), locked.date.clone())].into(),
+            ..Default::default()
+        };
+        super::freshness::check(&release, &plan.source, &what, &fresh)?;
+        if !ctx.offline {
+            // As a solve would: the suite's latest verified InRelease.
+            ctx.cache
+                .store_inrelease(&plan.cache_key, &plan.source.suite, &raw)?;
+        }
+        // Its indexes at the lock's paths (the hashes differ, of course).
+        for ix in &locked.indexes {
+            if !release.sha256.contains_key(&ix.path) {
+                return Err(src_err(format!(
+                    "index {} is not listed in {what} either",
+                    ix.path
+                )));
+            }
+        }
+    } else {
+        check_header(&locked, &verified.fingerprint, &release).map_err(&src_err)?;
     }
+    ctx.cache.store_inrelease_blob(&raw_sha, &raw)?;
     if locked.indexes.is_empty() {
         return Err(src_err(format!(
             "{} entries name it, but it lists no indexes",
@@ -315,11 +364,7 @@ async fn audit_source(
     // 3. The verified texts of its indexes.
     let mut texts: Vec<(String, IndexText, super::release::FileHash)> = Vec::new();
     for ix in &locked.indexes {
-        let hash = release
-            .sha256
-            .get(&ix.path)
-            .expect("checked by check_header")
-            .clone();
+        let hash = release.sha256.get(&ix.path).expect("checked above").clone();
         let base = ix
             .path
             .strip_suffix(".xz")
@@ -367,7 +412,7 @@ async fn audit_source(
     let cache = ctx.cache.clone();
     let (suite_dir, source_name, index) = (plan.suite_dir(), plan.source.name.clone(), plan.index);
     let checked = format!(
-        "{} of InRelease sha256 {want}",
+        "{} of InRelease sha256 {raw_sha}",
         texts
             .iter()
             .map(|(p, _, _)| format!("{suite_dir}{p}"))
@@ -404,7 +449,14 @@ async fn audit_source(
                     version: e.package.version.clone(),
                     architecture: e.package.architecture.clone(),
                     source_name: e.package.source.clone(),
-                    detail,
+                    detail: if fallback {
+                        format!(
+                            "{detail}; the lock's own InRelease is gone (the suite moved on): \
+                             re-solve, or point --mirror at a snapshot of the lock's date"
+                        )
+                    } else {
+                        detail
+                    },
                     indexes: checked.clone(),
                 })
             })?;
@@ -413,7 +465,7 @@ async fn audit_source(
     })
     .await
     .map_err(|e| ArchiveError::Setup(e.to_string()))??;
-    Ok(n)
+    Ok((n, note))
 }
 
 /// The lock's header for a source against its verified Release.
@@ -450,148 +502,11 @@ fn check_header(locked: &LockedSource, signer: &str, release: &Release) -> Resul
     Ok(())
 }
 
-/// The six fields of a stanza that a lock entry pins.
-#[derive(Debug, PartialEq, Eq)]
-struct Pinned<'a> {
-    name: &'a str,
-    version: &'a str,
-    architecture: &'a str,
-    filename: &'a str,
-    size: u64,
-    sha256: String,
-}
-
-impl<'a> Pinned<'a> {
-    fn of_lock(p: &'a LockedPackage) -> Pinned<'a> {
-        Pinned {
-            name: &p.name,
-            version: &p.version,
-            architecture: &p.architecture,
-            filename: &p.filename,
-            size: p.size,
-            sha256: p.sha256.to_ascii_lowercase(),
-        }
-    }
-
-    fn of_record(r: &'a BinaryPackage) -> Pinned<'a> {
-        Pinned {
-            name: &r.name,
-            version: r.version.as_str(),
-            architecture: &r.architecture,
-            filename: r.filename(),
-            size: r.size(),
-            sha256: r.sha256(),
-        }
-    }
-}
-
-/// `p`'s stanza parsed again from its (verified) index text: `None` unless
-/// its span is exactly one whole stanza. Guards against a record whose
-/// eager fields (from a snapshot) do not match the text.
-fn reparse(p: &BinaryPackage) -> Option<BinaryPackage> {
-    let text = p.index_text();
-    let bytes = (**text).as_ref();
-    let (a, b) = (p.span().0 as usize, p.span().1 as usize);
-    if a >= b || b > bytes.len() {
-        return None;
-    }
-    // Starts a line after a blank line (or the file), ends a line before a
-    // blank line (or the file): not a piece of a stanza.
-    let blank = |line: &[u8]| line.iter().all(u8::is_ascii_whitespace);
-    if a > 0 {
-        let before = bytes[..a].strip_suffix(b"\n")?;
-        let start = before
-            .iter()
-            .rposition(|&c| c == b'\n')
-            .map_or(0, |i| i + 1);
-        if !blank(&before[start..]) {
-            return None;
-        }
-    }
-    let rest = &bytes[b..];
-    let mut lines = rest.split(|&c| c == b'\n');
-    if !lines.next().is_some_and(blank) || !lines.next().is_none_or(blank) {
-        return None;
-    }
-    let mut recs = parse_index_range(text, a, b, 0, "", p.source).ok()?;
-    (recs.len() == 1).then(|| recs.remove(0))
-}
-
-/// Whether one of `found` (records named like `p`) is exactly `p`'s stanza;
-/// else what the index has instead.
-fn match_entry(p: &LockedPackage, found: &[&BinaryPackage]) -> Result<(), String> {
-    let want = Pinned::of_lock(p);
-    let mut near = Vec::new();
-    let mut versions = Vec::new();
-    for r in found {
-        let Some(stanza) = reparse(r) else { continue };
-        versions.push(format!("{} ({})", stanza.version, stanza.architecture));
-        let got = Pinned::of_record(&stanza);
-        if got == want {
-            return Ok(());
-        }
-        if got.version == want.version && got.architecture == want.architecture {
-            near.push(format!(
-                "its stanza says Filename `{}`, Size {}, SHA256 {} (the lock: `{}`, {}, {})",
-                got.filename, got.size, got.sha256, want.filename, want.size, want.sha256
-            ));
-        }
-    }
-    if let Some(n) = near.into_iter().next() {
-        return Err(n);
-    }
-    versions.sort();
-    versions.dedup();
-    Err(if versions.is_empty() {
-        format!("no stanza for `{}` at all", p.name)
-    } else {
-        format!(
-            "no stanza with that version and architecture; it has {}",
-            versions.join(", ")
-        )
-    })
-}
-
-/// Checks that every entry of a lock just built from `u` is exactly a stanza
-/// of the verified text its record points into. The solver reads names and
-/// versions from record snapshots; this makes sure nothing a cache edit could
-/// change reaches the lock file.
-pub fn check_built_lock(
-    lock: &Lockfile,
-    u: &Universe,
-    lock_path: &Path,
-) -> Result<(), ArchiveError> {
-    for e in entries(lock) {
-        let p = &e.package;
-        let mut found = Vec::new();
-        for &id in u.instances_named(&p.name) {
-            for k in 1..=u.candidate_count(id) {
-                let r = u.candidate(id, k);
-                if r.version.as_str() == p.version
-                    && *r.architecture == *p.architecture
-                    && u.source_name(r) == p.source
-                {
-                    found.push(r);
-                }
-            }
-        }
-        match_entry(p, &found).map_err(|detail| {
-            audit_err(AuditError::Entry {
-                lock: lock_path.display().to_string(),
-                section: e.section,
-                name: p.name.clone(),
-                version: p.version.clone(),
-                architecture: p.architecture.clone(),
-                source_name: p.source.clone(),
-                detail: format!(
-                    "{detail}; the cached record snapshot may have been altered: remove the cache"
-                ),
-                indexes: "the solver's indexes".into(),
-            })
-        })?;
-    }
-    Ok(())
-}
+mod stanza;
+pub use stanza::check_built_lock;
+use stanza::match_entry;
+#[cfg(test)]
+use stanza::reparse;
 
 #[cfg(test)]
 #[path = "audit/tests.rs"]

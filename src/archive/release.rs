@@ -26,8 +26,9 @@ pub struct Release {
     pub suite: Option<String>,
     /// `Codename`, if given.
     pub codename: Option<String>,
-    /// `Valid-Until`, if given. Informational only: a past value is normal for
-    /// archived and snapshot suites, and locks pin indexes by content anyway.
+    /// `Valid-Until`, if given. Parsing keeps any value; a fetched Release
+    /// past it is refused by [`super::freshness`] unless its source says
+    /// `check-valid-until = false` (snapshot archives).
     pub valid_until: Option<String>,
     /// `Acquire-By-Hash: yes`: indexes are also served immutably at
     /// `DIR/by-hash/SHA256/<hex>`.

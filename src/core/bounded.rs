@@ -32,6 +32,9 @@ pub const MAX_COPY: u64 = 64 << 20;
 /// Largest recipe file read (recipes are a few kB).
 pub const MAX_RECIPE: u64 = 4 << 20;
 
+/// Largest lock file read (sonic-p4's, 255 packages, is 150 kB).
+pub const MAX_LOCK: u64 = 64 << 20;
+
 /// What kind of non-regular file `t` is, for messages.
 fn kind_of(t: std::fs::FileType) -> &'static str {
     if t.is_dir() {

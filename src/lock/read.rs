@@ -90,10 +90,18 @@ impl Lockfile {
 
     /// Reads and parses the lock at `path`.
     pub fn read(path: &Path) -> Result<Lockfile, LockError> {
-        let text = std::fs::read_to_string(path).map_err(|error| LockError::Io {
-            file: path.display().to_string(),
-            error,
-        })?;
+        // Bounded and regular-only, like every file a workspace hands us
+        // (sonic-p4's lock is 150 kB).
+        let text = crate::core::bounded::read_regular(path, crate::core::bounded::MAX_LOCK)
+            .and_then(|b| {
+                String::from_utf8(b).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error())
+                })
+            })
+            .map_err(|error| LockError::Io {
+                file: path.display().to_string(),
+                error,
+            })?;
         Lockfile::parse(&text, path)
     }
 }

@@ -108,7 +108,11 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
         quiet: args.quiet,
         freshness: Default::default(),
     };
-    crate::archive::audit_lock(&recipe, &read, &lock_path, mirrors.as_ref(), &audit_opts)?;
+    let audit =
+        crate::archive::audit_lock(&recipe, &read, &lock_path, mirrors.as_ref(), &audit_opts)?;
+    if !args.quiet {
+        audit.notes.iter().for_each(|n| eprintln!("note: {n}"));
+    }
     // The tools tree's packages (`[[tool]]`) are fetched with the image's.
     let lock = read.with_tools_as_packages();
     let store = Store::open(&vendor_dir(&args.workspace, args.vendor.as_deref()))?;

@@ -127,7 +127,9 @@ pub enum RootfsError {
         dest: PathBuf,
     },
     /// Blobs are missing from the vendor store.
-    #[error("{0}")]
+    // Transparent: its message *is* the inner one, so `{:#}` must not add it
+    // again as a cause (`X: X`).
+    #[error(transparent)]
     Missing(#[from] MissingBlobs),
     /// A .deb could not be read or unpacked.
     #[error("package {package}: {source}")]
@@ -171,8 +173,8 @@ pub enum RootfsError {
         output: String,
     },
     /// A recipe build step failed.
-    #[error("{0}")]
-    Step(#[source] Box<StepError>),
+    #[error(transparent)]
+    Step(Box<StepError>),
     /// The Python layer could not be installed.
     #[error("Python layer: {0:#}")]
     Python(anyhow::Error),

@@ -104,7 +104,10 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
             quiet: args.quiet,
             freshness: Default::default(),
         };
-        archive::audit_lock(&recipe, lock, &path, mirrors.as_ref(), &opts)?;
+        let audit = archive::audit_lock(&recipe, lock, &path, mirrors.as_ref(), &opts)?;
+        if !args.quiet {
+            audit.notes.iter().for_each(|n| eprintln!("note: {n}"));
+        }
         return Ok(SolveReport {
             recipe: recipe.name.clone(),
             lock: path,
