@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand};
 
 use imgbuild::lock::Lockfile;
 use imgbuild::ops;
-use imgbuild::recipe::Recipe;
 
 /// Reproducible OS images from pinned, verified lockfiles.
 #[derive(Parser, Debug)]
@@ -155,16 +154,7 @@ fn main() -> ExitCode {
 }
 
 fn read_lock(workspace: &std::path::Path, recipe: &str) -> Result<Lockfile> {
-    let recipe = Recipe::load(workspace, recipe)?;
-    let path = ops::solve::lock_path(workspace, &recipe);
-    if !path.exists() {
-        anyhow::bail!(
-            "{} does not exist: run `imgbuild solve {}` first",
-            path.display(),
-            recipe.name
-        );
-    }
-    Ok(Lockfile::read(&path)?)
+    ops::workspace::Loaded::load(workspace, recipe)?.into_lock(ops::workspace::Demand::Exists)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {

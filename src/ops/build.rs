@@ -20,12 +20,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::fetch::{Store, vendor_dir};
 use crate::image::{self, Compression, ImageInfo, Manifest};
 use crate::lock::Lockfile;
-use crate::ops::solve::lock_path;
+use crate::ops::workspace::{Demand, Loaded};
 use crate::pack::tar::{TarOptions, TarStats, write_tree};
 use crate::recipe::Recipe;
 use crate::rootfs::cache::{self, KeyInputs, RootfsCache};
@@ -132,23 +132,9 @@ pub(crate) struct Plan {
 impl Plan {
     /// Loads the recipe and its fresh lock, checks the store, derives the keys.
     pub(crate) fn new(args: &BuildArgs) -> Result<Plan> {
-        let recipe = Recipe::load(&args.workspace, &args.recipe)?;
-        let path = lock_path(&args.workspace, &recipe);
-        if !path.is_file() {
-            bail!(
-                "{} does not exist: run `imgbuild solve {}` first",
-                path.display(),
-                args.recipe
-            );
-        }
-        let lock = Lockfile::read(&path)?;
-        if let Some(why) = lock.is_stale_for(&recipe) {
-            bail!(
-                "{} is stale: {why}; run `imgbuild solve {}`",
-                path.display(),
-                args.recipe
-            );
-        }
+        let loaded = Loaded::load(&args.workspace, &args.recipe)?;
+        let lock = loaded.require(Demand::Fresh)?.clone();
+        let recipe = loaded.recipe;
         let store = Store::open(&vendor_dir(&args.workspace, args.vendor.as_deref()))?;
         store.require(&lock, &recipe.name)?;
         let source_date_epoch = args

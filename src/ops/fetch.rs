@@ -6,15 +6,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::bail;
 use url::Url;
 
 use crate::archive::mirror::Mirrors;
 use crate::fetch::session::{SessionOptions, fetch_lock};
 use crate::fetch::{Options, Progress, Store, vendor_dir};
 use crate::lock::Lockfile;
-use crate::ops::solve::lock_path;
-use crate::recipe::Recipe;
+use crate::ops::workspace::{Demand, Loaded, LockState};
 
 pub use crate::fetch::FetchSummary;
 
@@ -68,26 +66,19 @@ impl Default for FetchArgs {
 /// summary on stderr (both unless `quiet`); the caller need not print it.
 /// Must not be called from inside a tokio runtime (it runs its own).
 pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
-    let recipe = Recipe::load(&args.workspace, &args.recipe)?;
-    let lock_path = lock_path(&args.workspace, &recipe);
-    if !lock_path.is_file() {
-        bail!(
-            "{} does not exist: run `imgbuild solve {}` first",
-            lock_path.display(),
-            args.recipe
-        );
-    }
+    let loaded = Loaded::load(&args.workspace, &args.recipe)?;
     // The tools tree's packages (`[[tool]]`) are fetched with the image's.
-    let lock = Lockfile::read(&lock_path)?.with_tools_as_packages();
-    if let Some(why) = lock.is_stale_for(&recipe)
+    let lock = loaded.require(Demand::Exists)?.with_tools_as_packages();
+    if let LockState::Stale(why) = loaded.state()
         && !args.quiet
     {
         eprintln!(
             "warning: {} is stale ({why}); fetching what it pins (run `imgbuild solve {}` to refresh it)",
-            lock_path.display(),
+            loaded.lock_path.display(),
             args.recipe
         );
     }
+    let recipe = &loaded.recipe;
     let store = Store::open(&vendor_dir(&args.workspace, args.vendor.as_deref()))?;
     // Offline, mirrors are not even configured: a missing mirror must not
     // stop a fetch that needs no network.
@@ -164,6 +155,7 @@ mod tests {
     use super::*;
     use crate::lock::{LockedPackage, LockedRecipe};
     use crate::ops::vendor;
+    use crate::recipe::Recipe;
 
     /// A workspace whose recipe `base` names archive `test`, a lock pinning
     /// three files, and a directory holding them (to be a `file://` mirror).

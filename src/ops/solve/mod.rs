@@ -3,13 +3,14 @@
 pub mod tools;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
 use crate::archive::{self, FetchOptions, LoadedSource, Mirrors};
 use crate::lock::{Change, LockedSource, Lockfile, Update, build_lock, diff, preferences};
+use crate::ops::workspace::{Demand, Loaded};
 use crate::recipe::Recipe;
 use crate::solve::{self, EdgeKind, Request, RootRequirement, SourceInfo, Universe};
 
@@ -61,40 +62,16 @@ pub struct SolveReport {
     pub notes: Vec<String>,
 }
 
-/// The lock path of a recipe in a workspace.
-pub fn lock_path(workspace: &Path, recipe: &Recipe) -> PathBuf {
-    workspace
-        .join("locks")
-        .join(format!("{}.lock", recipe.name))
-}
+pub use crate::ops::workspace::lock_path;
 
 /// Runs the solve verb.
 pub fn run(args: &SolveArgs) -> Result<SolveReport> {
-    let recipe = Recipe::load(&args.workspace, &args.recipe)?;
-    let path = lock_path(&args.workspace, &recipe);
-    let previous = if path.exists() {
-        Some(Lockfile::read(&path)?)
-    } else {
-        None
-    };
+    let loaded = Loaded::load(&args.workspace, &args.recipe)?;
     if args.locked {
-        let Some(lock) = &previous else {
-            bail!(
-                "--locked: {} does not exist; run `imgbuild solve {}`",
-                path.display(),
-                recipe.name
-            );
-        };
-        if let Some(why) = lock.is_stale_for(&recipe) {
-            bail!(
-                "--locked: {} is stale: {why}; run `imgbuild solve {}`",
-                path.display(),
-                recipe.name
-            );
-        }
+        let lock = loaded.require(Demand::Locked)?;
         return Ok(SolveReport {
-            recipe: recipe.name.clone(),
-            lock: path,
+            recipe: loaded.recipe.name.clone(),
+            lock: loaded.lock_path.clone(),
             packages: lock.packages.len(),
             per_source: count_sources(lock),
             tools: lock.tools.len(),
@@ -106,6 +83,12 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
             notes: Vec::new(),
         });
     }
+    let Loaded {
+        recipe,
+        lock_path: path,
+        lock: previous,
+        ..
+    } = loaded;
 
     let t = Instant::now();
     let mirrors = Mirrors::new(&args.mirrors, &args.apt_dir)?;
