@@ -36,6 +36,9 @@ pub struct FetchArgs {
     pub verify: bool,
     /// `--import DIR`: adopt matching `.deb` files (e.g. `/var/cache/apt/archives`).
     pub import: Option<PathBuf>,
+    /// `--locked`: the lock must be fresh for the recipe (a stale one is
+    /// an error instead of a warning).
+    pub locked: bool,
     /// `--offline`: never use the network; fail listing what is missing.
     pub offline: bool,
     /// `--quiet`: no progress bars, no summary line.
@@ -55,6 +58,7 @@ impl Default for FetchArgs {
             mirrors: Vec::new(),
             verify: false,
             import: None,
+            locked: false,
             offline: false,
             quiet: false,
             apt_dir: PathBuf::from("/etc/apt"),
@@ -68,7 +72,12 @@ impl Default for FetchArgs {
 pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
     let loaded = Loaded::load(&args.workspace, &args.recipe)?;
     // The tools tree's packages (`[[tool]]`) are fetched with the image's.
-    let lock = loaded.require(Demand::Exists)?.with_tools_as_packages();
+    let demand = if args.locked {
+        Demand::Locked
+    } else {
+        Demand::Exists
+    };
+    let lock = loaded.require(demand)?.with_tools_as_packages();
     if let LockState::Stale(why) = loaded.state()
         && !args.quiet
     {

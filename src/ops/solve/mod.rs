@@ -3,6 +3,7 @@
 pub mod tools;
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -63,6 +64,68 @@ pub struct SolveReport {
 }
 
 pub use crate::ops::workspace::lock_path;
+
+impl SolveReport {
+    /// The summary on stderr: `Updating/Adding/Removing` lines, notes, and
+    /// `Locked N packages (…) in LOCK` (or `LOCK is up to date` for
+    /// `--locked`); with `verbose`, the timings. Each line ends in `\n`.
+    pub fn render(&self, locked: bool, verbose: bool) -> String {
+        let mut out = String::new();
+        let lock = self.lock.strip_prefix(".").unwrap_or(&self.lock).display();
+        let per: Vec<String> = self
+            .per_source
+            .iter()
+            .map(|(s, n)| format!("{s} {n}"))
+            .collect();
+        if locked {
+            let _ = writeln!(
+                out,
+                "{} is up to date ({} packages: {})",
+                lock,
+                self.packages,
+                per.join(", ")
+            );
+            return out;
+        }
+        for c in &self.changes {
+            let _ = match (&c.old, &c.new) {
+                (Some(o), Some(n)) => writeln!(out, "  Updating {} {o} -> {n}", c.name),
+                (None, Some(n)) => writeln!(out, "    Adding {} {n}", c.name),
+                (Some(o), None) => writeln!(out, "  Removing {} {o}", c.name),
+                (None, None) => Ok(()),
+            };
+        }
+        for n in &self.notes {
+            let _ = writeln!(out, "note: {n}");
+        }
+        let verb = if self.changed { "Locked" } else { "Unchanged" };
+        let tools = if self.tools > 0 {
+            format!(" and {} tools", self.tools)
+        } else {
+            String::new()
+        };
+        let python = if self.python > 0 {
+            format!(" and {} Python distributions", self.python)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "{verb} {} packages ({}){tools}{python} in {}",
+            self.packages,
+            per.join(", "),
+            lock
+        );
+        if verbose {
+            let _ = writeln!(
+                out,
+                "indexes loaded in {:.2}s, solved in {:.3}s",
+                self.load_seconds, self.solve_seconds
+            );
+        }
+        out
+    }
+}
 
 /// Runs the solve verb.
 pub fn run(args: &SolveArgs) -> Result<SolveReport> {
