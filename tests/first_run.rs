@@ -288,3 +288,56 @@ fn verify_solves_and_fetches_first() {
     assert!(out.stderr.contains("img is reproducible"), "{}", out.stderr);
     assert_eq!(blobs(&ws), 3);
 }
+
+/// Records what an assembly tells its reporter.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl imgbuild::rootfs::Reporter for Recorder {
+    fn phase(&self, name: &str, total: Option<u64>) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("phase {name} {total:?}"));
+    }
+    fn item(&self, label: &str) {
+        self.0.lock().unwrap().push(format!("item {label}"));
+    }
+    fn phase_done(&self) {
+        self.0.lock().unwrap().push("done".into());
+    }
+}
+
+#[test]
+fn assembly_reports_its_phases_and_items() {
+    use imgbuild::rootfs::{self, AssembleOptions};
+    let (_site, _server, ws) = fresh();
+    ws.run(&["build", "img", "--no-scripts"]).assert_success();
+    let lock = imgbuild::lock::Lockfile::read(&ws.path().join("locks/img.lock")).unwrap();
+    let store = imgbuild::fetch::Store::open(&ws.path().join("vendor")).unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let opts = AssembleOptions {
+        run_scripts: false,
+        ..AssembleOptions::default()
+    };
+    let recorder = Recorder::default();
+    let mut report =
+        rootfs::assemble_packages_with(&lock, &store, dest.path(), &opts, &recorder).unwrap();
+    rootfs::finish_with(dest.path(), &opts, &[], &mut report, &recorder).unwrap();
+    let events = recorder.0.into_inner().unwrap();
+    assert_eq!(events[0], "phase unpack Some(3)");
+    // Every package is named as it is unpacked, in install order (the
+    // Essential base set first).
+    let unpacked: Vec<String> = report
+        .unpack_order
+        .iter()
+        .map(|id| {
+            let name = id.split(':').next().unwrap();
+            let p = lock.package(name).unwrap();
+            format!("item {} {} {}", p.name, p.version, p.architecture)
+        })
+        .collect();
+    assert_eq!(events[1..4], unpacked[..]);
+    assert_eq!(events[1], "item base-files 12.4 amd64");
+    assert_eq!(&events[4..], ["done", "phase normalize None", "done"]);
+}

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod fetch;
 pub mod prepare;
+pub mod progress;
 pub mod solve;
 pub mod tree;
 pub mod vendor;

@@ -22,7 +22,7 @@ use crate::ops::solve::{self, SolveArgs, SolveReport};
 use crate::ops::workspace::{Demand, Loaded, LockState};
 
 /// How many missing files a `--frozen` error lists.
-const LIST_LIMIT: usize = 20;
+const LIST_LIMIT: usize = 10;
 
 /// The arguments of the preparation of a build.
 #[derive(Debug, Clone, Default)]
