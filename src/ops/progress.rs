@@ -51,11 +51,11 @@ impl Reporter for PhaseLine {
             let (bar, template) = match total {
                 Some(n) => (
                     ProgressBar::new(n),
-                    "  {prefix:>9} {elapsed:>4} [{bar:25.cyan/blue}] {pos}/{len} {wide_msg}",
+                    "  {prefix:>9} [{elapsed_precise}] [{bar:25.cyan/blue}] {pos}/{len} {wide_msg}",
                 ),
                 None => (
                     ProgressBar::no_length(),
-                    "  {prefix:>9} {elapsed:>4} {spinner} #{pos} {wide_msg}",
+                    "  {prefix:>9} [{elapsed_precise}] {spinner} #{pos} {wide_msg}",
                 ),
             };
             bar.set_draw_target(ProgressDrawTarget::stderr());
