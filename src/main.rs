@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand};
 
 use imgbuild::lock::Lockfile;
 use imgbuild::ops;
-use imgbuild::recipe::Recipe;
 
 /// Reproducible OS images from pinned, verified lockfiles.
 #[derive(Parser, Debug)]
@@ -20,9 +19,16 @@ struct Cli {
     /// Mirror for a named archive, NAME=URL (repeatable; tried in order).
     #[arg(long = "mirror", global = true, value_name = "NAME=URL")]
     mirrors: Vec<String>,
-    /// Never use the network: cached indexes / the vendor store only.
+    /// Never use the network: cached, verified indexes and the vendor store only.
     #[arg(long, global = true)]
     offline: bool,
+    /// The lock must exist and be fresh for the recipe; it is never written
+    /// (package files may still be fetched).
+    #[arg(long, global = true)]
+    locked: bool,
+    /// `--locked` and `--offline` together: nothing is solved or fetched.
+    #[arg(long, global = true)]
+    frozen: bool,
     /// No progress bars or summaries.
     #[arg(short, long, global = true)]
     quiet: bool,
@@ -39,9 +45,6 @@ enum Command {
     Solve {
         /// Recipe name (recipes/NAME.toml) or path.
         recipe: String,
-        /// Fail if the lock is missing or stale for the recipe; change nothing.
-        #[arg(long, conflicts_with = "update")]
-        locked: bool,
         /// Re-solve moving only these packages (none given: everything).
         #[arg(long, num_args = 0.., value_name = "PKG")]
         update: Option<Vec<String>>,
@@ -80,7 +83,8 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         import: Option<PathBuf>,
     },
-    /// Build a recipe's images offline from its lock and the vendor store.
+    /// Build a recipe's images: solve a missing lock, fetch missing package
+    /// files, then build offline from the lock and the vendor store.
     Build {
         /// Recipe name or path.
         recipe: String,
@@ -90,7 +94,8 @@ enum Command {
         #[arg(long, value_parser = ["none", "gzip", "zstd"], default_value = "none")]
         compression: String,
     },
-    /// Build twice (different directory, umask, clock) and compare every artifact.
+    /// Build twice (different directory, umask, clock) and compare every
+    /// artifact (solving and fetching first as `build` does).
     Verify {
         /// Recipe name or path.
         recipe: String,
@@ -194,6 +199,29 @@ struct BuildOpts {
     /// Unpack only: do not run maintainer scripts.
     #[arg(long)]
     no_scripts: bool,
+    /// Re-solve a stale lock (keeping every locked version the recipe still
+    /// allows) instead of failing.
+    #[arg(long)]
+    update: bool,
+}
+
+impl BuildOpts {
+    /// The preparation (solve / fetch what is missing) for `recipe`.
+    fn prepare(&self, cli: &Cli, recipe: &str) -> ops::prepare::PrepareArgs {
+        ops::prepare::PrepareArgs {
+            recipe: recipe.to_string(),
+            workspace: cli.directory.clone(),
+            vendor: self.vendor.clone(),
+            mirrors: cli.mirrors.clone(),
+            apt_dir: apt_dir(),
+            locked: cli.locked,
+            frozen: cli.frozen,
+            offline: cli.offline,
+            update: self.update,
+            quiet: cli.quiet,
+            verbose: cli.verbose,
+        }
+    }
 }
 
 /// How to reach a registry.
@@ -240,28 +268,31 @@ fn main() -> ExitCode {
 }
 
 fn read_lock(workspace: &std::path::Path, recipe: &str) -> Result<Lockfile> {
-    let recipe = Recipe::load(workspace, recipe)?;
-    let path = ops::solve::lock_path(workspace, &recipe);
-    if !path.exists() {
-        anyhow::bail!(
-            "{} does not exist: run `imgbuild solve {}` first",
-            path.display(),
-            recipe.name
-        );
-    }
-    Ok(Lockfile::read(&path)?)
+    ops::workspace::Loaded::load(workspace, recipe)?.into_lock(ops::workspace::Demand::Exists)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let ws = cli.directory.clone();
+    // `--frozen` is `--locked` without the network, for every command.
+    let locked = cli.locked || cli.frozen;
+    let offline = cli.offline || cli.frozen;
+    match &cli.command {
+        Command::Build { recipe, opts, .. } | Command::Verify { recipe, opts } => {
+            // Prints what it solves and fetches unless quiet.
+            ops::prepare::run(&opts.prepare(&cli, recipe))?;
+        }
+        _ => {}
+    }
     match cli.command {
         Command::Solve {
             recipe,
-            locked,
             update,
             allow_downgrade,
             json,
         } => {
+            if locked && update.is_some() {
+                anyhow::bail!("--update cannot be combined with --locked or --frozen");
+            }
             let update = match update {
                 None => imgbuild::lock::Update::Minimal,
                 Some(v) if v.is_empty() => imgbuild::lock::Update::All,
@@ -273,10 +304,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 mirrors: cli.mirrors,
                 locked,
                 update,
-                offline: cli.offline,
+                offline,
                 quiet: cli.quiet || json,
-                apt_dir: std::env::var_os("IMGBUILD_APT_DIR")
-                    .map_or_else(|| PathBuf::from("/etc/apt"), PathBuf::from),
+                apt_dir: apt_dir(),
                 allow_downgrade,
             };
             let report = ops::solve::run(&args)?;
@@ -286,7 +316,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     serde_json::to_string_pretty(&report).context("encoding the report")?
                 );
             } else if !cli.quiet {
-                print_solve_report(&report, locked, cli.verbose);
+                eprint!("{}", report.render(locked, cli.verbose));
             }
         }
         Command::Why {
@@ -317,7 +347,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 mirrors: cli.mirrors,
                 verify,
                 import,
-                offline: cli.offline,
+                locked,
+                offline,
                 quiet: cli.quiet,
                 apt_dir: apt_dir(),
                 cache_dir: None,
@@ -443,56 +474,4 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn print_solve_report(r: &ops::solve::SolveReport, locked: bool, verbose: bool) {
-    let lock = r.lock.strip_prefix(".").unwrap_or(&r.lock).display();
-    let per: Vec<String> = r
-        .per_source
-        .iter()
-        .map(|(s, n)| format!("{s} {n}"))
-        .collect();
-    if locked {
-        eprintln!(
-            "{} is up to date ({} packages: {})",
-            lock,
-            r.packages,
-            per.join(", ")
-        );
-        return;
-    }
-    for c in &r.changes {
-        match (&c.old, &c.new) {
-            (Some(o), Some(n)) => eprintln!("  Updating {} {o} -> {n}", c.name),
-            (None, Some(n)) => eprintln!("    Adding {} {n}", c.name),
-            (Some(o), None) => eprintln!("  Removing {} {o}", c.name),
-            (None, None) => {}
-        }
-    }
-    for n in &r.notes {
-        eprintln!("note: {n}");
-    }
-    let verb = if r.changed { "Locked" } else { "Unchanged" };
-    let tools = if r.tools > 0 {
-        format!(" and {} tools", r.tools)
-    } else {
-        String::new()
-    };
-    let python = if r.python > 0 {
-        format!(" and {} Python distributions", r.python)
-    } else {
-        String::new()
-    };
-    eprintln!(
-        "{verb} {} packages ({}){tools}{python} in {}",
-        r.packages,
-        per.join(", "),
-        lock
-    );
-    if verbose {
-        eprintln!(
-            "indexes loaded in {:.2}s, solved in {:.3}s",
-            r.load_seconds, r.solve_seconds
-        );
-    }
 }

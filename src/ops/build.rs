@@ -20,14 +20,16 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::fetch::{Store, vendor_dir};
 use crate::image::{self, Compression, ImageInfo, Manifest};
 use crate::lock::Lockfile;
-use crate::ops::solve::lock_path;
+use crate::ops::progress::PhaseLine;
+use crate::ops::workspace::{Demand, Loaded};
 use crate::pack::tar::{TarOptions, TarStats, write_tree};
 use crate::recipe::Recipe;
+use crate::rootfs::Reporter as _;
 use crate::rootfs::cache::{self, KeyInputs, RootfsCache};
 use crate::rootfs::{self, AssembleOptions};
 
@@ -132,23 +134,9 @@ pub(crate) struct Plan {
 impl Plan {
     /// Loads the recipe and its fresh lock, checks the store, derives the keys.
     pub(crate) fn new(args: &BuildArgs) -> Result<Plan> {
-        let recipe = Recipe::load(&args.workspace, &args.recipe)?;
-        let path = lock_path(&args.workspace, &recipe);
-        if !path.is_file() {
-            bail!(
-                "{} does not exist: run `imgbuild solve {}` first",
-                path.display(),
-                args.recipe
-            );
-        }
-        let lock = Lockfile::read(&path)?;
-        if let Some(why) = lock.is_stale_for(&recipe) {
-            bail!(
-                "{} is stale: {why}; run `imgbuild solve {}`",
-                path.display(),
-                args.recipe
-            );
-        }
+        let loaded = Loaded::load(&args.workspace, &args.recipe)?;
+        let lock = loaded.require(Demand::Fresh)?.clone();
+        let recipe = loaded.recipe;
         let store = Store::open(&vendor_dir(&args.workspace, args.vendor.as_deref()))?;
         store.require(&lock, &recipe.name)?;
         let source_date_epoch = args
@@ -233,13 +221,25 @@ impl Plan {
             source_date_epoch: self.assemble.source_date_epoch,
             rootfs_key: &self.rootfs_key,
         };
-        let lines = image::outputs::emit_all(&image::outputs_of(&self.recipe), &ctx)?;
+        let outputs = image::outputs_of(&self.recipe);
+        let progress = PhaseLine::for_terminal(self.quiet);
+        progress.phase("outputs", Some(outputs.len() as u64 + 1));
+        let mut lines = Vec::new();
+        for output in &outputs {
+            progress.item(output.describe());
+            lines.extend(image::outputs::emit_all(
+                std::slice::from_ref(output),
+                &ctx,
+            )?);
+        }
+        progress.item("rootfs tar, OCI layout, SBOM, manifest");
+        let mut manifest = image::emit(tar, dir, &self.info())?;
+        progress.phase_done();
         if !self.quiet {
             for line in lines {
                 eprintln!("  {line}");
             }
         }
-        let mut manifest = image::emit(tar, dir, &self.info())?;
         if !self.lock.python.is_empty() {
             manifest.python_built = crate::pypi::layer::built_from_tar(tar)?;
             if !manifest.python_built.is_empty() {
@@ -282,6 +282,8 @@ impl Plan {
         };
         let name = &self.recipe.name;
         let context = || format!("assembling the root filesystem of `{name}`");
+        // One terminal line per phase; nothing when quiet or not a terminal.
+        let progress = PhaseLine::for_terminal(self.quiet);
         let staged = stage.and_then(|c| c.get(name, &self.packages_key));
         let (mut report, reuse) = match staged {
             Some(tar) => {
@@ -295,9 +297,14 @@ impl Plan {
                 if !self.quiet {
                     eprintln!("Assembling {name} ({} packages)…", self.lock.packages.len());
                 }
-                let report =
-                    rootfs::assemble_packages(&self.lock, &self.store, &root, &self.assemble)
-                        .with_context(context)?;
+                let report = rootfs::assemble_packages_with(
+                    &self.lock,
+                    &self.store,
+                    &root,
+                    &self.assemble,
+                    &progress,
+                )
+                .with_context(context)?;
                 if let Some(stage) = stage {
                     stage.insert_with(name, &self.packages_key, |w| {
                         write_tree(&root, w, &opts).map(drop)
@@ -306,8 +313,14 @@ impl Plan {
                 (report, Reuse::Assembled)
             }
         };
-        rootfs::finish(&root, &self.assemble, &self.recipe.steps, &mut report)
-            .with_context(context)?;
+        rootfs::finish_with(
+            &root,
+            &self.assemble,
+            &self.recipe.steps,
+            &mut report,
+            &progress,
+        )
+        .with_context(context)?;
         if !self.quiet {
             for line in &report.python.lines {
                 eprintln!("  python {line}");
@@ -331,7 +344,9 @@ impl Plan {
                 );
             }
         }
+        progress.phase("archive", None);
         let stats = write_tree(&root, w, &opts)?;
+        progress.phase_done();
         if !stats.skipped.is_empty() && !self.quiet {
             eprintln!(
                 "warning: {} socket(s) left out of the rootfs tar: {}",

@@ -6,15 +6,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::bail;
 use url::Url;
 
 use crate::archive::mirror::Mirrors;
 use crate::fetch::session::{SessionOptions, fetch_lock};
 use crate::fetch::{Options, Progress, Store, vendor_dir};
 use crate::lock::Lockfile;
-use crate::ops::solve::lock_path;
-use crate::recipe::Recipe;
+use crate::ops::workspace::{Demand, Loaded, LockState};
 
 pub use crate::fetch::FetchSummary;
 
@@ -38,6 +36,9 @@ pub struct FetchArgs {
     pub verify: bool,
     /// `--import DIR`: adopt matching `.deb` files (e.g. `/var/cache/apt/archives`).
     pub import: Option<PathBuf>,
+    /// `--locked`: the lock must be fresh for the recipe (a stale one is
+    /// an error instead of a warning).
+    pub locked: bool,
     /// `--offline`: never use the network; fail listing what is missing.
     pub offline: bool,
     /// `--quiet`: no progress bars, no summary line.
@@ -60,6 +61,7 @@ impl Default for FetchArgs {
             mirrors: Vec::new(),
             verify: false,
             import: None,
+            locked: false,
             offline: false,
             quiet: false,
             apt_dir: PathBuf::from("/etc/apt"),
@@ -72,25 +74,23 @@ impl Default for FetchArgs {
 /// summary on stderr (both unless `quiet`); the caller need not print it.
 /// Must not be called from inside a tokio runtime (it runs its own).
 pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
-    let recipe = Recipe::load(&args.workspace, &args.recipe)?;
-    let lock_path = lock_path(&args.workspace, &recipe);
-    if !lock_path.is_file() {
-        bail!(
-            "{} does not exist: run `imgbuild solve {}` first",
-            lock_path.display(),
-            args.recipe
-        );
-    }
-    let read = Lockfile::read(&lock_path)?;
-    if let Some(why) = read.is_stale_for(&recipe)
+    let loaded = Loaded::load(&args.workspace, &args.recipe)?;
+    let demand = if args.locked {
+        Demand::Locked
+    } else {
+        Demand::Exists
+    };
+    let read = loaded.require(demand)?;
+    if let LockState::Stale(why) = loaded.state()
         && !args.quiet
     {
         eprintln!(
             "warning: {} is stale ({why}); fetching what it pins (run `imgbuild solve {}` to refresh it)",
-            lock_path.display(),
+            loaded.lock_path.display(),
             args.recipe
         );
     }
+    let recipe = &loaded.recipe;
     // Offline, mirrors are not even configured: a missing mirror must not
     // stop a fetch that needs no network.
     let mirrors = if args.offline {
@@ -108,8 +108,13 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
         quiet: args.quiet,
         freshness: Default::default(),
     };
-    let audit =
-        crate::archive::audit_lock(&recipe, &read, &lock_path, mirrors.as_ref(), &audit_opts)?;
+    let audit = crate::archive::audit_lock(
+        recipe,
+        read,
+        &loaded.lock_path,
+        mirrors.as_ref(),
+        &audit_opts,
+    )?;
     if !args.quiet {
         audit.notes.iter().for_each(|n| eprintln!("note: {n}"));
     }
@@ -184,6 +189,7 @@ mod tests {
     use super::*;
     use crate::lock::{LockedPackage, LockedRecipe};
     use crate::ops::vendor;
+    use crate::recipe::Recipe;
 
     /// A workspace whose recipe `base` names archive `test`, a lock pinning
     /// three files, and a directory holding them (to be a `file://` mirror):

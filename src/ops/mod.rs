@@ -2,6 +2,8 @@
 
 pub mod build;
 pub mod fetch;
+pub mod prepare;
+pub mod progress;
 pub mod publish;
 pub mod pull;
 pub mod solve;
@@ -53,3 +55,4 @@ mod tests {
         assert_eq!(super::error_text(&plain), "b: a");
     }
 }
+pub mod workspace;

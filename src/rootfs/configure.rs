@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use super::dpkgdb::{self, write_atomic};
 use super::order::{self, Pkg};
-use super::{AssembleOptions, RootfsError, ScriptRun};
+use super::{AssembleOptions, Reporter, RootfsError, ScriptRun};
 use crate::sandbox::{self, SandboxSpec, Status};
 
 /// The longest a single preinst may run.
@@ -47,7 +47,11 @@ const DPKG_FORCE: [&str; 3] = ["--force-confdef", "--force-confold", "--force-un
 const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
 
 /// Runs the scripts as described in the module docs. `order` is the install
-/// order, `base[i]` whether package `i` is in the base set.
+/// order, `base[i]` whether package `i` is in the base set. Every sandbox
+/// run is named to `progress` before it starts.
+// The assembly's own state, passed through as it is; a struct for one
+// internal call would only rename the arguments.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn configure_all(
     root: &Path,
     pkgs: &[Pkg],
@@ -56,6 +60,7 @@ pub(crate) fn configure_all(
     lists: &[Vec<String>],
     opts: &AssembleOptions,
     scripts: &mut Vec<ScriptRun>,
+    progress: &dyn Reporter,
 ) -> Result<(), RootfsError> {
     let policy = root.join(POLICY_RC_D);
     let own_policy = !policy.exists() && policy.parent().is_some_and(Path::is_dir);
@@ -72,6 +77,7 @@ pub(crate) fn configure_all(
         order,
         opts,
         scripts,
+        progress,
         dpkg_version: pkgs
             .iter()
             .find(|p| p.name == "dpkg")
@@ -93,6 +99,7 @@ struct Runner<'a> {
     order: &'a [usize],
     opts: &'a AssembleOptions,
     scripts: &'a mut Vec<ScriptRun>,
+    progress: &'a dyn Reporter,
     dpkg_version: String,
     preinst_done: Vec<bool>,
     configured: Vec<bool>,
@@ -240,6 +247,7 @@ impl Runner<'_> {
         spec.hostname = sandbox_hostname(&self.opts.hostname);
         spec.source_date_epoch = self.opts.source_date_epoch.max(0) as u64;
         spec.timeout = Some(timeout);
+        self.progress.item(&format!("{script} ({package})"));
         let start = Instant::now();
         let out = sandbox::run(&spec).map_err(|source| RootfsError::Sandbox {
             what: format!("{script} ({package})"),

@@ -30,6 +30,7 @@ mod configure;
 mod dpkgdb;
 mod normalize;
 mod order;
+mod report;
 pub mod steps;
 mod time;
 
@@ -43,6 +44,8 @@ use rayon::prelude::*;
 
 pub(crate) use configure::sandbox_hostname;
 pub use normalize::{NormalizeReport, clamp_tree, normalize};
+use report::PhaseGuard;
+pub use report::{Reporter, Silent};
 pub use time::{default_source_date_epoch, parse_rfc2822};
 
 use crate::core::version::DebVersion;
@@ -231,6 +234,17 @@ pub fn assemble_packages(
     dest: &Path,
     opts: &AssembleOptions,
 ) -> Result<AssembleReport, RootfsError> {
+    assemble_packages_with(lock, store, dest, opts, &Silent)
+}
+
+/// [`assemble_packages`], telling `progress` what it is doing.
+pub fn assemble_packages_with(
+    lock: &Lockfile,
+    store: &Store,
+    dest: &Path,
+    opts: &AssembleOptions,
+    progress: &dyn Reporter,
+) -> Result<AssembleReport, RootfsError> {
     // Directories and files the assembly creates itself (dpkg database, apt
     // state, merged-/usr links) get their modes from the umask: fix it, so the
     // tree does not depend on the caller's. Restored when this returns.
@@ -297,12 +311,15 @@ pub fn assemble_packages(
                 source,
             })
     };
+    let unpacking = PhaseGuard::start(progress, "unpack", Some(install.len() as u64));
     for &i in &install {
+        progress.item(&pkgs[i].label());
         lists[i] = unpack_one(i)?;
     }
     for i in resolve_overlaps(dest, &pkgs, &install, &mut lists, &mut report.warnings) {
         unpack_one(i)?;
     }
+    drop(unpacking);
     phase(&mut report, "unpack");
 
     let mut foreign: Vec<String> = pkgs
@@ -317,6 +334,7 @@ pub fn assemble_packages(
     phase(&mut report, "database");
 
     if opts.run_scripts {
+        let _configuring = PhaseGuard::start(progress, "configure", None);
         configure::configure_all(
             dest,
             &pkgs,
@@ -325,6 +343,7 @@ pub fn assemble_packages(
             &lists,
             opts,
             &mut report.scripts,
+            progress,
         )?;
         phase(&mut report, "configure");
     }
@@ -334,6 +353,7 @@ pub fn assemble_packages(
             hostname: sandbox_hostname(&opts.hostname),
             ro_binds: Vec::new(),
         };
+        let _installing = PhaseGuard::start(progress, "python", None);
         report.python = crate::pypi::layer::install_layer(dest, lock, store, &env)
             .map_err(RootfsError::Python)?;
         phase(&mut report, "python");
@@ -350,15 +370,29 @@ pub fn finish(
     steps: &[Step],
     report: &mut AssembleReport,
 ) -> Result<(), RootfsError> {
+    finish_with(dest, opts, steps, report, &Silent)
+}
+
+/// [`finish`], telling `progress` what it is doing.
+pub fn finish_with(
+    dest: &Path,
+    opts: &AssembleOptions,
+    steps: &[Step],
+    report: &mut AssembleReport,
+    progress: &dyn Reporter,
+) -> Result<(), RootfsError> {
     let _umask = UmaskGuard::set(0o022);
     let mut phase_start = Instant::now();
     if !steps.is_empty() {
-        report.steps = steps::apply(dest, steps, &StepSandbox::for_assembly(opts))
+        let _stepping = PhaseGuard::start(progress, "steps", Some(steps.len() as u64));
+        report.steps = steps::apply_with(dest, steps, &StepSandbox::for_assembly(opts), progress)
             .map_err(|e| RootfsError::Step(Box::new(e)))?;
         report.phases.push(("steps".into(), phase_start.elapsed()));
         phase_start = Instant::now();
     }
+    let normalizing = PhaseGuard::start(progress, "normalize", None);
     report.normalize = normalize(dest, opts.source_date_epoch, &opts.hostname)?;
+    drop(normalizing);
     report
         .phases
         .push(("normalize".into(), phase_start.elapsed()));

@@ -112,6 +112,16 @@ pub enum StepError {
 /// directory, which matters with `extends`) and hashed when the recipe was
 /// loaded; a source whose contents changed since is an error.
 pub fn apply(root: &Path, steps: &[Step], sandbox: &StepSandbox) -> Result<Vec<String>, StepError> {
+    apply_with(root, steps, sandbox, &super::Silent)
+}
+
+/// [`apply`], telling `progress` which step runs (`ACTION (FILE:LINE)`).
+pub fn apply_with(
+    root: &Path,
+    steps: &[Step],
+    sandbox: &StepSandbox,
+    progress: &dyn super::Reporter,
+) -> Result<Vec<String>, StepError> {
     let image = ImageRoot::open(root).map_err(|e| StepError::File {
         origin: steps.first().map(|s| s.origin.clone()).unwrap_or_default(),
         action: steps.first().map_or("step", |s| s.action.key()),
@@ -126,7 +136,10 @@ pub fn apply(root: &Path, steps: &[Step], sandbox: &StepSandbox) -> Result<Vec<S
         own_policy: false,
         log: Vec::new(),
     };
-    let result = steps.iter().try_for_each(|s| runner.step(s));
+    let result = steps.iter().try_for_each(|s| {
+        progress.item(&format!("{} ({})", s.action.key(), s.origin));
+        runner.step(s)
+    });
     if runner.own_policy {
         let _ = runner.image.remove(POLICY_RC_D);
     }

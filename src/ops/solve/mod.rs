@@ -3,13 +3,15 @@
 pub mod tools;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
 use crate::archive::{self, FetchOptions, LoadedSource, Mirrors};
 use crate::lock::{Change, LockedSource, Lockfile, Update, build_lock, diff, preferences};
+use crate::ops::workspace::{Demand, Loaded};
 use crate::recipe::Recipe;
 use crate::solve::{self, EdgeKind, Request, RootRequirement, SourceInfo, Universe};
 
@@ -63,37 +65,75 @@ pub struct SolveReport {
     pub notes: Vec<String>,
 }
 
-/// The lock path of a recipe in a workspace.
-pub fn lock_path(workspace: &Path, recipe: &Recipe) -> PathBuf {
-    workspace
-        .join("locks")
-        .join(format!("{}.lock", recipe.name))
+pub use crate::ops::workspace::lock_path;
+
+impl SolveReport {
+    /// The summary on stderr: `Updating/Adding/Removing` lines, notes, and
+    /// `Locked N packages (…) in LOCK` (or `LOCK is up to date` for
+    /// `--locked`); with `verbose`, the timings. Each line ends in `\n`.
+    pub fn render(&self, locked: bool, verbose: bool) -> String {
+        let mut out = String::new();
+        let lock = self.lock.strip_prefix(".").unwrap_or(&self.lock).display();
+        let per: Vec<String> = self
+            .per_source
+            .iter()
+            .map(|(s, n)| format!("{s} {n}"))
+            .collect();
+        if locked {
+            let _ = writeln!(
+                out,
+                "{} is up to date ({} packages: {})",
+                lock,
+                self.packages,
+                per.join(", ")
+            );
+            return out;
+        }
+        for c in &self.changes {
+            let _ = match (&c.old, &c.new) {
+                (Some(o), Some(n)) => writeln!(out, "  Updating {} {o} -> {n}", c.name),
+                (None, Some(n)) => writeln!(out, "    Adding {} {n}", c.name),
+                (Some(o), None) => writeln!(out, "  Removing {} {o}", c.name),
+                (None, None) => Ok(()),
+            };
+        }
+        for n in &self.notes {
+            let _ = writeln!(out, "note: {n}");
+        }
+        let verb = if self.changed { "Locked" } else { "Unchanged" };
+        let tools = if self.tools > 0 {
+            format!(" and {} tools", self.tools)
+        } else {
+            String::new()
+        };
+        let python = if self.python > 0 {
+            format!(" and {} Python distributions", self.python)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "{verb} {} packages ({}){tools}{python} in {}",
+            self.packages,
+            per.join(", "),
+            lock
+        );
+        if verbose {
+            let _ = writeln!(
+                out,
+                "indexes loaded in {:.2}s, solved in {:.3}s",
+                self.load_seconds, self.solve_seconds
+            );
+        }
+        out
+    }
 }
 
 /// Runs the solve verb.
 pub fn run(args: &SolveArgs) -> Result<SolveReport> {
-    let recipe = Recipe::load(&args.workspace, &args.recipe)?;
-    let path = lock_path(&args.workspace, &recipe);
-    let previous = if path.exists() {
-        Some(Lockfile::read(&path)?)
-    } else {
-        None
-    };
+    let loaded = Loaded::load(&args.workspace, &args.recipe)?;
     if args.locked {
-        let Some(lock) = &previous else {
-            bail!(
-                "--locked: {} does not exist; run `imgbuild solve {}`",
-                path.display(),
-                recipe.name
-            );
-        };
-        if let Some(why) = lock.is_stale_for(&recipe) {
-            bail!(
-                "--locked: {} is stale: {why}; run `imgbuild solve {}`",
-                path.display(),
-                recipe.name
-            );
-        }
+        let lock = loaded.require(Demand::Locked)?;
         // Up to date is not enough: every entry must be a signed stanza.
         let mirrors = (!args.offline)
             .then(|| Mirrors::new(&args.mirrors, &args.apt_dir))
@@ -104,13 +144,19 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
             quiet: args.quiet,
             freshness: Default::default(),
         };
-        let audit = archive::audit_lock(&recipe, lock, &path, mirrors.as_ref(), &opts)?;
+        let audit = archive::audit_lock(
+            &loaded.recipe,
+            lock,
+            &loaded.lock_path,
+            mirrors.as_ref(),
+            &opts,
+        )?;
         if !args.quiet {
             audit.notes.iter().for_each(|n| eprintln!("note: {n}"));
         }
         return Ok(SolveReport {
-            recipe: recipe.name.clone(),
-            lock: path,
+            recipe: loaded.recipe.name.clone(),
+            lock: loaded.lock_path.clone(),
             packages: lock.packages.len(),
             per_source: count_sources(lock),
             tools: lock.tools.len(),
@@ -122,6 +168,12 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
             notes: Vec::new(),
         });
     }
+    let Loaded {
+        recipe,
+        lock_path: path,
+        lock: previous,
+        ..
+    } = loaded;
 
     let t = Instant::now();
     let mirrors = Mirrors::new(&args.mirrors, &args.apt_dir)?;
