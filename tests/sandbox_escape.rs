@@ -254,3 +254,106 @@ fn a_preinst_that_needs_a_device_node_fails_the_build_naming_it() {
     assert!(err.contains("Operation not permitted"), "{err}");
     assert!(!ws.path().join("out/img").exists(), "outputs were written");
 }
+
+/// A package shipping a character device (`/dev/fixture-mem`, 1:1 like
+/// `/dev/mem`, mode 0666), as packages like makedev once did.
+fn device_deb() -> DebSpec {
+    let entry = |name: &[u8], kind, mode| RawEntry {
+        name: name.to_vec(),
+        kind,
+        data: Vec::new(),
+        mode,
+    };
+    DebSpec::new("devnode", "1.0", "amd64")
+        .depends("dpkg")
+        .raw_entry(entry(b"./dev/", RawKind::Dir, 0o755))
+        .raw_entry(entry(b"./dev/fixture-mem", RawKind::Char(1, 1), 0o666))
+}
+
+/// (type, mode, uid, gid, major, minor) of `name` in `tar`, and the text of `list`.
+fn tar_entry(
+    tar: &Path,
+    name: &str,
+    list: &str,
+) -> (Option<(u8, u32, u64, u64, u32, u32)>, String) {
+    let mut archive = tar::Archive::new(fs::File::open(tar).unwrap());
+    let (mut found, mut text) = (None, String::new());
+    for e in archive.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        let h = e.header().clone();
+        if path == name {
+            found = Some((
+                h.entry_type().as_byte(),
+                h.mode().unwrap(),
+                h.uid().unwrap(),
+                h.gid().unwrap(),
+                h.device_major().unwrap().unwrap_or(0),
+                h.device_minor().unwrap().unwrap_or(0),
+            ));
+        } else if path == list {
+            std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+        }
+    }
+    (found, text)
+}
+
+#[test]
+fn package_device_nodes_are_recorded_never_made_on_the_host() {
+    let _umask = umask_lock();
+    // The unpacker alone: a placeholder, no device file.
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = device_deb();
+    let deb = tmp.path().join(spec.file_name());
+    fs::write(&deb, spec.build()).unwrap();
+    let root = tmp.path().join("root");
+    fs::create_dir(&root).unwrap();
+    let u = imgbuild::deb::unpack(&deb, &root, &Default::default()).unwrap();
+    let meta = fs::symlink_metadata(root.join("dev/fixture-mem")).unwrap();
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        meta.file_type().is_file() && meta.len() == 0,
+        "not a placeholder: {meta:?}"
+    );
+    assert!(!meta.file_type().is_char_device());
+    assert_eq!(u.devices.len(), 1);
+    assert_eq!(
+        (
+            u.devices[0].path.as_str(),
+            u.devices[0].major,
+            u.devices[0].minor
+        ),
+        ("dev/fixture-mem", 1, 1)
+    );
+
+    // A build: the node is in rootfs.tar at its place, and in dpkg's list.
+    let (_site, _server, ws) = workspace(&["devnode"], &[device_deb()], "");
+    build::run(&args(&ws)).unwrap_or_else(|e| panic!("{e:#}"));
+    let tar = ws.path().join("out/img/rootfs.tar");
+    let (node, list) = tar_entry(
+        &tar,
+        "./dev/fixture-mem",
+        "./var/lib/dpkg/info/devnode.list",
+    );
+    assert_eq!(node, Some((b'3', 0o666, 0, 0, 1, 1)));
+    assert!(list.lines().any(|l| l == "/dev/fixture-mem"), "{list}");
+    let first = fs::read(&tar).unwrap();
+
+    // From the cached package stage (a step changed): the node again.
+    let text =
+        ws.read("recipes/img.toml") + "\n[[step]]\nwrite = \"/etc/motd\"\ncontent = \"hi\\n\"\n";
+    ws.write_recipe("img", &text);
+    let again = build::run(&args(&ws)).unwrap();
+    assert_eq!(again.reuse, build::Reuse::CachedPackages);
+    let (node, _) = tar_entry(&tar, "./dev/fixture-mem", "");
+    assert_eq!(node, Some((b'3', 0o666, 0, 0, 1, 1)));
+    assert_ne!(first, fs::read(&tar).unwrap(), "the step changed nothing?");
+
+    // Nowhere on the host did a device file appear.
+    let found = Command::new("find")
+        .arg(ws.path())
+        .args(["(", "-type", "c", "-o", "-type", "b", ")", "-print"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&found.stdout), "");
+}

@@ -16,6 +16,8 @@
 //! - existing directories are kept as they are (also when they are symlinks to
 //!   directories, e.g. merged-/usr `/bin -> usr/bin`); files, symlinks and
 //!   hard links replace what was there through a temporary name and a rename;
+//! - device nodes are never made: an empty placeholder file takes their
+//!   place and [`Unpacked::devices`] records them for the tar writer;
 //! - modes (incl. setuid), numeric uid/gid (when [`ExtractOptions::preserve_owners`]),
 //!   mtimes and `SCHILY.xattr.*` pax records (file capabilities) are applied.
 //!
@@ -28,6 +30,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+pub use crate::pack::tar::DeviceNode;
 use tree::{Fail, Meta, Node, Tree};
 
 /// Why a package could not be read or unpacked. Every variant names the .deb.
@@ -183,6 +186,8 @@ pub struct Unpacked {
     /// Every path the package installed, in archive order, as dpkg writes them
     /// to `info/PKG.list` (`/.`, `/usr`, `/usr/bin`, `/usr/bin/foo`, …).
     pub paths: Vec<String>,
+    /// Its device nodes, recorded and never made (placeholders in the tree).
+    pub devices: Vec<DeviceNode>,
 }
 
 /// Reads the control members of `deb` (data.tar is not read).
@@ -193,14 +198,16 @@ pub fn read_control(deb: &Path) -> Result<ControlFiles, UnpackError> {
 /// Reads the control members of `deb` and extracts its data.tar under `root`
 /// (an existing directory), following the rules in the module docs.
 pub fn unpack(deb: &Path, root: &Path, options: &ExtractOptions) -> Result<Unpacked, UnpackError> {
-    let (control, paths) = walk(deb, Some((root, options)))?;
+    let (control, data) = walk(deb, Some((root, options)))?;
+    let (paths, devices) = data.unwrap_or_default();
     Ok(Unpacked {
         control,
-        paths: paths.unwrap_or_default(),
+        paths,
+        devices,
     })
 }
 
-type Walked = (ControlFiles, Option<Vec<String>>);
+type Walked = (ControlFiles, Option<(Vec<String>, Vec<DeviceNode>)>);
 
 fn walk(deb: &Path, extract: Option<(&Path, &ExtractOptions)>) -> Result<Walked, UnpackError> {
     let read_err = |what: &str, error: io::Error| UnpackError::Read {
@@ -321,7 +328,8 @@ fn extract_data(
     reader: impl Read,
     root: &Path,
     options: &ExtractOptions,
-) -> Result<Vec<String>, UnpackError> {
+) -> Result<(Vec<String>, Vec<DeviceNode>), UnpackError> {
+    let mut devices = Vec::new();
     let mut tree =
         Tree::open(root, options.preserve_owners).map_err(|error| UnpackError::Read {
             deb: deb.to_path_buf(),
@@ -379,6 +387,21 @@ fn extract_data(
             other => return Err(refused(format!("unsupported tar entry type {other:?}"))),
         };
         let is_dir = matches!(node, Node::Dir);
+        if let Node::Char(major, minor) | Node::Block(major, minor) = node
+            && !comps.is_empty()
+        {
+            let path = tree::list_path(&comps);
+            devices.retain(|d: &DeviceNode| d.path != path[1..]);
+            devices.push(DeviceNode {
+                path: path[1..].to_string(),
+                block: matches!(node, Node::Block(..)),
+                major,
+                minor,
+                mode: meta.mode & 0o7777,
+                uid: meta.uid,
+                gid: meta.gid,
+            });
+        }
         if comps.is_empty() {
             // The root itself (`./`): listed as `/.`, its metadata left alone.
             if !is_dir {
@@ -397,7 +420,7 @@ fn extract_data(
         }
         paths.push(tree::list_path(&comps));
     }
-    Ok(paths)
+    Ok((paths, devices))
 }
 
 /// Header metadata, with pax `uid`/`gid`/`mtime` overrides (the header field

@@ -26,7 +26,7 @@ use crate::fetch::{Store, vendor_dir};
 use crate::image::{self, Compression, ImageInfo, Manifest};
 use crate::lock::Lockfile;
 use crate::ops::solve::lock_path;
-use crate::pack::tar::{TarOptions, TarStats, write_tree};
+use crate::pack::tar::{TarOptions, TarStats, write_tree_with_devices};
 use crate::recipe::Recipe;
 use crate::rootfs::cache::{self, KeyInputs, RootfsCache};
 use crate::rootfs::{self, AssembleOptions};
@@ -288,8 +288,12 @@ impl Plan {
                 if !self.quiet {
                     eprintln!("Reusing the cached package assembly of {name}…");
                 }
-                cache::restore(&tar, &root).with_context(context)?;
-                (rootfs::AssembleReport::default(), Reuse::CachedPackages)
+                let devices = cache::restore(&tar, &root).with_context(context)?;
+                let report = rootfs::AssembleReport {
+                    devices,
+                    ..Default::default()
+                };
+                (report, Reuse::CachedPackages)
             }
             None => {
                 if !self.quiet {
@@ -300,7 +304,7 @@ impl Plan {
                         .with_context(context)?;
                 if let Some(stage) = stage {
                     stage.insert_with(name, &self.packages_key, |w| {
-                        write_tree(&root, w, &opts).map(drop)
+                        write_tree_with_devices(&root, w, &opts, &report.devices).map(drop)
                     })?;
                 }
                 (report, Reuse::Assembled)
@@ -331,7 +335,7 @@ impl Plan {
                 );
             }
         }
-        let stats = write_tree(&root, w, &opts)?;
+        let stats = write_tree_with_devices(&root, w, &opts, &report.devices)?;
         if !stats.skipped.is_empty() && !self.quiet {
             eprintln!(
                 "warning: {} socket(s) left out of the rootfs tar: {}",

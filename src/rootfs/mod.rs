@@ -115,6 +115,9 @@ pub struct AssembleReport {
     pub steps: Vec<String>,
     /// The `[[python]]` layer: one line per distribution, wheels built from sdists.
     pub python: crate::pypi::layer::LayerReport,
+    /// Device nodes the packages ship: placeholders in the tree, written into
+    /// the tar by [`crate::pack::tar::write_tree_with_devices`].
+    pub devices: Vec<deb::DeviceNode>,
 }
 
 /// Why a root filesystem could not be assembled. Each names what it concerns.
@@ -287,19 +290,22 @@ pub fn assemble_packages(
     }
     let options = ExtractOptions::default();
     let mut lists: Vec<Vec<String>> = vec![Vec::new(); pkgs.len()];
-    let unpack_one = |i: usize| {
-        deb::unpack(&debs[i], dest, &options)
-            .map(|u| u.paths)
-            .map_err(|source| RootfsError::Unpack {
-                package: pkgs[i].label(),
-                source,
-            })
+    let unpack_one = |i: usize, devices: &mut Vec<deb::DeviceNode>| {
+        let u = deb::unpack(&debs[i], dest, &options).map_err(|source| RootfsError::Unpack {
+            package: pkgs[i].label(),
+            source,
+        })?;
+        for d in u.devices {
+            devices.retain(|o| o.path != d.path);
+            devices.push(d);
+        }
+        Ok::<_, RootfsError>(u.paths)
     };
     for &i in &install {
-        lists[i] = unpack_one(i)?;
+        lists[i] = unpack_one(i, &mut report.devices)?;
     }
     for i in resolve_overlaps(dest, &pkgs, &install, &mut lists, &mut report.warnings) {
-        unpack_one(i)?;
+        unpack_one(i, &mut report.devices)?;
     }
     phase(&mut report, "unpack");
 
