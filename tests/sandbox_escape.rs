@@ -357,3 +357,35 @@ fn package_device_nodes_are_recorded_never_made_on_the_host() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&found.stdout), "");
 }
+
+#[test]
+fn a_same_size_tampered_store_blob_is_refused_naming_both_hashes() {
+    let _umask = umask_lock();
+    let (_site, _server, ws) = workspace(&["devnode"], &[device_deb()], "");
+    let lock = imgbuild::lock::Lockfile::read(&ws.path().join("locks/img.lock")).unwrap();
+    let pkg = lock.packages.iter().find(|p| p.name == "devnode").unwrap();
+    let store = imgbuild::fetch::Store::open(&ws.path().join("vendor")).unwrap();
+    let blob = store.path_of(&pkg.sha256);
+    let original = fs::read(&blob).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&blob, fs::Permissions::from_mode(0o644)).unwrap();
+    // Two same-size forgeries: one still a valid .deb (another mtime digit
+    // in the first ar member header: only the streaming hash of the unpack
+    // can tell), one broken in the middle (the control read fails first).
+    let mut valid = original.clone();
+    assert_eq!(&valid[..8], b"!<arch>\n");
+    valid[24] = if valid[24] == b'1' { b'2' } else { b'1' };
+    let mut broken = original.clone();
+    let len = broken.len();
+    broken[len / 2] ^= 0x55;
+    for bytes in [valid, broken] {
+        fs::write(&blob, &bytes).unwrap();
+        let actual = imgbuild::core::digest::sha256_hex(&bytes);
+        let err = format!("{:#}", build::run(&args(&ws)).unwrap_err());
+        assert!(err.contains("devnode 1.0 amd64"), "{err}");
+        assert!(err.contains("sha256 mismatch"), "{err}");
+        assert!(err.contains(&pkg.sha256), "{err}");
+        assert!(err.contains(&actual), "{err}");
+    }
+    assert!(!ws.path().join("out/img").exists(), "outputs were written");
+}

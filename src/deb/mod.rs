@@ -31,6 +31,7 @@ use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 pub use crate::pack::tar::DeviceNode;
+use sha2::Digest as _;
 use tree::{Fail, Meta, Node, Tree};
 
 /// Why a package could not be read or unpacked. Every variant names the .deb.
@@ -63,6 +64,20 @@ pub enum UnpackError {
         entry: String,
         /// Why it was refused.
         reason: String,
+    },
+    /// The file is not the one the lock names: its sha256 differs.
+    #[error(
+        "{deb}: sha256 mismatch: the lock says {expected}, the file has {actual} ({size} bytes)"
+    )]
+    Digest {
+        /// The package file.
+        deb: PathBuf,
+        /// The locked sha256.
+        expected: String,
+        /// What the file hashes to.
+        actual: String,
+        /// Its size.
+        size: u64,
     },
     /// Writing a data.tar entry failed.
     #[error("{deb}: data.tar entry '{entry}': {op}: {error}")]
@@ -207,9 +222,101 @@ pub fn unpack(deb: &Path, root: &Path, options: &ExtractOptions) -> Result<Unpac
     })
 }
 
+/// [`read_control`]; when the file cannot be read as a package, whether it
+/// is the locked one is checked (a tampered blob is reported as
+/// [`UnpackError::Digest`], not as a format error). The full hash of a good
+/// file is taken by [`unpack_checked`], which reads all of it anyway.
+pub fn read_control_checked(deb: &Path, sha256: &str) -> Result<ControlFiles, UnpackError> {
+    read_control(deb).map_err(|e| match crate::core::digest::hash_file(deb) {
+        Ok((actual, size)) if actual != sha256 => UnpackError::Digest {
+            deb: deb.to_path_buf(),
+            expected: sha256.to_string(),
+            actual,
+            size,
+        },
+        _ => e,
+    })
+}
+
+/// [`unpack`], hashing the file as it is read (no separate pass): when it
+/// does not hash to `sha256` (lower-case hex) the result is
+/// [`UnpackError::Digest`], also when the bad file fails to unpack at all.
+/// What was extracted by then stays in `root`; the caller discards it (no
+/// maintainer script has run yet).
+pub fn unpack_checked(
+    deb: &Path,
+    root: &Path,
+    options: &ExtractOptions,
+    sha256: &str,
+) -> Result<Unpacked, UnpackError> {
+    let file = File::open(deb).map_err(|error| UnpackError::Read {
+        deb: deb.to_path_buf(),
+        what: "cannot open".into(),
+        error,
+    })?;
+    let mut reader = HashingReader {
+        inner: file,
+        hasher: sha2::Sha256::new(),
+        size: 0,
+    };
+    let walked = walk_reader(deb, &mut reader, Some((root, options)));
+    // The rest of the file (trailing members, padding) counts too.
+    let drained = io::copy(&mut reader, &mut io::sink());
+    let actual = hex::encode(std::mem::take(&mut reader.hasher).finalize());
+    if actual != sha256 {
+        return Err(UnpackError::Digest {
+            deb: deb.to_path_buf(),
+            expected: sha256.to_string(),
+            actual,
+            size: reader.size,
+        });
+    }
+    let (control, data) = walked?;
+    drained.map_err(|error| UnpackError::Read {
+        deb: deb.to_path_buf(),
+        what: "reading the end of the file".into(),
+        error,
+    })?;
+    let (paths, devices) = data.unwrap_or_default();
+    Ok(Unpacked {
+        control,
+        paths,
+        devices,
+    })
+}
+
+/// A reader that hashes what passes through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+    size: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        sha2::Digest::update(&mut self.hasher, &buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
 type Walked = (ControlFiles, Option<(Vec<String>, Vec<DeviceNode>)>);
 
 fn walk(deb: &Path, extract: Option<(&Path, &ExtractOptions)>) -> Result<Walked, UnpackError> {
+    let mut file = File::open(deb).map_err(|error| UnpackError::Read {
+        deb: deb.to_path_buf(),
+        what: "cannot open".into(),
+        error,
+    })?;
+    walk_reader(deb, &mut file, extract)
+}
+
+fn walk_reader(
+    deb: &Path,
+    file: &mut dyn Read,
+    extract: Option<(&Path, &ExtractOptions)>,
+) -> Result<Walked, UnpackError> {
     let read_err = |what: &str, error: io::Error| UnpackError::Read {
         deb: deb.to_path_buf(),
         what: what.to_string(),
@@ -219,7 +326,6 @@ fn walk(deb: &Path, extract: Option<(&Path, &ExtractOptions)>) -> Result<Walked,
         deb: deb.to_path_buf(),
         reason,
     };
-    let file = File::open(deb).map_err(|e| read_err("cannot open", e))?;
     let mut ar = ar::Archive::new(BufReader::with_capacity(1 << 16, file));
     let mut control = None;
     let mut seen_binary = false;

@@ -265,7 +265,7 @@ pub fn assemble_packages(
         .par_iter()
         .zip(&lock.packages)
         .map(|(deb, p)| {
-            deb::read_control(deb).map_err(|source| RootfsError::Unpack {
+            deb::read_control_checked(deb, &p.sha256).map_err(|source| RootfsError::Unpack {
                 package: format!("{} {} {}", p.name, p.version, p.architecture),
                 source,
             })
@@ -291,9 +291,14 @@ pub fn assemble_packages(
     let options = ExtractOptions::default();
     let mut lists: Vec<Vec<String>> = vec![Vec::new(); pkgs.len()];
     let unpack_one = |i: usize, devices: &mut Vec<deb::DeviceNode>| {
-        let u = deb::unpack(&debs[i], dest, &options).map_err(|source| RootfsError::Unpack {
-            package: pkgs[i].label(),
-            source,
+        // Hashed as it is read: a store blob that is not the locked one
+        // (same size, other bytes) stops the build before any script runs.
+        let sha = &lock.packages[i].sha256;
+        let u = deb::unpack_checked(&debs[i], dest, &options, sha).map_err(|source| {
+            RootfsError::Unpack {
+                package: pkgs[i].label(),
+                source,
+            }
         })?;
         for d in u.devices {
             devices.retain(|o| o.path != d.path);
