@@ -368,6 +368,12 @@ fn hostname_for(recipe: &str) -> String {
 pub fn run(args: &BuildArgs) -> Result<BuildReport> {
     let started = Instant::now();
     let plan = Plan::new(args)?;
+    let _lock = super::workspace::Guard::acquire(
+        &args.workspace,
+        &plan.out_root,
+        &plan.cache_dir,
+        args.quiet,
+    )?;
     let dest = plan.out_dir();
     let report = |manifest: Manifest, reuse: Reuse| BuildReport {
         recipe: plan.recipe.name.clone(),

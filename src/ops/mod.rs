@@ -7,3 +7,4 @@ pub mod tree;
 pub mod vendor;
 pub mod verify;
 pub mod why;
+pub mod workspace;
