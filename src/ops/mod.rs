@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod fetch;
+pub mod rootless;
 pub mod solve;
 pub mod tree;
 pub mod vendor;

@@ -117,21 +117,34 @@ fn is_initial(map: &[Extent]) -> bool {
     }]
 }
 
-/// Ids mapped contiguously from 0 in `map`, at most [`RANGE`].
-fn mapped_from_zero(map: &[Extent]) -> u32 {
+/// The ids mapped contiguously from 0 in `map` (at most [`RANGE`]), as
+/// identity extents that follow `map`'s own extents: the kernel wants each
+/// extent of a child map inside one extent of its parent's.
+fn identity_from_zero(map: &[Extent]) -> Vec<Extent> {
+    let mut out = Vec::new();
     let mut next = 0u32;
-    loop {
+    while next < RANGE {
         let Some(e) = map
             .iter()
             .find(|e| e.inside <= next && next - e.inside < e.count)
         else {
-            return next;
+            break;
         };
-        next = e.inside.saturating_add(e.count).min(RANGE);
-        if next >= RANGE {
-            return RANGE;
-        }
+        let end = e.inside.saturating_add(e.count).min(RANGE);
+        out.push(Extent {
+            inside: next,
+            outside: next,
+            count: end - next,
+        });
+        next = end;
     }
+    out
+}
+
+/// How many ids [`identity_from_zero`] covers.
+#[cfg(test)]
+fn mapped_from_zero(map: &[Extent]) -> u32 {
+    identity_from_zero(map).iter().map(|e| e.count).sum()
 }
 
 /// The first range of at least `min` ids for `user` (name or numeric id)
@@ -187,16 +200,9 @@ impl IdMap {
                     },
                 });
             }
-            let identity = |n: u32| {
-                vec![Extent {
-                    inside: 0,
-                    outside: 0,
-                    count: n.max(1),
-                }]
-            };
             return Ok(IdMap {
-                uid: identity(mapped_from_zero(&uid_map)),
-                gid: identity(mapped_from_zero(&gid_map)),
+                uid: identity_from_zero(&uid_map),
+                gid: identity_from_zero(&gid_map),
                 idmapped_mounts: false,
                 writer: Writer::Direct {
                     deny_setgroups: false,
@@ -271,8 +277,14 @@ impl IdMap {
         )
     }
 
+    /// Whether the map comes from `/etc/subuid` and `/etc/subgid` (a
+    /// non-root caller with a range).
+    pub fn is_subordinate(&self) -> bool {
+        self.writer == Writer::Helpers
+    }
+
     /// Writes the maps of process `pid`'s user namespace.
-    fn write(&self, pid: i32) -> io::Result<()> {
+    pub fn write(&self, pid: i32) -> io::Result<()> {
         let text = |m: &[Extent]| {
             m.iter()
                 .map(|e| format!("{} {} {}\n", e.inside, e.outside, e.count))
@@ -456,5 +468,9 @@ mod tests {
         assert_eq!(mapped_from_zero(&[e(0, 1000, 1)]), 1);
         assert_eq!(mapped_from_zero(&[e(1, 1000, 5)]), 0);
         assert!(is_initial(&[e(0, 0, u32::MAX)]));
+        assert_eq!(
+            identity_from_zero(&[e(0, 1000, 1), e(1, 100_000, 65536)]),
+            [e(0, 0, 1), e(1, 1, 65535)]
+        );
     }
 }
