@@ -272,6 +272,12 @@ fn read_lock(workspace: &std::path::Path, recipe: &str) -> Result<Lockfile> {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    // Rootless: a build or verify re-runs itself in a mapped user namespace.
+    if matches!(cli.command, Command::Build { .. } | Command::Verify { .. })
+        && let Some(code) = ops::rootless::reexec(cli.quiet)?
+    {
+        return Ok(code);
+    }
     let ws = cli.directory.clone();
     // `--frozen` is `--locked` without the network, for every command.
     let locked = cli.locked || cli.frozen;

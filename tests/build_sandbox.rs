@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use imgbuild::sandbox::{self, Input, SandboxSpec, Status, UserNamespace};
+use imgbuild::sandbox::{self, Input, SandboxSpec, Status};
 
 /// A temp dir `T` with the root in `T/root` and host-only files in `T/host`.
 struct Root {
@@ -273,16 +273,25 @@ fn the_timeout_kills_the_whole_sandbox() {
 }
 
 #[test]
-fn a_user_namespace_works_too() {
+fn always_a_user_namespace_that_maps_no_host_root() {
     let r = Root::new();
-    let mut spec = r.spec("id -u; cat /proc/self/uid_map | tr -s ' '; echo $$");
-    spec.user_namespace = UserNamespace::Always;
+    let spec = r.spec("id -u; cat /proc/self/uid_map | tr -s ' '; echo $$");
     let Some(out) = run(&spec) else { return };
-    let uid = rustix::process::getuid().as_raw();
-    assert_eq!(
-        stdout(&out).lines().collect::<Vec<_>>(),
-        ["0", &format!(" 0 {uid} 1"), "1"]
+    let map = imgbuild::sandbox::idmap::IdMap::for_caller().unwrap();
+    let mut expected = vec!["0".to_string()];
+    expected.extend(
+        map.uid
+            .iter()
+            .map(|e| format!(" {} {} {}", e.inside, e.outside, e.count)),
     );
+    expected.push("1".into());
+    assert_eq!(stdout(&out).lines().collect::<Vec<_>>(), expected);
+    if rustix::process::geteuid().is_root() {
+        // Root inside is not root outside: the whole range is elsewhere.
+        assert_eq!(map.uid.len(), 1);
+        assert_ne!(map.uid[0].outside, 0);
+        assert_eq!(map.uid[0].count, 65536);
+    }
 }
 
 #[test]

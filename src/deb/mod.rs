@@ -16,6 +16,8 @@
 //! - existing directories are kept as they are (also when they are symlinks to
 //!   directories, e.g. merged-/usr `/bin -> usr/bin`); files, symlinks and
 //!   hard links replace what was there through a temporary name and a rename;
+//! - device nodes are never made: an empty placeholder file takes their
+//!   place and [`Unpacked::devices`] records them for the tar writer;
 //! - modes (incl. setuid), numeric uid/gid (when [`ExtractOptions::preserve_owners`]),
 //!   mtimes and `SCHILY.xattr.*` pax records (file capabilities) are applied.
 //!
@@ -28,6 +30,8 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+pub use crate::pack::tar::DeviceNode;
+use sha2::Digest as _;
 use tree::{Fail, Meta, Node, Tree};
 
 /// Why a package could not be read or unpacked. Every variant names the .deb.
@@ -60,6 +64,20 @@ pub enum UnpackError {
         entry: String,
         /// Why it was refused.
         reason: String,
+    },
+    /// The file is not the one the lock names: its sha256 differs.
+    #[error(
+        "{deb}: sha256 mismatch: the lock says {expected}, the file has {actual} ({size} bytes)"
+    )]
+    Digest {
+        /// The package file.
+        deb: PathBuf,
+        /// The locked sha256.
+        expected: String,
+        /// What the file hashes to.
+        actual: String,
+        /// Its size.
+        size: u64,
     },
     /// Writing a data.tar entry failed.
     #[error("{deb}: data.tar entry '{entry}': {op}: {error}")]
@@ -183,6 +201,8 @@ pub struct Unpacked {
     /// Every path the package installed, in archive order, as dpkg writes them
     /// to `info/PKG.list` (`/.`, `/usr`, `/usr/bin`, `/usr/bin/foo`, …).
     pub paths: Vec<String>,
+    /// Its device nodes, recorded and never made (placeholders in the tree).
+    pub devices: Vec<DeviceNode>,
 }
 
 /// Reads the control members of `deb` (data.tar is not read).
@@ -193,16 +213,110 @@ pub fn read_control(deb: &Path) -> Result<ControlFiles, UnpackError> {
 /// Reads the control members of `deb` and extracts its data.tar under `root`
 /// (an existing directory), following the rules in the module docs.
 pub fn unpack(deb: &Path, root: &Path, options: &ExtractOptions) -> Result<Unpacked, UnpackError> {
-    let (control, paths) = walk(deb, Some((root, options)))?;
+    let (control, data) = walk(deb, Some((root, options)))?;
+    let (paths, devices) = data.unwrap_or_default();
     Ok(Unpacked {
         control,
-        paths: paths.unwrap_or_default(),
+        paths,
+        devices,
     })
 }
 
-type Walked = (ControlFiles, Option<Vec<String>>);
+/// [`read_control`]; when the file cannot be read as a package, whether it
+/// is the locked one is checked (a tampered blob is reported as
+/// [`UnpackError::Digest`], not as a format error). The full hash of a good
+/// file is taken by [`unpack_checked`], which reads all of it anyway.
+pub fn read_control_checked(deb: &Path, sha256: &str) -> Result<ControlFiles, UnpackError> {
+    read_control(deb).map_err(|e| match crate::core::digest::hash_file(deb) {
+        Ok((actual, size)) if actual != sha256 => UnpackError::Digest {
+            deb: deb.to_path_buf(),
+            expected: sha256.to_string(),
+            actual,
+            size,
+        },
+        _ => e,
+    })
+}
+
+/// [`unpack`], hashing the file as it is read (no separate pass): when it
+/// does not hash to `sha256` (lower-case hex) the result is
+/// [`UnpackError::Digest`], also when the bad file fails to unpack at all.
+/// What was extracted by then stays in `root`; the caller discards it (no
+/// maintainer script has run yet).
+pub fn unpack_checked(
+    deb: &Path,
+    root: &Path,
+    options: &ExtractOptions,
+    sha256: &str,
+) -> Result<Unpacked, UnpackError> {
+    let file = File::open(deb).map_err(|error| UnpackError::Read {
+        deb: deb.to_path_buf(),
+        what: "cannot open".into(),
+        error,
+    })?;
+    let mut reader = HashingReader {
+        inner: file,
+        hasher: sha2::Sha256::new(),
+        size: 0,
+    };
+    let walked = walk_reader(deb, &mut reader, Some((root, options)));
+    // The rest of the file (trailing members, padding) counts too.
+    let drained = io::copy(&mut reader, &mut io::sink());
+    let actual = hex::encode(std::mem::take(&mut reader.hasher).finalize());
+    if actual != sha256 {
+        return Err(UnpackError::Digest {
+            deb: deb.to_path_buf(),
+            expected: sha256.to_string(),
+            actual,
+            size: reader.size,
+        });
+    }
+    let (control, data) = walked?;
+    drained.map_err(|error| UnpackError::Read {
+        deb: deb.to_path_buf(),
+        what: "reading the end of the file".into(),
+        error,
+    })?;
+    let (paths, devices) = data.unwrap_or_default();
+    Ok(Unpacked {
+        control,
+        paths,
+        devices,
+    })
+}
+
+/// A reader that hashes what passes through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+    size: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        sha2::Digest::update(&mut self.hasher, &buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
+type Walked = (ControlFiles, Option<(Vec<String>, Vec<DeviceNode>)>);
 
 fn walk(deb: &Path, extract: Option<(&Path, &ExtractOptions)>) -> Result<Walked, UnpackError> {
+    let mut file = File::open(deb).map_err(|error| UnpackError::Read {
+        deb: deb.to_path_buf(),
+        what: "cannot open".into(),
+        error,
+    })?;
+    walk_reader(deb, &mut file, extract)
+}
+
+fn walk_reader(
+    deb: &Path,
+    file: &mut dyn Read,
+    extract: Option<(&Path, &ExtractOptions)>,
+) -> Result<Walked, UnpackError> {
     let read_err = |what: &str, error: io::Error| UnpackError::Read {
         deb: deb.to_path_buf(),
         what: what.to_string(),
@@ -212,7 +326,6 @@ fn walk(deb: &Path, extract: Option<(&Path, &ExtractOptions)>) -> Result<Walked,
         deb: deb.to_path_buf(),
         reason,
     };
-    let file = File::open(deb).map_err(|e| read_err("cannot open", e))?;
     let mut ar = ar::Archive::new(BufReader::with_capacity(1 << 16, file));
     let mut control = None;
     let mut seen_binary = false;
@@ -321,7 +434,8 @@ fn extract_data(
     reader: impl Read,
     root: &Path,
     options: &ExtractOptions,
-) -> Result<Vec<String>, UnpackError> {
+) -> Result<(Vec<String>, Vec<DeviceNode>), UnpackError> {
+    let mut devices = Vec::new();
     let mut tree =
         Tree::open(root, options.preserve_owners).map_err(|error| UnpackError::Read {
             deb: deb.to_path_buf(),
@@ -379,6 +493,21 @@ fn extract_data(
             other => return Err(refused(format!("unsupported tar entry type {other:?}"))),
         };
         let is_dir = matches!(node, Node::Dir);
+        if let Node::Char(major, minor) | Node::Block(major, minor) = node
+            && !comps.is_empty()
+        {
+            let path = tree::list_path(&comps);
+            devices.retain(|d: &DeviceNode| d.path != path[1..]);
+            devices.push(DeviceNode {
+                path: path[1..].to_string(),
+                block: matches!(node, Node::Block(..)),
+                major,
+                minor,
+                mode: meta.mode & 0o7777,
+                uid: meta.uid,
+                gid: meta.gid,
+            });
+        }
         if comps.is_empty() {
             // The root itself (`./`): listed as `/.`, its metadata left alone.
             if !is_dir {
@@ -397,7 +526,7 @@ fn extract_data(
         }
         paths.push(tree::list_path(&comps));
     }
-    Ok(paths)
+    Ok((paths, devices))
 }
 
 /// Header metadata, with pax `uid`/`gid`/`mtime` overrides (the header field

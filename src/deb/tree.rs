@@ -282,13 +282,24 @@ impl Tree {
                 rustix::fs::linkat(&src_dir, os(&src_name), dir, tmp, AtFlags::empty())
                     .map_err(io_fail("create hard link"))?;
             }
-            Node::Fifo | Node::Char(..) | Node::Block(..) => {
-                let (ft, dev) = match node {
-                    Node::Char(ma, mi) => (FileType::CharacterDevice, rustix::fs::makedev(ma, mi)),
-                    Node::Block(ma, mi) => (FileType::BlockDevice, rustix::fs::makedev(ma, mi)),
-                    _ => (FileType::Fifo, 0),
-                };
-                rustix::fs::mknodat(dir, tmp, ft, Mode::from_raw_mode(0o600), dev)
+            Node::Char(..) | Node::Block(..) => {
+                // Never mknod: an empty placeholder the tar writer replaces
+                // by the recorded node (see `pack::tar::DeviceNode`).
+                let fd = rustix::fs::openat(
+                    dir,
+                    tmp,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(io_fail("create device placeholder"))?;
+                rustix::fs::futimens(&fd, &times).map_err(io_fail("set mtime"))?;
+            }
+            Node::Fifo => {
+                rustix::fs::mknodat(dir, tmp, FileType::Fifo, Mode::from_raw_mode(0o600), 0)
                     .map_err(io_fail("create special file"))?;
                 if preserve_owners {
                     rustix::fs::chownat(dir, tmp, uid, gid, AtFlags::SYMLINK_NOFOLLOW)

@@ -27,7 +27,7 @@ use crate::image::{self, Compression, ImageInfo, Manifest};
 use crate::lock::Lockfile;
 use crate::ops::progress::PhaseLine;
 use crate::ops::workspace::{Demand, Loaded};
-use crate::pack::tar::{TarOptions, TarStats, write_tree};
+use crate::pack::tar::{TarOptions, TarStats, write_tree_with_devices};
 use crate::recipe::Recipe;
 use crate::rootfs::Reporter as _;
 use crate::rootfs::cache::{self, KeyInputs, RootfsCache};
@@ -290,8 +290,12 @@ impl Plan {
                 if !self.quiet {
                     eprintln!("Reusing the cached package assembly of {name}…");
                 }
-                cache::restore(&tar, &root).with_context(context)?;
-                (rootfs::AssembleReport::default(), Reuse::CachedPackages)
+                let devices = cache::restore(&tar, &root).with_context(context)?;
+                let report = rootfs::AssembleReport {
+                    devices,
+                    ..Default::default()
+                };
+                (report, Reuse::CachedPackages)
             }
             None => {
                 if !self.quiet {
@@ -307,7 +311,7 @@ impl Plan {
                 .with_context(context)?;
                 if let Some(stage) = stage {
                     stage.insert_with(name, &self.packages_key, |w| {
-                        write_tree(&root, w, &opts).map(drop)
+                        write_tree_with_devices(&root, w, &opts, &report.devices).map(drop)
                     })?;
                 }
                 (report, Reuse::Assembled)
@@ -345,7 +349,7 @@ impl Plan {
             }
         }
         progress.phase("archive", None);
-        let stats = write_tree(&root, w, &opts)?;
+        let stats = write_tree_with_devices(&root, w, &opts, &report.devices)?;
         progress.phase_done();
         if !stats.skipped.is_empty() && !self.quiet {
             eprintln!(
@@ -379,6 +383,8 @@ fn hostname_for(recipe: &str) -> String {
 pub fn run(args: &BuildArgs) -> Result<BuildReport> {
     let started = Instant::now();
     let plan = Plan::new(args)?;
+    let _lock =
+        super::guard::Guard::acquire(&args.workspace, &plan.out_root, &plan.cache_dir, args.quiet)?;
     let dest = plan.out_dir();
     let report = |manifest: Manifest, reuse: Reuse| BuildReport {
         recipe: plan.recipe.name.clone(),

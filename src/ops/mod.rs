@@ -2,10 +2,12 @@
 
 pub mod build;
 pub mod fetch;
+pub mod guard;
 pub mod prepare;
 pub mod progress;
 pub mod publish;
 pub mod pull;
+pub mod rootless;
 pub mod solve;
 pub mod tree;
 pub mod vendor;

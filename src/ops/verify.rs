@@ -82,6 +82,8 @@ pub fn run(args: &VerifyArgs) -> Result<VerifyReport> {
         no_scripts: args.no_scripts,
         cache_dir: None,
     })?;
+    let _lock =
+        super::guard::Guard::acquire(&args.workspace, &plan.out_root, &plan.cache_dir, args.quiet)?;
     fs::create_dir_all(&plan.out_root)
         .with_context(|| format!("creating {}", plan.out_root.display()))?;
     let work = tempfile::Builder::new()
@@ -118,6 +120,10 @@ pub fn run(args: &VerifyArgs) -> Result<VerifyReport> {
     }
 
     let kept = work.keep();
+    let _ = fs::write(
+        kept.join(super::guard::KEPT_MARKER),
+        "kept by imgbuild verify\n",
+    );
     let mut msg = format!(
         "`{}` is not reproducible: {} artifact(s) differ between two builds:",
         plan.recipe.name,

@@ -42,6 +42,29 @@ const MAX_SIZE: u64 = 0o77_777_777_777;
 /// (name, value) byte pairs: pax records, extended attributes.
 pub type ByteRecords = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// A device node recorded instead of made: packages may ship them, but
+/// `mknod` on the build host is never done (it would leave a working device
+/// file on the host, and inside the sandbox it is not allowed). The tree
+/// holds an empty regular file (mode 0600) at [`DeviceNode::path`], and
+/// [`write_tree_with_devices`] writes the device entry in its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceNode {
+    /// The path below the root, `dev/x` (no leading `./` or `/`).
+    pub path: String,
+    /// Block (true) or character device.
+    pub block: bool,
+    /// Device numbers.
+    pub major: u32,
+    /// Device numbers.
+    pub minor: u32,
+    /// Permission bits.
+    pub mode: u32,
+    /// Numeric owner.
+    pub uid: u32,
+    /// Numeric group.
+    pub gid: u32,
+}
+
 /// Options of [`write_tree`].
 #[derive(Debug, Clone, Copy)]
 pub struct TarOptions {
@@ -70,6 +93,18 @@ pub fn write_tree(
     out: &mut impl Write,
     opts: &TarOptions,
 ) -> Result<TarStats, OutputError> {
+    write_tree_with_devices(root, out, opts, &[])
+}
+
+/// [`write_tree`], writing each recorded device node where the tree holds
+/// its placeholder (an empty regular file; anything else there means a
+/// later package replaced the node, and the tree wins).
+pub fn write_tree_with_devices(
+    root: &Path,
+    out: &mut impl Write,
+    opts: &TarOptions,
+    devices: &[DeviceNode],
+) -> Result<TarStats, OutputError> {
     let meta = fs::symlink_metadata(root).map_err(OutputError::io("reading", root))?;
     if !meta.is_dir() {
         return Err(OutputError::Unsupported {
@@ -78,6 +113,15 @@ pub fn write_tree(
         });
     }
     let mut w = TreeWriter {
+        devices: devices
+            .iter()
+            .map(|d| {
+                (
+                    format!("./{}", d.path.trim_start_matches('/')).into_bytes(),
+                    d,
+                )
+            })
+            .collect(),
         out,
         opts: *opts,
         links: HashMap::new(),
@@ -94,6 +138,8 @@ pub fn write_tree(
 }
 
 struct TreeWriter<'a, W: Write> {
+    /// Recorded device nodes by tar name.
+    devices: HashMap<Vec<u8>, &'a DeviceNode>,
     out: &'a mut W,
     opts: TarOptions,
     /// (dev, ino) of multiply-linked inodes → the tar name written first.
@@ -153,6 +199,17 @@ impl<W: Write> TreeWriter<'_, W> {
             dev: (0, 0),
             xattrs: Vec::new(),
         };
+        if let Some(d) = self.devices.get(name)
+            && ft.is_file()
+            && meta.len() == 0
+        {
+            e.kind = if d.block { b'4' } else { b'3' };
+            e.mode = d.mode & 0o7777;
+            e.uid = u64::from(d.uid);
+            e.gid = u64::from(d.gid);
+            e.dev = (d.major, d.minor);
+            return self.write_entry(path, &e);
+        }
         if ft.is_socket() {
             self.stats
                 .skipped

@@ -19,12 +19,14 @@
 
 use std::fs::{self, File};
 use std::io::BufWriter;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use crate::fetch::store::hash_file;
 use crate::lock::Lockfile;
+use crate::pack::tar::DeviceNode;
 use crate::pack::{Compression, OutputError};
 
 /// Environment variable naming the cache directory.
@@ -82,11 +84,14 @@ pub fn packages_key(inputs: &KeyInputs<'_>) -> String {
 /// cached stage) into the empty directory `root`, keeping modes, numeric
 /// owners, mtimes, hard links and xattrs.
 ///
+/// Device nodes are not made: each becomes an empty placeholder and is
+/// returned, for [`crate::pack::tar::write_tree_with_devices`].
+///
 /// Directory mtimes are set last, deepest first: the tar crate sets none
 /// on directories, and creating their children changes them anyway. A tree
 /// restored this way then normalises to the same bytes as one assembled
 /// from scratch.
-pub fn restore(tar: &Path, root: &Path) -> Result<(), OutputError> {
+pub fn restore(tar: &Path, root: &Path) -> Result<Vec<DeviceNode>, OutputError> {
     let fail = OutputError::io("restoring the cached stage", tar);
     let file = File::open(tar).map_err(OutputError::io("opening", tar))?;
     let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, file));
@@ -95,9 +100,56 @@ pub fn restore(tar: &Path, root: &Path) -> Result<(), OutputError> {
     archive.set_preserve_mtime(true);
     archive.set_unpack_xattrs(true);
     let mut dirs: Vec<(PathBuf, i64)> = Vec::new();
+    let mut devices = Vec::new();
     let result = (|| -> std::io::Result<()> {
         for entry in archive.entries()? {
             let mut entry = entry?;
+            let kind = entry.header().entry_type();
+            if kind.is_character_special() || kind.is_block_special() {
+                let h = entry.header();
+                let path = entry.path()?.into_owned();
+                let rel = path
+                    .strip_prefix(".")
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .into_owned();
+                devices.push(DeviceNode {
+                    path: rel,
+                    block: kind.is_block_special(),
+                    major: h.device_major()?.unwrap_or(0),
+                    minor: h.device_minor()?.unwrap_or(0),
+                    mode: h.mode()? & 0o7777,
+                    uid: h.uid()? as u32,
+                    gid: h.gid()? as u32,
+                });
+                if path
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+                {
+                    return Err(std::io::Error::other(format!(
+                        "device entry {} leaves the root",
+                        path.display()
+                    )));
+                }
+                let target = root.join(&path);
+                let file = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&target)?;
+                let time = rustix::fs::Timespec {
+                    tv_sec: h.mtime()? as i64,
+                    tv_nsec: 0,
+                };
+                rustix::fs::futimens(
+                    &file,
+                    &rustix::fs::Timestamps {
+                        last_access: time,
+                        last_modification: time,
+                    },
+                )?;
+                continue;
+            }
             if entry.header().entry_type().is_dir() {
                 let path = entry.path()?.into_owned();
                 dirs.push((path, entry.header().mtime()? as i64));
@@ -122,7 +174,8 @@ pub fn restore(tar: &Path, root: &Path) -> Result<(), OutputError> {
         }
         Ok(())
     })();
-    result.map_err(fail)
+    result.map_err(fail)?;
+    Ok(devices)
 }
 
 /// Bumped when the files written from a rootfs change (not the rootfs):

@@ -118,6 +118,9 @@ pub struct AssembleReport {
     pub steps: Vec<String>,
     /// The `[[python]]` layer: one line per distribution, wheels built from sdists.
     pub python: crate::pypi::layer::LayerReport,
+    /// Device nodes the packages ship: placeholders in the tree, written into
+    /// the tar by [`crate::pack::tar::write_tree_with_devices`].
+    pub devices: Vec<deb::DeviceNode>,
 }
 
 /// Why a root filesystem could not be assembled. Each names what it concerns.
@@ -278,7 +281,7 @@ pub fn assemble_packages_with(
         .par_iter()
         .zip(&lock.packages)
         .map(|(deb, p)| {
-            deb::read_control(deb).map_err(|source| RootfsError::Unpack {
+            deb::read_control_checked(deb, &p.sha256).map_err(|source| RootfsError::Unpack {
                 package: format!("{} {} {}", p.name, p.version, p.architecture),
                 source,
             })
@@ -303,21 +306,29 @@ pub fn assemble_packages_with(
     }
     let options = ExtractOptions::default();
     let mut lists: Vec<Vec<String>> = vec![Vec::new(); pkgs.len()];
-    let unpack_one = |i: usize| {
-        deb::unpack(&debs[i], dest, &options)
-            .map(|u| u.paths)
-            .map_err(|source| RootfsError::Unpack {
+    let unpack_one = |i: usize, devices: &mut Vec<deb::DeviceNode>| {
+        // Hashed as it is read: a store blob that is not the locked one
+        // (same size, other bytes) stops the build before any script runs.
+        let sha = &lock.packages[i].sha256;
+        let u = deb::unpack_checked(&debs[i], dest, &options, sha).map_err(|source| {
+            RootfsError::Unpack {
                 package: pkgs[i].label(),
                 source,
-            })
+            }
+        })?;
+        for d in u.devices {
+            devices.retain(|o| o.path != d.path);
+            devices.push(d);
+        }
+        Ok::<_, RootfsError>(u.paths)
     };
     let unpacking = PhaseGuard::start(progress, "unpack", Some(install.len() as u64));
     for &i in &install {
         progress.item(&pkgs[i].label());
-        lists[i] = unpack_one(i)?;
+        lists[i] = unpack_one(i, &mut report.devices)?;
     }
     for i in resolve_overlaps(dest, &pkgs, &install, &mut lists, &mut report.warnings) {
-        unpack_one(i)?;
+        unpack_one(i, &mut report.devices)?;
     }
     drop(unpacking);
     phase(&mut report, "unpack");

@@ -1,21 +1,33 @@
-//! The forked side of [`super::run`]: namespaces, the extra fork that makes
-//! the command pid 1, and the intermediate process that mirrors its status.
+//! The forked side of [`super::run`]: joining the user namespace, the other
+//! namespaces, the extra fork that makes the command pid 1, the intermediate
+//! process that mirrors its status, and the syscall filter.
 //! Everything here runs between `fork` and `exec` of a multi-threaded
 //! program, so it only makes raw system calls and never allocates.
 
 use std::io;
 
+use super::seccomp::Filters;
 use super::setup;
+
+/// What the child needs, prepared by the parent.
+pub(super) struct ChildPlan<'a> {
+    /// The root directory on the host, entered first (see `setup::Step::AttachRoot`).
+    pub root: &'a std::ffi::CStr,
+    /// The user namespace to join ([`super::idmap::IdMap::create`]).
+    pub userns: libc::c_int,
+    /// Whether `setgroups` works inside (a map of more than one id).
+    pub setgroups: bool,
+    /// The mount steps.
+    pub steps: &'a [setup::Step],
+    /// Where a failing step's index is reported.
+    pub report_fd: libc::c_int,
+    /// The syscall filter, installed last.
+    pub filters: &'a Filters,
+}
 
 /// The `pre_exec` hook: runs in the forked child, before `exec`. Only raw
 /// system calls: the parent is multi-threaded.
-pub(super) fn child(
-    userns: bool,
-    uid_map: &str,
-    gid_map: &str,
-    steps: &[setup::Step],
-    report_fd: libc::c_int,
-) -> io::Result<()> {
+pub(super) fn child(plan: &ChildPlan<'_>) -> io::Result<()> {
     let check = |rc: libc::c_int| {
         if rc < 0 {
             Err(io::Error::last_os_error())
@@ -26,22 +38,27 @@ pub(super) fn child(
     // SAFETY (all blocks): plain system calls on valid, NUL-terminated or
     // length-delimited buffers; after fork only this thread exists.
     unsafe {
-        // Die with the thread that spawned us (also covers a caller's crash).
+        // While the caller's credentials can still walk there.
+        check(libc::chdir(plan.root.as_ptr()))?;
+        // Into the user namespace first: the namespaces made below belong to
+        // it, and the process holds capabilities only there.
+        check(libc::setns(plan.userns, libc::CLONE_NEWUSER))?;
+        check(libc::setresgid(0, 0, 0))?;
+        if plan.setgroups {
+            // Best effort: `newgidmap` may have denied setgroups.
+            libc::setgroups(0, std::ptr::null());
+        }
+        check(libc::setresuid(0, 0, 0))?;
+        // After the credential change, which clears it: die with the
+        // thread that spawned us (also covers a caller's crash).
         check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
-        let mut flags = libc::CLONE_NEWNS
-            | libc::CLONE_NEWPID
-            | libc::CLONE_NEWUTS
-            | libc::CLONE_NEWIPC
-            | libc::CLONE_NEWNET;
-        if userns {
-            flags |= libc::CLONE_NEWUSER;
-        }
-        check(libc::unshare(flags))?;
-        if userns {
-            write_file(c"/proc/self/uid_map", uid_map.as_bytes())?;
-            write_file(c"/proc/self/setgroups", b"deny")?;
-            write_file(c"/proc/self/gid_map", gid_map.as_bytes())?;
-        }
+        check(libc::unshare(
+            libc::CLONE_NEWNS
+                | libc::CLONE_NEWPID
+                | libc::CLONE_NEWUTS
+                | libc::CLONE_NEWIPC
+                | libc::CLONE_NEWNET,
+        ))?;
         let pid = libc::fork();
         check(pid)?;
         if pid > 0 {
@@ -49,11 +66,12 @@ pub(super) fn child(
         }
         // pid 1 of the new namespace.
         check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
-        setup::enter(steps, report_fd)?;
+        setup::enter(plan.steps, plan.report_fd)?;
         libc::umask(0o022);
         check(libc::setsid())?;
     }
-    Ok(())
+    // Last: no_new_privs and the filter (which refuses mount from here on).
+    plan.filters.install()
 }
 
 /// Waits for pid 1 of the sandbox and leaves with its status. Never returns.
@@ -86,21 +104,4 @@ unsafe fn intermediate(pid: libc::pid_t) -> ! {
         }
         libc::_exit(libc::WEXITSTATUS(status));
     }
-}
-
-fn write_file(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
-    // SAFETY: valid path and buffer.
-    unsafe {
-        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let n = libc::write(fd, data.as_ptr().cast(), data.len());
-        let err = io::Error::last_os_error();
-        libc::close(fd);
-        if n != data.len() as isize {
-            return Err(err);
-        }
-    }
-    Ok(())
 }

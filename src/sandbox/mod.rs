@@ -28,17 +28,25 @@
 //! (`PR_SET_PDEATHSIG`), and the kernel then kills every process of the
 //! namespace. So the timeout (and dropping the caller) kills the whole tree.
 //!
-//! Privileges: as root this needs nothing more. As another user,
-//! [`UserNamespace::Auto`] adds a user namespace mapping the caller to uid/gid
-//! 0 (only that one id: `chown` to other ids fails inside, so packages that
-//! chown in maintainer scripts need a root build), which needs unprivileged
-//! user namespaces enabled on the host (`kernel.unprivileged_userns_clone`,
-//! no AppArmor restriction). Everything else (tmpfs, proc, binds, hostname,
-//! `lo`) works the same inside it; `tests/build_sandbox.rs` passes unchanged as
-//! `nobody` on a Debian host. Device nodes are bind-mounted, never mknod'ed,
-//! for that reason.
+//! Privileges: none of the host's, whoever the caller is (see `idmap.rs`
+//! for the id maps and `docs/sandbox.md` for the whole policy):
+//! - always a new user namespace: ids 0–65535 inside are a reserved range
+//!   (root caller) or the caller's `/etc/subuid` range, never host root; for
+//!   a root caller the root and the binds are id-mapped mounts, so the tree
+//!   keeps its in-image owners on disk; capabilities exist only inside;
+//! - `/proc/sys`, `/proc/sysrq-trigger`, `/proc/irq`, `/proc/bus` and
+//!   `/proc/fs` are read-only, `/proc/kcore`, `/proc/keys` and the other
+//!   kernel-internal files are masked; there is no `/sys`; `/dev` has only
+//!   the six nodes above, `pts` (a private devpts) and `shm`;
+//! - `PR_SET_NO_NEW_PRIVS` and a seccomp filter (see `seccomp.rs`) that
+//!   refuses `open_by_handle_at`, module loading, kexec, `bpf`, keyrings,
+//!   `ptrace`, new user namespaces, and any mount after the setup, with
+//!   `EPERM`. A package's device nodes cannot be made inside (`mknod`
+//!   needs a capability of the initial namespace).
 
 mod child;
+pub mod idmap;
+pub mod seccomp;
 mod setup;
 
 use std::ffi::OsString;
@@ -73,18 +81,6 @@ pub enum Stream {
     Capture,
 }
 
-/// Whether to add a user namespace.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum UserNamespace {
-    /// Only when not running as root.
-    #[default]
-    Auto,
-    /// Always (as root too: uid 0 maps to uid 0).
-    Always,
-    /// Never (fails without root).
-    Never,
-}
-
 /// Everything about one sandboxed run. Start with [`SandboxSpec::new`].
 #[derive(Debug, Clone)]
 pub struct SandboxSpec {
@@ -112,8 +108,6 @@ pub struct SandboxSpec {
     pub stderr: Stream,
     /// Kill the whole sandbox after this long.
     pub timeout: Option<Duration>,
-    /// User namespace policy.
-    pub user_namespace: UserNamespace,
 }
 
 impl SandboxSpec {
@@ -137,7 +131,6 @@ impl SandboxSpec {
             stdout: Stream::Capture,
             stderr: Stream::Capture,
             timeout: None,
-            user_namespace: UserNamespace::Auto,
         }
     }
 
@@ -252,9 +245,29 @@ pub fn run(spec: &SandboxSpec) -> Result<Output, SandboxError> {
     let Some(program) = spec.argv.first() else {
         return Err(root_err("empty argv".into()));
     };
+    let spawn_err = |step: &str, error: io::Error| SandboxError::Spawn {
+        root: root.clone(),
+        program: program.to_string_lossy().into_owned(),
+        step: step.to_string(),
+        error,
+    };
+    let map = idmap::IdMap::for_caller().map_err(|e| spawn_err("reading the id maps", e))?;
+    let userns = map
+        .create()
+        .map_err(|e| spawn_err("creating the user namespace", e))?;
+    let filters = seccomp::Filters::new().map_err(|e| spawn_err("seccomp filter", e))?;
     let mut created = setup::Created::default();
-    let result =
-        setup::plan(spec, &root, &mut created).and_then(|steps| spawn_and_wait(spec, &root, steps));
+    let mut fds = Vec::new();
+    let mapped = map.idmapped_mounts.then_some(&userns);
+    let result = setup::plan(spec, &root, &mut created, mapped, &mut fds).and_then(|steps| {
+        let plan = Prepared {
+            userns: &userns,
+            setgroups: map.allows_setgroups(),
+            filters: &filters,
+        };
+        spawn_and_wait(spec, &root, steps, &plan)
+    });
+    drop(fds);
     created.remove();
     result.map_err(|e| match e {
         SandboxError::Spawn {
@@ -269,10 +282,18 @@ pub fn run(spec: &SandboxSpec) -> Result<Output, SandboxError> {
     })
 }
 
+/// The parts of a run prepared before the fork.
+struct Prepared<'a> {
+    userns: &'a OwnedFd,
+    setgroups: bool,
+    filters: &'a seccomp::Filters,
+}
+
 fn spawn_and_wait(
     spec: &SandboxSpec,
     root: &std::path::Path,
     steps: Vec<setup::Step>,
+    prepared: &Prepared<'_>,
 ) -> Result<Output, SandboxError> {
     let io_err = |what: &'static str| {
         move |error: io::Error| SandboxError::Io {
@@ -281,20 +302,15 @@ fn spawn_and_wait(
             error,
         }
     };
-    let userns = match spec.user_namespace {
-        UserNamespace::Auto => !rustix::process::geteuid().is_root(),
-        UserNamespace::Always => true,
-        UserNamespace::Never => false,
-    };
-    let (uid, gid) = (
-        rustix::process::getuid().as_raw(),
-        rustix::process::getgid().as_raw(),
-    );
-    let uid_map = format!("0 {uid} 1\n");
-    let gid_map = format!("0 {gid} 1\n");
     let (report_r, report_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| io_err("pipe")(e.into()))?;
     let report_fd = report_w.as_raw_fd();
+    let described: Vec<String> = steps.iter().map(setup::Step::describe).collect();
+    let userns = prepared.userns.as_raw_fd();
+    let setgroups = prepared.setgroups;
+    let filters = prepared.filters.clone();
+    let root_c = std::ffi::CString::new(root.as_os_str().as_encoded_bytes())
+        .map_err(|e| io_err("root path")(io::Error::other(e)))?;
 
     let mut cmd = Command::new(&spec.argv[0]);
     cmd.args(&spec.argv[1..]).env_clear().envs(spec.env_vars());
@@ -312,7 +328,16 @@ fn spawn_and_wait(
     // SAFETY: the hook only makes raw system calls on data prepared above
     // (see `child` and `setup::enter`); it allocates nothing.
     unsafe {
-        cmd.pre_exec(move || child::child(userns, &uid_map, &gid_map, &steps, report_fd));
+        cmd.pre_exec(move || {
+            child::child(&child::ChildPlan {
+                root: &root_c,
+                userns,
+                setgroups,
+                steps: &steps,
+                report_fd,
+                filters: &filters,
+            })
+        });
     }
     let start = Instant::now();
     let spawned = cmd.spawn();
@@ -320,7 +345,7 @@ fn spawn_and_wait(
     drop(report_w);
     let mut child = match spawned {
         Ok(child) => child,
-        Err(error) => return Err(spawn_error(root, &report_r, error, spec, userns)),
+        Err(error) => return Err(spawn_error(root, &report_r, error, &described)),
     };
     let stdin_writer = match (&spec.stdin, child.stdin.take()) {
         (Input::Bytes(bytes), Some(mut pipe)) => {
@@ -403,29 +428,21 @@ fn spawn_error(
     root: &std::path::Path,
     report: &OwnedFd,
     error: io::Error,
-    spec: &SandboxSpec,
-    userns: bool,
+    described: &[String],
 ) -> SandboxError {
     let mut idx = [0u8; 4];
     let step = match rustix::io::read(report, &mut idx) {
         Ok(4) => {
             let i = u32::from_ne_bytes(idx) as usize;
-            // Re-plan without side effects is not possible; describe by index.
-            let mut created = setup::Created::default();
-            let steps = setup::plan(spec, root, &mut created);
-            created.remove();
-            steps
-                .ok()
-                .and_then(|s| s.get(i).map(setup::Step::describe))
+            described
+                .get(i)
+                .cloned()
                 .unwrap_or_else(|| format!("setup step {i}"))
         }
-        _ if error.raw_os_error() == Some(libc::EPERM) && !userns => {
-            "creating namespaces (needs root, or UserNamespace::Always)".into()
-        }
         _ if error.raw_os_error() == Some(libc::EPERM) => {
-            "creating a user namespace (are unprivileged user namespaces enabled?)".into()
+            "joining the user namespace or creating the others".into()
         }
-        _ => "namespaces or exec".into(),
+        _ => "namespaces, syscall filter or exec".into(),
     };
     SandboxError::Spawn {
         root: root.to_path_buf(),

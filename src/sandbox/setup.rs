@@ -9,6 +9,7 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -16,6 +17,22 @@ use super::{SandboxError, SandboxSpec};
 
 /// Device nodes bind-mounted from the host into the sandbox's `/dev`.
 pub(super) const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// `/proc` entries bound read-only onto themselves (as runc does).
+const PROC_READONLY: [&str; 5] = ["sys", "sysrq-trigger", "irq", "bus", "fs"];
+
+/// `/proc` entries hidden: files under `/dev/null`, directories under an
+/// empty read-only tmpfs (as runc does).
+const PROC_MASKED: [&str; 8] = [
+    "kcore",
+    "keys",
+    "timer_list",
+    "sched_debug",
+    "latency_stats",
+    "acpi",
+    "scsi",
+    "asound",
+];
 
 /// One system call (or two) of the setup, with its arguments ready.
 #[derive(Debug)]
@@ -36,6 +53,19 @@ pub(super) enum Step {
         dst: CString,
         flags: libc::c_ulong,
         data: CString,
+    },
+    /// `move_mount` of a detached (id-mapped) mount, made by the parent, onto `dst`.
+    Attach {
+        fd: libc::c_int,
+        src: CString,
+        dst: CString,
+    },
+    /// `move_mount` of the id-mapped root onto the working directory (the
+    /// root, entered by the child while it could still walk there), then
+    /// `fchdir` into the attached mount.
+    AttachRoot {
+        mount: libc::c_int,
+        path: CString,
     },
     Mkdir(CString, libc::mode_t),
     Touch(CString),
@@ -64,6 +94,12 @@ impl Step {
                 )
             }
             Step::Fs { fstype, dst, .. } => format!("mount {} on {}", s(fstype), s(dst)),
+            Step::AttachRoot { path, .. } => {
+                format!("attach the id-mapped mount of the root {}", s(path))
+            }
+            Step::Attach { src, dst, .. } => {
+                format!("attach the id-mapped mount of {} on {}", s(src), s(dst))
+            }
             Step::Mkdir(p, _) => format!("create directory {}", s(p)),
             Step::Touch(p) => format!("create mount point {}", s(p)),
             Step::Symlink(t, p) => format!("create symlink {} -> {}", s(p), s(t)),
@@ -71,6 +107,33 @@ impl Step {
             Step::Hostname(h) => format!("set hostname {}", String::from_utf8_lossy(h)),
             Step::LoopbackUp => "bring up lo".into(),
             Step::Chdir(p) => format!("change directory to {} (inside)", s(p)),
+        }
+    }
+}
+
+impl Step {
+    /// Rewrites the paths of this step that lie under `root` relative to it
+    /// (`root/dev/null` → `dev/null`; the root itself → `.`).
+    fn relative_to(&mut self, root: &Path) {
+        let rel = |c: &mut CString| {
+            let p = Path::new(std::ffi::OsStr::from_bytes(c.as_bytes()));
+            if let Ok(r) = p.strip_prefix(root) {
+                let r = if r.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    r
+                };
+                *c = cstr(r);
+            }
+        };
+        match self {
+            Step::Bind { src, dst, .. } => {
+                rel(src);
+                rel(dst);
+            }
+            Step::Fs { dst, .. } | Step::Attach { dst, .. } => rel(dst),
+            Step::Mkdir(p, _) | Step::Touch(p) | Step::Symlink(_, p) => rel(p),
+            _ => {}
         }
     }
 }
@@ -170,20 +233,57 @@ fn locked_flags(src: &Path) -> io::Result<libc::c_ulong> {
 
 /// Checks the spec against the host, creates missing mount points in the
 /// root, and returns the steps for the child.
+///
+/// With `userns` (a root caller), the root and every bind are id-mapped
+/// mounts made here (their fds are pushed onto `fds`, which must outlive
+/// the child's setup) and attached by the child; otherwise plain binds.
 pub(super) fn plan(
     spec: &SandboxSpec,
     root: &Path,
     created: &mut Created,
+    userns: Option<&OwnedFd>,
+    fds: &mut Vec<OwnedFd>,
 ) -> Result<Vec<Step>, SandboxError> {
-    let mut steps = vec![
-        Step::PrivateRoot,
-        Step::Bind {
+    // The child enters the root before anything else and names every path
+    // below it relatively: as the namespace's root it may not be allowed to
+    // walk the host directories above it (a umask 077 temp directory).
+    let root_step = match userns {
+        Some(ns) => {
+            let root_err = |e: io::Error| SandboxError::Root {
+                root: root.to_path_buf(),
+                reason: e.to_string(),
+            };
+            let mount = super::idmap::idmapped(root, ns, false).map_err(root_err)?;
+            let step = Step::AttachRoot {
+                mount: mount.as_raw_fd(),
+                path: cstr(root),
+            };
+            fds.push(mount);
+            step
+        }
+        None => Step::Bind {
             src: cstr(root),
             dst: cstr(root),
             readonly: false,
             keep: 0,
         },
-    ];
+    };
+    let mut attach = |host: &Path, dst: &Path, readonly: bool| -> io::Result<Step> {
+        let ns = userns.expect("only with a user namespace");
+        let fd = super::idmap::idmapped(host, ns, readonly)?;
+        let step = Step::Attach {
+            fd: fd.as_raw_fd(),
+            src: cstr(host),
+            dst: cstr(dst),
+        };
+        fds.push(fd);
+        Ok(step)
+    };
+    let mut steps = vec![Step::PrivateRoot, root_step];
+    if userns.is_none() {
+        steps.push(Step::Chdir(cstr(root)));
+    }
+    let first_inside = steps.len();
     let mut fixed = |inside: &str| {
         mount_point(root, Path::new(inside), false, created).map_err(|reason| SandboxError::Root {
             root: root.to_path_buf(),
@@ -223,12 +323,54 @@ pub(super) fn plan(
         flags: nosuid_nodev,
         data: c"mode=1777".into(),
     });
+    // /dev/pts: a private devpts instance (no host terminal reachable).
+    let pts = dev.join("pts");
+    steps.push(Step::Mkdir(cstr(&pts), 0o755));
+    steps.push(Step::Fs {
+        fstype: c"devpts",
+        dst: cstr(&pts),
+        flags: libc::MS_NOSUID | libc::MS_NOEXEC,
+        data: c"newinstance,ptmxmode=0666,mode=0620".into(),
+    });
+    steps.push(Step::Symlink(c"pts/ptmx", cstr(&dev.join("ptmx"))));
+    let proc = fixed("/proc")?;
+    let proc_flags = nosuid_nodev | libc::MS_NOEXEC;
     steps.push(Step::Fs {
         fstype: c"proc",
-        dst: cstr(&fixed("/proc")?),
-        flags: nosuid_nodev | libc::MS_NOEXEC,
+        dst: cstr(&proc),
+        flags: proc_flags,
         data: c"".into(),
     });
+    // What the OCI runtimes make read-only or mask in /proc.
+    for name in PROC_READONLY {
+        if Path::new("/proc").join(name).exists() {
+            let p = cstr(&proc.join(name));
+            steps.push(Step::Bind {
+                src: p.clone(),
+                dst: p,
+                readonly: true,
+                keep: proc_flags,
+            });
+        }
+    }
+    for name in PROC_MASKED {
+        let host = Path::new("/proc").join(name);
+        if host.is_dir() {
+            steps.push(Step::Fs {
+                fstype: c"tmpfs",
+                dst: cstr(&proc.join(name)),
+                flags: proc_flags | libc::MS_RDONLY,
+                data: c"size=0".into(),
+            });
+        } else if host.exists() {
+            steps.push(Step::Bind {
+                src: cstr(&dev.join("null")),
+                dst: cstr(&proc.join(name)),
+                readonly: false,
+                keep: 0,
+            });
+        }
+    }
     steps.push(Step::Fs {
         fstype: c"tmpfs",
         dst: cstr(&fixed("/tmp")?),
@@ -276,12 +418,19 @@ pub(super) fn plan(
             }
             Some(_) => mount_point(root, inside, !meta.is_dir(), created).map_err(bind_err)?,
         };
-        steps.push(Step::Bind {
-            src: cstr(host),
-            dst: cstr(&dst),
-            readonly,
-            keep,
-        });
+        if userns.is_some() {
+            steps.push(attach(host, &dst, readonly).map_err(|e| bind_err(e.to_string()))?);
+        } else {
+            steps.push(Step::Bind {
+                src: cstr(host),
+                dst: cstr(&dst),
+                readonly,
+                keep,
+            });
+        }
+    }
+    for step in &mut steps[first_inside..] {
+        step.relative_to(root);
     }
     steps.push(Step::PivotRoot(cstr(root)));
     steps.push(Step::Hostname(spec.hostname.as_bytes().to_vec()));
@@ -359,6 +508,25 @@ fn run(step: &Step) -> io::Result<()> {
                 *flags,
                 data.as_ptr().cast(),
             )),
+            Step::Attach { fd, dst, .. } => check(libc::syscall(
+                libc::SYS_move_mount,
+                *fd,
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                dst.as_ptr(),
+                libc::MOVE_MOUNT_F_EMPTY_PATH,
+            ) as libc::c_int),
+            Step::AttachRoot { mount, .. } => {
+                check(libc::syscall(
+                    libc::SYS_move_mount,
+                    *mount,
+                    c"".as_ptr(),
+                    libc::AT_FDCWD,
+                    c".".as_ptr(),
+                    libc::MOVE_MOUNT_F_EMPTY_PATH,
+                ) as libc::c_int)?;
+                check(libc::fchdir(*mount))
+            }
             Step::Mkdir(p, mode) => match check(libc::mkdir(p.as_ptr(), *mode)) {
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
                 other => other,
@@ -374,8 +542,8 @@ fn run(step: &Step) -> io::Result<()> {
                 Ok(())
             }
             Step::Symlink(target, p) => check(libc::symlink(target.as_ptr(), p.as_ptr())),
-            Step::PivotRoot(root) => {
-                check(libc::chdir(root.as_ptr()))?;
+            Step::PivotRoot(_) => {
+                // The working directory is the root (entered first).
                 // pivot_root(".", "."): the old root ends up stacked on the new
                 // one and is detached right away, leaving no host path reachable.
                 check(

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::fetch::Store;
 use crate::lock::Lockfile;
-use crate::pack::tar::{TarOptions, write_tree};
+use crate::pack::tar::{TarOptions, write_tree_with_devices};
 use crate::rootfs::cache::RootfsCache;
 use crate::rootfs::{self, AssembleOptions};
 use crate::sandbox::{self, SandboxSpec, Status, Stream};
@@ -120,21 +120,17 @@ impl ToolsRoot {
                 let tmp = private_dir(work, ".tools-assemble-")?;
                 let root = tmp.path().join("root");
                 make_root_dir(&root)?;
-                assemble(lock, store, &root, source_date_epoch)?;
-                write_tree(&root, w, &TarOptions { source_date_epoch })?;
+                let devices = assemble(lock, store, &root, source_date_epoch)?;
+                write_tree_with_devices(&root, w, &TarOptions { source_date_epoch }, &devices)?;
                 Ok(())
             })?,
         };
         let dir = private_dir(work, ".tools-")?;
         let root = dir.path().join("root");
         make_root_dir(&root)?;
-        let file = fs::File::open(&tar).with_context(|| format!("opening {}", tar.display()))?;
-        let mut archive = tar::Archive::new(std::io::BufReader::new(file));
-        archive.set_preserve_permissions(true);
-        archive.set_preserve_ownerships(true);
-        archive.set_preserve_mtime(true);
-        archive.set_unpack_xattrs(true);
-        archive.unpack(&root).with_context(|| {
+        // Restored like a cached stage: device nodes stay placeholders (the
+        // tools never need one; `mknod` is not done on the host).
+        crate::rootfs::cache::restore(&tar, &root).with_context(|| {
             format!(
                 "extracting the tools tree {} into {}",
                 tar.display(),
@@ -192,20 +188,25 @@ fn run_in(root: &Path, run: &ToolRun, source_date_epoch: i64) -> Result<Vec<u8>>
 
 /// Unpacks the tools into `root` (no maintainer scripts) and runs the tree's
 /// own `ldconfig` so its programs find their libraries.
-fn assemble(lock: &Lockfile, store: &Store, root: &Path, source_date_epoch: i64) -> Result<()> {
+fn assemble(
+    lock: &Lockfile,
+    store: &Store,
+    root: &Path,
+    source_date_epoch: i64,
+) -> Result<Vec<crate::deb::DeviceNode>> {
     let opts = AssembleOptions {
         source_date_epoch,
         hostname: String::new(),
         run_scripts: false,
     };
-    rootfs::assemble(&lock.tools_lock(), store, root, &opts)
+    let report = rootfs::assemble(&lock.tools_lock(), store, root, &opts)
         .with_context(|| format!("assembling the tools tree of `{}`", lock.recipe.name))?;
     // The loader cache, when the tree has a loader to cache for (the
     // Essential set brings libc-bin; a tree of data files has none).
     if root.join("usr/sbin/ldconfig").exists() || root.join("sbin/ldconfig").exists() {
         run_in(root, &ToolRun::new(["ldconfig"]), source_date_epoch)?;
     }
-    Ok(())
+    Ok(report.devices)
 }
 
 fn private_dir(work: &Path, prefix: &str) -> Result<tempfile::TempDir> {

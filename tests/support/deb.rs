@@ -34,6 +34,8 @@ pub enum RawKind {
     Symlink(Vec<u8>),
     /// Hard link to the given archive path (type `1`).
     Hardlink(Vec<u8>),
+    /// Character device with these numbers (type `3`).
+    Char(u32, u32),
 }
 
 /// A tar entry written verbatim into data.tar, without any path checks
@@ -375,6 +377,7 @@ impl TarWriter {
             RawKind::Dir => (b'5', b""),
             RawKind::Symlink(t) => (b'2', t),
             RawKind::Hardlink(t) => (b'1', t),
+            RawKind::Char(..) => (b'3', b""),
         };
         if name.len() > 100 {
             let mut long = name.to_vec();
@@ -390,6 +393,15 @@ impl TarWriter {
         }
         let size = if typ == b'0' { data.len() as u64 } else { 0 };
         self.header(name, typ, size, mode, link);
+        if let RawKind::Char(major, minor) = kind {
+            // Device numbers live in the header just written: patch them in.
+            let at = self.out.len() - 512;
+            let mut h = tar::Header::from_byte_slice(&self.out[at..]).clone();
+            h.set_device_major(*major).expect("device major");
+            h.set_device_minor(*minor).expect("device minor");
+            h.set_cksum();
+            self.out[at..].copy_from_slice(h.as_bytes());
+        }
         if typ == b'0' {
             self.body(data);
         }

@@ -70,6 +70,7 @@ pub fn emit(
     work: &Path,
     source_date_epoch: i64,
 ) -> Result<Vec<PathBuf>> {
+    refuse_device_nodes(title, rootfs_tar)?;
     let tmp = tempfile::Builder::new()
         .prefix(".disk-")
         .tempdir_in(work)
@@ -193,6 +194,53 @@ pub fn emit(
         written.push(to);
     }
     Ok(written)
+}
+
+/// The tree for `mkfs.ext4 -d` is extracted inside the sandbox, where a
+/// device node cannot be made: a rootfs with package device nodes is
+/// refused, naming each entry and the package whose dpkg file list has it
+/// (the rootfs tar and the OCI image carry them).
+fn refuse_device_nodes(title: &str, rootfs_tar: &Path) -> Result<()> {
+    let file =
+        File::open(rootfs_tar).with_context(|| format!("opening {}", rootfs_tar.display()))?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    let mut devices = Vec::new();
+    let mut lists: Vec<(String, String)> = Vec::new();
+    let read = |e: std::io::Error| anyhow::anyhow!("reading {}: {e}", rootfs_tar.display());
+    for entry in archive.entries().map_err(read)? {
+        let mut entry = entry.map_err(read)?;
+        let kind = entry.header().entry_type();
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let path = format!("/{}", name.trim_start_matches("./"));
+        if kind.is_character_special() || kind.is_block_special() {
+            devices.push(path);
+        } else if let Some(pkg) = path
+            .strip_prefix("/var/lib/dpkg/info/")
+            .and_then(|n| n.strip_suffix(".list"))
+        {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut text).map_err(read)?;
+            lists.push((pkg.to_string(), text));
+        }
+    }
+    if devices.is_empty() {
+        return Ok(());
+    }
+    let named: Vec<String> = devices
+        .iter()
+        .map(|d| {
+            let owner = lists
+                .iter()
+                .find(|(_, text)| text.lines().any(|l| l == d))
+                .map_or("no package".to_string(), |(p, _)| format!("package {p}"));
+            format!("{d} ({owner})")
+        })
+        .collect();
+    bail!(
+        "the rootfs of `{title}` has device nodes, which the disk image cannot hold \
+         (they are never made on the build host): {}",
+        named.join(", ")
+    )
 }
 
 /// Writes `/etc/fstab`, `/boot/grub/grub.cfg` and GRUB's modules into `tree`.
