@@ -296,6 +296,7 @@ fn finds_packages_and_reverse_edges() {
 fn recipe() -> Recipe {
     Recipe {
         steps: vec![],
+        components: vec![],
         tools: vec![],
         disk: None,
         onie: None,

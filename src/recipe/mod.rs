@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::core::relation::Dependency;
 
+pub mod component;
 mod disk;
 mod error;
 mod hash;
@@ -25,6 +26,7 @@ mod step;
 #[cfg(test)]
 mod tests;
 
+pub use component::{Component, ComponentSource};
 pub use disk::Disk;
 pub use error::RecipeError;
 pub(crate) use error::line_col;
@@ -122,6 +124,10 @@ pub struct Recipe {
     /// `[onie]`: the ONIE installer output (switch images). A build setting:
     /// part of [`Recipe::build_hash`], not of the lock's hash.
     pub onie: Option<onie::Onie>,
+    /// `[[component]]`s: software built from pinned source into generated
+    /// packages. Part of the canonical hash (the lock pins their sources
+    /// and build closures).
+    pub components: Vec<Component>,
 }
 
 /// One `[[step]]`: an action applied to the assembled root filesystem,

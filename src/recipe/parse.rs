@@ -44,6 +44,7 @@ struct Layer {
     disk: Option<super::disk::DiskLayer>,
     /// `[onie]` and the span of its table (for the architecture check at merge).
     onie: Option<(super::onie::Onie, Span)>,
+    components: Vec<super::Component>,
 }
 
 impl Layer {
@@ -252,7 +253,19 @@ impl Loader<'_> {
             Some(o) => Some((super::onie::parse(&src, o)?, o.span())),
             None => None,
         };
+        let mut components: Vec<super::Component> = Vec::new();
+        for c in &raw.components {
+            let parsed = super::component::parse(&src, c)?;
+            if components.iter().any(|o| o.name == parsed.name) {
+                return Err(src.error(
+                    c.get_ref().name.span(),
+                    format!("duplicate component name `{}`", parsed.name),
+                ));
+            }
+            components.push(parsed);
+        }
         Ok(Layer {
+            components,
             onie,
             steps,
             python,
@@ -450,7 +463,9 @@ fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
     let mut seen_tools = HashSet::new();
     let mut disk: Option<super::disk::DiskLayer> = None;
     let mut onie: Option<(&Layer, &super::onie::Onie, Span)> = None;
+    let mut components = Vec::new();
     for layer in layers.iter().rev() {
+        super::component::merge(&mut components, &layer.components);
         if let Some(p) = &layer.python {
             super::python::merge(&mut python, p);
         }
@@ -528,6 +543,7 @@ fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
     foreign_architectures.retain(|f| *f != architecture);
     let disk = disk.map(|d| d.finish(&leaf.name));
     Ok(Recipe {
+        components,
         tools,
         disk,
         onie,

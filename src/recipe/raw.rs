@@ -33,6 +33,9 @@ pub(super) struct RawRecipe {
     pub tools: Vec<Spanned<String>>,
     /// `[disk]`: a bootable raw disk image of the rootfs.
     pub disk: Option<Spanned<RawDisk>>,
+    /// `[[component]]`: software built from pinned source.
+    #[serde(default, rename = "component")]
+    pub components: Vec<Spanned<super::component::RawComponent>>,
 }
 
 /// The `[disk]` table.
