@@ -1,5 +1,6 @@
 //! `imgbuild solve RECIPE`: recipe → verified indexes → solution → lock.
 
+pub mod components;
 pub mod tools;
 
 use std::collections::{BTreeMap, HashMap};
@@ -127,6 +128,7 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
             kind: EdgeKind::Requested,
         })
         .collect();
+    roots.extend(components::runtime_roots(&recipe));
     if recipe.essential {
         roots.extend(solve::essential_requirements(&universe));
     }
@@ -136,7 +138,11 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
             for n in names {
                 let known = lock.package(n).is_some()
                     || lock.python.iter().any(|p| p.name == *n)
-                    || lock.tools.iter().any(|p| p.name == *n);
+                    || lock.tools.iter().any(|p| p.name == *n)
+                    || lock
+                        .components
+                        .iter()
+                        .any(|c| c.name == *n || c.packages.iter().any(|p| p.name == *n));
                 if !known {
                     bail!("--update {n}: `{n}` is not in {}", path.display());
                 }
@@ -157,6 +163,10 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
     lock.tools =
         crate::ops::solve::tools::solve_tools(&recipe, &universe, previous.as_ref(), &args.update)
             .with_context(|| format!("cannot solve the tools of `{}`", recipe.name))?;
+    let git = crate::component::GitMirrors::from_env(&args.mirrors)?;
+    lock.components =
+        components::solve_components(&recipe, &universe, previous.as_ref(), &args.update, &git)?;
+    lock.sort_packages();
     let moving = match &args.update {
         Update::Minimal => Some(&[][..]),
         Update::Packages(names) => Some(names.as_slice()),
