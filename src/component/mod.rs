@@ -105,6 +105,15 @@ pub enum ComponentError {
     },
 }
 
+impl From<crate::pack::OutputError> for ComponentError {
+    fn from(e: crate::pack::OutputError) -> Self {
+        ComponentError::Io {
+            path: std::path::PathBuf::from("(component cache)"),
+            source: std::io::Error::other(e.to_string()),
+        }
+    }
+}
+
 impl ComponentError {
     /// An `Io` error constructor for `map_err`.
     pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ComponentError + '_ {
@@ -113,4 +122,36 @@ impl ComponentError {
             source,
         }
     }
+}
+
+/// The ELF check of every built component against the assembled image at
+/// `root`: an error naming each file and the library it cannot find.
+pub fn check_libraries(
+    root: &std::path::Path,
+    built: &[build::Built],
+    arch: &str,
+) -> Result<(), ComponentError> {
+    let mut problems = Vec::new();
+    for b in built {
+        for m in elf::check(root, &b.files, arch)? {
+            problems.push(format!(
+                "{} (component `{}`) needs {}, which is not in the image",
+                m.file, b.package.name, m.library
+            ));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(ComponentError::Other {
+        component: built
+            .iter()
+            .map(|b| b.package.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        reason: format!(
+            "unresolved shared libraries (add the packages that ship them to `depends`):\n  {}",
+            problems.join("\n  ")
+        ),
+    })
 }
