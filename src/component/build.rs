@@ -112,10 +112,7 @@ pub fn add_components(
             .find(|l| l.name == c.name)
             .ok_or_else(|| ComponentError::Lock {
                 component: c.name.clone(),
-                reason: format!(
-                    "not in the lock: run `imgbuild solve {}`",
-                    recipe.name
-                ),
+                reason: format!("not in the lock: run `imgbuild solve {}`", recipe.name),
             })?
             .clone();
         if lock.packages.iter().any(|p| p.name == c.name) {
@@ -142,7 +139,13 @@ fn edges(c: &Component, lock: &Lockfile) -> Vec<LockedEdge> {
             let text = r.dependency.to_string();
             let name = text
                 .split('|')
-                .map(|alt| alt.split([' ', '(', ':']).next().unwrap_or("").trim().to_string())
+                .map(|alt| {
+                    alt.split([' ', '(', ':'])
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_string()
+                })
                 .find(|n| lock.packages.iter().any(|p| p.name == *n))?;
             Some(LockedEdge {
                 name,
@@ -169,7 +172,12 @@ fn build_one(
         Some(deb) => (deb, true),
         None => {
             if !ctx.quiet {
-                eprintln!("Building component {} {} ({})…", c.name, locked.version, c.source_label());
+                eprintln!(
+                    "Building component {} {} ({})…",
+                    c.name,
+                    locked.version,
+                    c.source_label()
+                );
             }
             let deb = cache.insert_with(&c.name, &key, |w| -> Result<(), ComponentError> {
                 files = build_tree(c, locked, lock, arch, ctx, w)?;
@@ -178,8 +186,7 @@ fn build_one(
             (deb, false)
         }
     };
-    let (sha256, size) =
-        crate::core::digest::hash_file(&deb).map_err(ComponentError::io(&deb))?;
+    let (sha256, size) = crate::core::digest::hash_file(&deb).map_err(ComponentError::io(&deb))?;
     if files.is_empty() {
         files = deb_files(&deb)?;
     }
@@ -190,11 +197,16 @@ fn build_one(
             .tempfile_in(ctx.store.tmp_dir())
             .map_err(ComponentError::io(&ctx.store.tmp_dir()))?;
         fs::copy(&deb, tmp.path()).map_err(ComponentError::io(tmp.path()))?;
-        let kept = tmp.into_temp_path().keep().map_err(|e| ComponentError::Io {
-            path: ctx.store.tmp_dir(),
-            source: e.error,
-        })?;
-        ctx.store.commit(&kept, &sha256).map_err(|e| other(&c.name, e))?;
+        let kept = tmp
+            .into_temp_path()
+            .keep()
+            .map_err(|e| ComponentError::Io {
+                path: ctx.store.tmp_dir(),
+                source: e.error,
+            })?;
+        ctx.store
+            .commit(&kept, &sha256)
+            .map_err(|e| other(&c.name, e))?;
     }
     Ok(Built {
         package: LockedPackage {
@@ -210,7 +222,11 @@ fn build_one(
         },
         files,
         cached,
-        seconds: if cached { 0.0 } else { started.elapsed().as_secs_f64() },
+        seconds: if cached {
+            0.0
+        } else {
+            started.elapsed().as_secs_f64()
+        },
     })
 }
 
@@ -250,9 +266,8 @@ fn build_tree(
         hostname: String::new(),
         run_scripts: true,
     };
-    rootfs::assemble(&locked.build_lock(lock), ctx.store, &root, &opts).map_err(|e| {
-        other(&c.name, format!("assembling the build root: {e}"))
-    })?;
+    rootfs::assemble(&locked.build_lock(lock), ctx.store, &root, &opts)
+        .map_err(|e| other(&c.name, format!("assembling the build root: {e}")))?;
     let src = root.join("build/src");
     let dest = root.join("build/dest");
     make_dir(&root.join("build"))?;
@@ -311,7 +326,11 @@ fn build_tree(
             &c.name,
             format!(
                 "the build installed nothing into $DESTDIR{} ({})",
-                if c.install.is_empty() { "" } else { " matching `install`" },
+                if c.install.is_empty() {
+                    ""
+                } else {
+                    " matching `install`"
+                },
                 c.origin
             ),
         ));
@@ -319,8 +338,13 @@ fn build_tree(
     fs::set_permissions(&dest, fs::Permissions::from_mode(0o755))
         .map_err(ComponentError::io(&dest))?;
     let details = match (&locked.git, &locked.commit, &locked.url) {
-        (Some(g), Some(commit), _) => vec![format!("Built by imgbuild from {g} at commit {commit}.")],
-        (_, _, Some(u)) => vec![format!("Built by imgbuild from {u} (sha256 {}).", locked.sha256)],
+        (Some(g), Some(commit), _) => {
+            vec![format!("Built by imgbuild from {g} at commit {commit}.")]
+        }
+        (_, _, Some(u)) => vec![format!(
+            "Built by imgbuild from {u} (sha256 {}).",
+            locked.sha256
+        )],
         _ => Vec::new(),
     };
     let control = Control {
@@ -400,9 +424,9 @@ fn unpack_tarball(name: &str, tarball: &Path, dest: &Path) -> Result<(), Compone
             [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(r)),
             [0xfd, b'7', b'z', b'X', b'Z', 0] => Box::new(liblzma::read::XzDecoder::new(r)),
             [b'B', b'Z', b'h', ..] => Box::new(bzip2::read::BzDecoder::new(r)),
-            [0x28, 0xb5, 0x2f, 0xfd, ..] => Box::new(
-                zstd::stream::read::Decoder::new(r).map_err(ComponentError::io(tarball))?,
-            ),
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => {
+                Box::new(zstd::stream::read::Decoder::new(r).map_err(ComponentError::io(tarball))?)
+            }
             _ => Box::new(r),
         })
     };
@@ -412,11 +436,18 @@ fn unpack_tarball(name: &str, tarball: &Path, dest: &Path) -> Result<(), Compone
     for e in archive.entries().map_err(ComponentError::io(tarball))? {
         let e = e.map_err(ComponentError::io(tarball))?;
         let p = e.path().map_err(ComponentError::io(tarball))?.into_owned();
-        if let Some(first) = p.components().find(|c| matches!(c, std::path::Component::Normal(_))) {
+        if let Some(first) = p
+            .components()
+            .find(|c| matches!(c, std::path::Component::Normal(_)))
+        {
             tops.insert(first.as_os_str().to_owned());
         }
     }
-    let strip = if tops.len() == 1 { tops.into_iter().next() } else { None };
+    let strip = if tops.len() == 1 {
+        tops.into_iter().next()
+    } else {
+        None
+    };
     let mut archive = tar::Archive::new(open()?);
     archive.set_preserve_permissions(true);
     for e in archive.entries().map_err(ComponentError::io(tarball))? {
@@ -435,10 +466,15 @@ fn unpack_tarball(name: &str, tarball: &Path, dest: &Path) -> Result<(), Compone
             continue;
         }
         let target = dest.join(&rel);
-        if rel.components().any(|c| matches!(c, std::path::Component::ParentDir))
+        if rel
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
             || rel.is_absolute()
         {
-            return Err(other(name, format!("tarball entry {} leaves the source tree", p.display())));
+            return Err(other(
+                name,
+                format!("tarball entry {} leaves the source tree", p.display()),
+            ));
         }
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent).map_err(ComponentError::io(parent))?;
@@ -448,7 +484,10 @@ fn unpack_tarball(name: &str, tarball: &Path, dest: &Path) -> Result<(), Compone
             if !real.starts_with(&top) {
                 return Err(other(
                     name,
-                    format!("tarball entry {} leaves the source tree through a symlink", p.display()),
+                    format!(
+                        "tarball entry {} leaves the source tree through a symlink",
+                        p.display()
+                    ),
                 ));
             }
         }

@@ -238,15 +238,24 @@ mod tests {
         let files = vec!["/usr/bin/true".to_string()];
         let missing = check(root, &files, "amd64").unwrap();
         assert!(
-            missing.iter().any(|m| m.library == "libc.so.6" && m.file == "/usr/bin/true"),
+            missing
+                .iter()
+                .any(|m| m.library == "libc.so.6" && m.file == "/usr/bin/true"),
             "{missing:?}"
         );
         fs::create_dir_all(root.join("etc/ld.so.conf.d")).unwrap();
-        fs::write(root.join("etc/ld.so.conf"), "include /etc/ld.so.conf.d/*.conf\n").unwrap();
+        fs::write(
+            root.join("etc/ld.so.conf"),
+            "include /etc/ld.so.conf.d/*.conf\n",
+        )
+        .unwrap();
         fs::write(root.join("etc/ld.so.conf.d/x.conf"), "/opt/l # comment\n").unwrap();
         fs::create_dir_all(root.join("opt/l")).unwrap();
         fs::write(root.join("opt/l/libc.so.6"), b"libc").unwrap();
         let missing = check(root, &files, "amd64").unwrap();
-        assert!(!missing.iter().any(|m| m.library == "libc.so.6"), "{missing:?}");
+        assert!(
+            !missing.iter().any(|m| m.library == "libc.so.6"),
+            "{missing:?}"
+        );
     }
 }

@@ -186,11 +186,19 @@ mod tests {
         let deb = tmp.path().join("hello.deb");
         fs::write(&deb, &a).unwrap();
         let files = crate::deb::read_control(&deb).unwrap();
-        assert!(files.control().contains("Depends: libc6 (>= 2.36)\n"), "{}", files.control());
+        assert!(
+            files.control().contains("Depends: libc6 (>= 2.36)\n"),
+            "{}",
+            files.control()
+        );
         let md5 = String::from_utf8(files.md5sums().unwrap().to_vec()).unwrap();
         assert!(md5.ends_with("  usr/local/bin/hello\n"), "{md5}");
         // The host's dpkg-deb agrees.
-        let out = std::process::Command::new("dpkg-deb").arg("-c").arg(&deb).output().unwrap();
+        let out = std::process::Command::new("dpkg-deb")
+            .arg("-c")
+            .arg(&deb)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{out:?}");
         assert!(String::from_utf8_lossy(&out.stdout).contains("./usr/local/bin/hello"));
     }
