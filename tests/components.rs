@@ -286,6 +286,17 @@ fn component_is_locked_fetched_built_and_registered() {
     assert_ne!(before, after, "the component was rebuilt under a new key");
     // Its output is the same (the removed file was filtered out anyway).
     assert_eq!(sha(&out.join("rootfs.tar")), first);
+
+    // `verify`: two image builds and a from-scratch rebuild of the component agree.
+    let report = imgbuild::ops::verify::run(&imgbuild::ops::verify::VerifyArgs {
+        recipe: "img".into(),
+        workspace: f.ws.path().to_path_buf(),
+        source_date_epoch: Some(EPOCH),
+        quiet: true,
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(report.manifest.artifacts.iter().any(|a| a.path.contains("rootfs")));
 }
 
 #[test]

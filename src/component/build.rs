@@ -130,6 +130,43 @@ pub fn add_components(
     Ok(out)
 }
 
+/// Builds every component of `recipe` again, from scratch, into the cache
+/// at `ctx.cache_dir` (a fresh one: nothing is reused), and compares each
+/// package with the one in `lock` (a lock [`add_components`] extended):
+/// the reproducibility check of `imgbuild verify`. An error names each
+/// component whose package differs.
+pub fn verify_rebuild(
+    recipe: &Recipe,
+    lock: &Lockfile,
+    ctx: &BuildContext<'_>,
+) -> Result<(), ComponentError> {
+    let mut plain = lock.clone();
+    plain.packages.retain(|p| p.source != SOURCE_NAME);
+    let again = add_components(recipe, &mut plain, ctx)?;
+    let mut differ = Vec::new();
+    for b in &again {
+        let first = lock
+            .packages
+            .iter()
+            .find(|p| p.source == SOURCE_NAME && p.name == b.package.name);
+        if first.map(|p| &p.sha256) != Some(&b.package.sha256) {
+            differ.push(format!(
+                "{}: {} then {}",
+                b.package.name,
+                first.map_or("-", |p| p.sha256.as_str()),
+                b.package.sha256
+            ));
+        }
+    }
+    if differ.is_empty() {
+        return Ok(());
+    }
+    Err(ComponentError::Other {
+        component: differ.iter().map(|d| d.split(':').next().unwrap_or("")).collect::<Vec<_>>().join(", "),
+        reason: format!("not reproducible: two builds gave different packages: {}", differ.join("; ")),
+    })
+}
+
 /// The generated package's edges: each `depends` relation to the first of
 /// its alternatives that the lock has (the solve put it there).
 fn edges(c: &Component, lock: &Lockfile) -> Vec<LockedEdge> {
