@@ -339,6 +339,11 @@ fn print_solve_report(r: &ops::solve::SolveReport, locked: bool, verbose: bool) 
     } else {
         String::new()
     };
+    let python = if r.components.is_empty() {
+        python
+    } else {
+        format!("{python} and component(s) {}", r.components.join(", "))
+    };
     eprintln!(
         "{verb} {} packages ({}){tools}{python} in {}",
         r.packages,

@@ -296,7 +296,13 @@ fn component_is_locked_fetched_built_and_registered() {
         ..Default::default()
     })
     .unwrap();
-    assert!(report.manifest.artifacts.iter().any(|a| a.path.contains("rootfs")));
+    assert!(
+        report
+            .manifest
+            .artifacts
+            .iter()
+            .any(|a| a.path.contains("rootfs"))
+    );
 }
 
 #[test]

@@ -99,7 +99,14 @@ fn kubernetes_r2lab_builds_from_a_fixture_kubernetes_repository() {
 
     let solve = run(
         &ws,
-        &["solve", "kubernetes-r2lab", "--mirror", &mirror, "--mirror", &git],
+        &[
+            "solve",
+            "kubernetes-r2lab",
+            "--mirror",
+            &mirror,
+            "--mirror",
+            &git,
+        ],
         BUILD_TIMEOUT,
     );
     assert!(solve.success(), "solve failed:\n{}", solve.stderr);
@@ -127,7 +134,14 @@ fn kubernetes_r2lab_builds_from_a_fixture_kubernetes_repository() {
 
     let fetch = run(
         &ws,
-        &["fetch", "kubernetes-r2lab", "--mirror", &mirror, "--mirror", &git],
+        &[
+            "fetch",
+            "kubernetes-r2lab",
+            "--mirror",
+            &mirror,
+            "--mirror",
+            &git,
+        ],
         BUILD_TIMEOUT,
     );
     assert!(fetch.success(), "fetch failed:\n{}", fetch.stderr);

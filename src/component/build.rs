@@ -162,8 +162,15 @@ pub fn verify_rebuild(
         return Ok(());
     }
     Err(ComponentError::Other {
-        component: differ.iter().map(|d| d.split(':').next().unwrap_or("")).collect::<Vec<_>>().join(", "),
-        reason: format!("not reproducible: two builds gave different packages: {}", differ.join("; ")),
+        component: differ
+            .iter()
+            .map(|d| d.split(':').next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(", "),
+        reason: format!(
+            "not reproducible: two builds gave different packages: {}",
+            differ.join("; ")
+        ),
     })
 }
 

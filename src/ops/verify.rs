@@ -103,7 +103,10 @@ pub fn run(args: &VerifyArgs) -> Result<VerifyReport> {
         // Both builds installed the same component packages; build those
         // once more from scratch (a fresh cache) and compare them too.
         if !args.quiet {
-            eprintln!("Rebuilding {} component(s) from scratch…", plan.components.len());
+            eprintln!(
+                "Rebuilding {} component(s) from scratch…",
+                plan.components.len()
+            );
         }
         let cache = work.path().join("component-cache");
         crate::component::build::verify_rebuild(

@@ -60,6 +60,8 @@ pub struct SolveReport {
     pub python: usize,
     /// Remarks from the Python resolution.
     pub notes: Vec<String>,
+    /// `name version (N build packages)` of each `[[component]]`.
+    pub components: Vec<String>,
 }
 
 /// The lock path of a recipe in a workspace.
@@ -105,6 +107,7 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
             solve_seconds: 0.0,
             python: lock.python.len(),
             notes: Vec::new(),
+            components: component_lines(lock),
         });
     }
 
@@ -208,7 +211,22 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
         solve_seconds,
         python: lock.python.len(),
         notes,
+        components: component_lines(&lock),
     })
+}
+
+fn component_lines(lock: &Lockfile) -> Vec<String> {
+    lock.components
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} ({} build packages)",
+                c.name,
+                c.version,
+                c.packages.len()
+            )
+        })
+        .collect()
 }
 
 fn count_sources(lock: &Lockfile) -> BTreeMap<String, usize> {
