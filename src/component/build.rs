@@ -535,7 +535,119 @@ fn unpack_tarball(name: &str, tarball: &Path, dest: &Path) -> Result<(), Compone
                 ));
             }
         }
+        if e.header().entry_type().is_hard_link() {
+            // The tar crate would resolve the link target against the
+            // process's cwd: resolve it inside the tree instead, or refuse.
+            let link = e
+                .link_name()
+                .map_err(ComponentError::io(tarball))?
+                .map(|l| l.into_owned())
+                .unwrap_or_default();
+            let rel_link: PathBuf = match &strip {
+                Some(_) => link
+                    .components()
+                    .skip_while(|c| !matches!(c, std::path::Component::Normal(_)))
+                    .skip(1)
+                    .collect(),
+                None => link.clone(),
+            };
+            if link.is_absolute()
+                || rel_link
+                    .components()
+                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(other(
+                    name,
+                    format!(
+                        "tarball hard link {} -> {} leaves the source tree",
+                        p.display(),
+                        link.display()
+                    ),
+                ));
+            }
+            let from = dest.join(&rel_link);
+            fs::hard_link(&from, &target).map_err(ComponentError::io(&target))?;
+            continue;
+        }
         e.unpack(&target).map_err(ComponentError::io(&target))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tarball(entries: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, link, body) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            match link {
+                Some(target) => {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_size(0);
+                    b.append_link(&mut h, path, target).unwrap();
+                }
+                None => {
+                    h.set_size(body.len() as u64);
+                    b.append_data(&mut h, path, *body).unwrap();
+                }
+            }
+        }
+        let raw = b.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &raw).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn tarballs_lose_their_top_directory_and_cannot_escape() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path().join("x.tar.gz");
+        fs::write(
+            &t,
+            tarball(&[
+                ("x-1.0/configure", None, b"#!/bin/sh\n"),
+                ("x-1.0/src/a.c", None, b"int a;"),
+            ]),
+        )
+        .unwrap();
+        let dest = tmp.path().join("src");
+        fs::create_dir(&dest).unwrap();
+        unpack_tarball("x", &t, &dest).unwrap();
+        assert_eq!(fs::read(dest.join("src/a.c")).unwrap(), b"int a;");
+        assert!(dest.join("configure").is_file());
+
+        let outside = tmp.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        let evil = tmp.path().join("evil.tar.gz");
+        fs::write(
+            &evil,
+            tarball(&[
+                ("a/link", Some(outside.to_str().unwrap()), b""),
+                ("a/link/pwned", None, b"x"),
+                ("b", None, b""),
+            ]),
+        )
+        .unwrap();
+        let dest = tmp.path().join("src2");
+        fs::create_dir(&dest).unwrap();
+        let e = unpack_tarball("x", &evil, &dest).unwrap_err().to_string();
+        assert!(e.contains("leaves the source tree"), "{e}");
+        assert!(!outside.join("pwned").exists());
+    }
+
+    #[test]
+    fn filter_keeps_matches_and_prunes_directories() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        for f in ["usr/bin/a", "usr/share/doc/x/README", "usr/lib/libx.so.1"] {
+            fs::create_dir_all(d.join(f).parent().unwrap()).unwrap();
+            fs::write(d.join(f), f).unwrap();
+        }
+        filter(d, &["usr/bin/*".into(), "usr/lib/**/*.so.*".into()]).unwrap();
+        assert_eq!(list_files(d).unwrap(), ["/usr/bin/a", "/usr/lib/libx.so.1"]);
+        assert!(!d.join("usr/share").exists());
+    }
 }

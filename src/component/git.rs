@@ -248,46 +248,38 @@ pub fn fetch(
 }
 
 /// Checks out `fetched.commit` into the empty directory `dest` (no `.git`),
-/// with a private index, no line-ending conversion and real symlinks.
+/// through a private index file, with no line-ending conversion and real
+/// symlinks.
 pub fn checkout(label: &str, fetched: &Fetched, dest: &Path) -> Result<(), ComponentError> {
     let gd = fetched.git_dir.to_str().expect("checked in fetch");
     let index = fetched.git_dir.join("export-index");
-    let dest_str = format!(
-        "{}/",
-        dest.to_str().ok_or_else(|| ComponentError::Git {
-            what: label.to_string(),
-            reason: format!("{} is not UTF-8", dest.display()),
-        })?
-    );
+    let dest = dest.to_str().ok_or_else(|| ComponentError::Git {
+        what: label.to_string(),
+        reason: format!("{} is not UTF-8", dest.display()),
+    })?;
     let index_arg = format!("--index-output={}", index.display());
     git(
         &["--git-dir", gd, "read-tree", &index_arg, &fetched.commit],
         label,
     )?;
-    let mut cmd_args = vec![
-        "-c",
-        "core.autocrlf=false",
-        "-c",
-        "core.symlinks=true",
-        "--git-dir",
-        gd,
-        "--work-tree",
-        &dest_str,
-        "checkout-index",
-        "-a",
-        "-f",
-    ];
-    let prefix = format!("--prefix={dest_str}");
-    cmd_args.push(&prefix);
-    // checkout-index reads GIT_INDEX_FILE; pass it through git's own `-c`-free
-    // way: a temporary environment on this one command.
-    checkout_index(&cmd_args, &index, label)
-}
-
-fn checkout_index(args: &[&str], index: &Path, label: &str) -> Result<(), ComponentError> {
+    let prefix = format!("--prefix={dest}/");
     let out = Command::new("git")
-        .args(args)
-        .env("GIT_INDEX_FILE", index)
+        .args([
+            "-c",
+            "core.autocrlf=false",
+            "-c",
+            "core.symlinks=true",
+            "--git-dir",
+            gd,
+            "--work-tree",
+            dest,
+            "checkout-index",
+            "-a",
+            "-f",
+            &prefix,
+        ])
+        // checkout-index reads the index named by GIT_INDEX_FILE.
+        .env("GIT_INDEX_FILE", &index)
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("LC_ALL", "C")
@@ -301,7 +293,7 @@ fn checkout_index(args: &[&str], index: &Path, label: &str) -> Result<(), Compon
         Ok(())
     } else {
         Err(ComponentError::Git {
-            what: format!("{label}: checking out"),
+            what: format!("{label}: checking out {}", fetched.commit),
             reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         })
     }

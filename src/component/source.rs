@@ -256,16 +256,19 @@ pub fn download(name: &str, url: &str, out: &mut impl Write) -> Result<Exported,
     } else {
         let client = crate::http::client(crate::http::Timeouts::default())
             .map_err(|e| fail(e.to_string()))?;
+        let parsed = url::Url::parse(url).map_err(|e| fail(e.to_string()))?;
         let body = crate::http::block_on(async {
             let resp = client
-                .get(url)
+                .get(parsed.clone())
                 .send()
                 .await
                 .map_err(|e| crate::http::describe(&e))?;
             if !resp.status().is_success() {
                 return Err(format!("HTTP {}", resp.status()));
             }
-            resp.bytes().await.map_err(|e| crate::http::describe(&e))
+            crate::http::read_body(resp, &parsed, LIMIT, |_| {})
+                .await
+                .map_err(|e| e.to_string())
         })
         .map_err(|e| fail(e.to_string()))?
         .map_err(fail)?;
