@@ -333,7 +333,9 @@ fn build_tree(
         if !ctx.quiet {
             eprintln!("  [{}] $ {command}", c.name);
         }
-        let mut spec = SandboxSpec::new(&root, ["/bin/sh", "-ec", command.as_str()]);
+        // stderr into stdout, so the output keeps its order in the log.
+        let script = format!("exec 2>&1\n{command}");
+        let mut spec = SandboxSpec::new(&root, ["/bin/sh", "-ec", script.as_str()]);
         spec.cwd = PathBuf::from("/build/src");
         spec.env = env.clone();
         spec.source_date_epoch = u64::try_from(ctx.source_date_epoch).unwrap_or(0);
@@ -352,10 +354,24 @@ fn build_tree(
                 Status::Signaled(s) => format!("was killed by signal {s}"),
                 Status::TimedOut => format!("timed out after {COMMAND_TIMEOUT:?}"),
             };
+            // The whole output, kept outside `out/` for a post-mortem.
+            let log = ctx.work.join(format!("{}.build.log", c.name));
+            let kept = crate::core::atomic::write_atomic(
+                &log,
+                &[out.stdout.as_slice(), out.stderr.as_slice()].concat(),
+                0o644,
+                crate::core::atomic::Durability::Atomic,
+            )
+            .is_ok();
+            let full = if kept {
+                format!("\n(full output: {})", log.display())
+            } else {
+                String::new()
+            };
             return Err(other(
                 &c.name,
                 format!(
-                    "build command {} `{command}` ({}) {how}; last output:\n{}",
+                    "build command {} `{command}` ({}) {how}; last output:\n{}{full}",
                     i + 1,
                     c.origin,
                     tail(&out.stdout, &out.stderr)
