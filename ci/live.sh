@@ -13,6 +13,15 @@ if [ -z "$mirror" ] || ! curl -fsS -m 15 -o /dev/null "$mirror/dists/bookworm/In
   echo "live checks skipped: no reachable Debian mirror in this host's apt configuration"
   exit 0
 fi
+# Git sources of components (bmv2, kube-install): the shared bare mirrors,
+# unpacked into a temp dir and reached through the git mapping (never a
+# path in a recipe or a lock). IMGBUILD_SHARED_GIT overrides where they are.
+shared_git=${IMGBUILD_SHARED_GIT:-$PWD/../shared/git}
+git_mirrors=$(mktemp -d)
+trap 'rm -rf "$git_mirrors"' EXIT
+for t in "$shared_git"/*.git.tar; do tar -xf "$t" -C "$git_mirrors"; done
+export IMGBUILD_SHARED_GIT="$shared_git"
+export IMGBUILD_MIRROR_GIT="https://github.com/p4lang/=$git_mirrors/ https://github.com/parmentelat/=$git_mirrors/"
 # Same profile as `cargo test`, so CI builds the crate only once.
 cargo test --locked --test live -- --ignored --test-threads 1
 # The PyPI layer of sonic-p4: built from the committed lock, every locked
@@ -32,7 +41,12 @@ fi
 # against the rootfs tar with the running kernel (root, loop devices), then
 # booted under QEMU (TCG) to a login prompt.
 cargo run --locked -q -- fetch sonic-p4
+# Includes bmv2 built from source (most of an hour on 2 cores the first time;
+# cached by the hash of its inputs afterwards).
 cargo run --locked -q -- build sonic-p4
+# Components: kube-install on bookworm, and bmv2 forwarding a packet through
+# a P4 program inside the sonic-p4 image.
+cargo test --locked --test components_live -- --ignored --test-threads 1
 if [ "$(id -u)" = 0 ]; then
   IMGBUILD_ONIE_ROOTFS_TAR=out/sonic-p4/rootfs.tar \
     cargo test --locked --test onie_squashfs -- --ignored

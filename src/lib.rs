@@ -5,6 +5,7 @@
 //! later stages. [`ops`] holds one module per command over that core.
 
 pub mod archive;
+pub mod component;
 pub mod core;
 pub mod deb;
 pub mod fetch;

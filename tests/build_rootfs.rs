@@ -77,6 +77,7 @@ impl Fixture {
             packages,
             python: vec![],
             tools: Vec::new(),
+            components: Vec::new(),
         };
         lock.sort_packages();
         fs::create_dir(tmp.path().join("root")).unwrap();

@@ -48,6 +48,7 @@ fn lock(packages: Vec<LockedPackage>, tools: Vec<LockedPackage>) -> Lockfile {
         sources: Vec::new(),
         packages,
         tools,
+        components: Vec::new(),
         python: Vec::new(),
     };
     lock.sort_packages();

@@ -64,6 +64,7 @@ impl Fixture {
             packages,
             python: vec![],
             tools: Vec::new(),
+            components: Vec::new(),
         };
         let store = Store::open(&tmp.path().join("vendor")).unwrap();
         Fixture {

@@ -79,10 +79,34 @@ fn kubernetes_r2lab_builds_from_a_fixture_kubernetes_repository() {
         "keys/kubernetes-release.pgp"
     );
     let mirror = format!("kubernetes-v1.32={}", server.url("kubernetes/"));
+    // kube-install's git repository: the shared bare mirror, unpacked.
+    let git_mirrors = tempfile::tempdir().unwrap();
+    let shared = std::env::var("IMGBUILD_SHARED_GIT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| repo.join("../shared/git"));
+    let status = Command::new("tar")
+        .arg("-xf")
+        .arg(shared.join("kube-install.git.tar"))
+        .arg("-C")
+        .arg(git_mirrors.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "unpacking {}", shared.display());
+    let git = format!(
+        "git:https://github.com/parmentelat/={}/",
+        git_mirrors.path().display()
+    );
 
     let solve = run(
         &ws,
-        &["solve", "kubernetes-r2lab", "--mirror", &mirror],
+        &[
+            "solve",
+            "kubernetes-r2lab",
+            "--mirror",
+            &mirror,
+            "--mirror",
+            &git,
+        ],
         BUILD_TIMEOUT,
     );
     assert!(solve.success(), "solve failed:\n{}", solve.stderr);
@@ -97,10 +121,27 @@ fn kubernetes_r2lab_builds_from_a_fixture_kubernetes_repository() {
     );
     assert!(parsed.tools.iter().any(|t| t.name == "e2fsprogs"));
     assert!(!lock.contains("127.0.0.1"), "no mirror in the lock");
+    let kube_install = parsed
+        .components
+        .iter()
+        .find(|c| c.name == "kube-install")
+        .expect("kube-install locked");
+    assert_eq!(
+        kube_install.commit.as_deref(),
+        Some("c1744a4e564700af42058735b22fa4aad587b03c")
+    );
+    assert!(!lock.contains(git_mirrors.path().to_str().unwrap()));
 
     let fetch = run(
         &ws,
-        &["fetch", "kubernetes-r2lab", "--mirror", &mirror],
+        &[
+            "fetch",
+            "kubernetes-r2lab",
+            "--mirror",
+            &mirror,
+            "--mirror",
+            &git,
+        ],
         BUILD_TIMEOUT,
     );
     assert!(fetch.success(), "fetch failed:\n{}", fetch.stderr);
@@ -132,6 +173,10 @@ fn kubernetes_r2lab_builds_from_a_fixture_kubernetes_repository() {
         "./etc/modules-load.d/k8s.conf",
         "./etc/systemd/system/swap.target -> /dev/null",
         "./etc/systemd/system/multi-user.target.wants/kubelet.service",
+        // kube-install, a component built from its pinned commit.
+        "./root/kube-install/kube-install.sh",
+        "./usr/local/bin/kube-install.sh -> /root/kube-install/kube-install.sh",
+        "./var/lib/dpkg/info/kube-install.list",
     ] {
         assert!(listing.contains(path), "{path} missing from the image");
     }

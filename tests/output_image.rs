@@ -39,6 +39,7 @@ fn test_lock() -> Lockfile {
         packages: vec![pkg("base-files", "12.4"), pkg("libc6", "2.36-9+deb12u4")],
         python: vec![],
         tools: Vec::new(),
+        components: Vec::new(),
     }
 }
 

@@ -106,6 +106,7 @@ labels = { sonic_version = "202305" }
         ],
         python: vec![],
         tools: vec![],
+        components: vec![],
     };
     lock.sort_packages();
     lock.write_atomic(&ws.path().join("locks/fixture.lock"))

@@ -38,6 +38,7 @@ fn debian(pkgs: &[(&str, &str)]) -> Lockfile {
             .collect(),
         python: vec![],
         tools: vec![],
+        components: Vec::new(),
     }
 }
 

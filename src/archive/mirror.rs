@@ -55,7 +55,9 @@ impl Mirrors {
         env: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
     ) -> Result<Mirrors, ArchiveError> {
         let mut by_flag: BTreeMap<String, Vec<Url>> = BTreeMap::new();
-        for flag in flags {
+        // `git:PREFIX=REPLACEMENT` entries are the git mapping's
+        // (crate::component::git), not archives.
+        for flag in flags.iter().filter(|f| !f.starts_with("git:")) {
             let bad = |reason: &str| ArchiveError::MirrorSetting {
                 setting: flag.clone(),
                 reason: reason.to_string(),

@@ -38,6 +38,7 @@ pub fn source(name: &str, location: Location, suite: &str) -> Source {
 pub fn recipe(sources: Vec<Source>, arch: &str, foreign: &[&str]) -> Recipe {
     Recipe {
         steps: vec![],
+        components: vec![],
         tools: vec![],
         disk: None,
         onie: None,

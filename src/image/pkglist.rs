@@ -20,9 +20,17 @@ pub fn packages_txt(lock: &Lockfile) -> String {
 }
 
 /// The package URL of a locked Debian package.
+///
+/// Packages generated from a `[[component]]` are not Debian's: their
+/// namespace is `imgbuild`.
 pub fn purl(p: &LockedPackage) -> String {
+    let namespace = if p.source == crate::component::build::SOURCE_NAME {
+        "imgbuild"
+    } else {
+        "debian"
+    };
     format!(
-        "pkg:deb/debian/{}@{}?arch={}",
+        "pkg:deb/{namespace}/{}@{}?arch={}",
         percent_encode(&p.name),
         percent_encode(&p.version),
         percent_encode(&p.architecture)

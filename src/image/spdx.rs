@@ -315,6 +315,7 @@ mod tests {
             ],
             python: vec![],
             tools: vec![],
+            components: vec![],
         }
     }
 

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::version::DebVersion;
 use crate::recipe::Recipe;
 
+mod component;
 mod python;
 mod read;
 mod resolved;
@@ -20,6 +21,7 @@ mod resolved;
 mod tests;
 mod write;
 
+pub use component::LockedComponent;
 pub use python::{LockedPyEdge, LockedPython};
 pub use read::LockError;
 pub use resolved::{Change, Update, build_lock, diff, preferences};
@@ -51,6 +53,10 @@ pub struct Lockfile {
     /// request against the same sources. Sorted like `packages`.
     #[serde(rename = "tool", default)]
     pub tools: Vec<LockedPackage>,
+    /// Components built from pinned source (`[[component]]`), in recipe
+    /// order, each with its build closure.
+    #[serde(rename = "component", default)]
+    pub components: Vec<LockedComponent>,
 }
 
 /// The `[recipe]` header.
@@ -139,7 +145,8 @@ pub struct LockedEdge {
 /// names it (see [`Lockfile::blobs`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockedBlob<'a> {
-    /// The lock section: `package`, `tool` or `python`.
+    /// The lock section: `package`, `tool`, `python`, `component` (a build
+    /// dependency) or `component-source`.
     pub section: &'static str,
     /// What a person reads in a message: `name version architecture` for a
     /// Debian package, `name version` for a Python distribution.
@@ -196,6 +203,9 @@ impl Lockfile {
         self.packages.sort_by(package_order);
         self.python.sort_by(|a, b| a.name.cmp(&b.name));
         self.tools.sort_by(package_order);
+        for c in &mut self.components {
+            c.packages.sort_by(package_order);
+        }
     }
 
     /// The tools tree as a lock of its own (its `[[tool]]`s as packages),
@@ -208,6 +218,7 @@ impl Lockfile {
             packages: self.tools.clone(),
             tools: Vec::new(),
             python: Vec::new(),
+            components: Vec::new(),
         }
     }
 
@@ -220,6 +231,7 @@ impl Lockfile {
             .packages
             .iter()
             .chain(&self.tools)
+            .chain(self.components.iter().flat_map(|c| &c.packages))
             .filter(|p| seen.insert(p.sha256.clone()))
             .cloned()
             .collect();
@@ -231,6 +243,9 @@ impl Lockfile {
             tools: Vec::new(),
             // Fetched and checked with the packages.
             python: self.python.clone(),
+            // Their build closures are in `packages`; their sources are
+            // fetched apart (git export), so the entries stay.
+            components: self.components.clone(),
         }
     }
 
@@ -247,6 +262,11 @@ impl Lockfile {
             .iter()
             .map(|p| ("package", p))
             .chain(self.tools.iter().map(|p| ("tool", p)))
+            .chain(
+                self.components
+                    .iter()
+                    .flat_map(|c| c.packages.iter().map(|p| ("component", p))),
+            )
             .map(|(section, p)| LockedBlob {
                 section,
                 label: format!("{} {} {}", p.name, p.version, p.architecture),
@@ -265,7 +285,15 @@ impl Lockfile {
                 sha256: &p.sha256,
                 size: p.size,
             });
+        let sources = self.components.iter().map(|c| LockedBlob {
+            section: "component-source",
+            label: c.source_label(),
+            filename: c.source_name(),
+            sha256: &c.sha256,
+            size: c.size,
+        });
         debs.chain(python)
+            .chain(sources)
             .filter(|b| seen.insert(b.sha256))
             .collect()
     }

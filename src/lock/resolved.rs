@@ -127,6 +127,7 @@ pub fn build_lock(
         packages,
         python: vec![],
         tools: Vec::new(),
+        components: Vec::new(),
     };
     lock.sort_packages();
     lock

@@ -60,6 +60,7 @@ fn tiny() -> Lockfile {
         packages: vec![hello, package("libc6", "2.36-9+deb12u10", "amd64", vec![])],
         python: vec![],
         tools: Vec::new(),
+        components: Vec::new(),
     }
 }
 
@@ -296,6 +297,7 @@ fn finds_packages_and_reverse_edges() {
 fn recipe() -> Recipe {
     Recipe {
         steps: vec![],
+        components: vec![],
         tools: vec![],
         disk: None,
         onie: None,
@@ -451,4 +453,44 @@ fn tools_count_in_staleness() {
     });
     assert_eq!(lock.is_stale_for(&with_disk), None);
     assert_ne!(with_disk.build_hash(), r.build_hash());
+}
+
+#[test]
+fn components_round_trip_and_pin_their_blobs() {
+    let mut lock = tiny();
+    let mut gcc = package("gcc", "4:12", "amd64", vec![]);
+    gcc.sha256 = "cd".repeat(32);
+    lock.components.push(LockedComponent {
+        name: "bmv2".into(),
+        version: "1.15.5".into(),
+        git: Some("https://github.com/p4lang/behavioral-model".into()),
+        rev: Some("1.15.5".into()),
+        commit: Some("693e69e634fedf007964a069fdd69acc441a5f80".into()),
+        url: None,
+        sha256: "ef".repeat(32),
+        size: 99,
+        packages: vec![gcc, package("libc6", "2.36-9+deb12u10", "amd64", vec![])],
+    });
+    let text = lock.to_toml();
+    assert!(
+        text.contains("\n[[component]]\nname = \"bmv2\"\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n[[component.package]]\nname = \"gcc\"\n"),
+        "{text}"
+    );
+    let back = Lockfile::parse(&text, Path::new("c.lock")).unwrap();
+    assert_eq!(back, lock);
+    let blobs = lock.blobs();
+    let sections: Vec<&str> = blobs.iter().map(|b| b.section).collect();
+    // The fixture packages share one sha256 (and libc6 is in both the image
+    // and the closure): each file is listed once.
+    assert_eq!(sections, ["package", "component", "component-source"]);
+    assert_eq!(blobs[2].sha256, "ef".repeat(32));
+    let fetchable = lock.with_tools_as_packages();
+    assert!(fetchable.packages.iter().any(|p| p.name == "gcc"));
+    let e =
+        Lockfile::parse(&text.replace("commit = ", "comit = "), Path::new("c.lock")).unwrap_err();
+    assert!(e.to_string().starts_with("c.lock:"), "{e}");
 }

@@ -81,7 +81,7 @@ fn source_block(out: &mut String, s: &LockedSource) {
     array(out, "indexes", s.indexes.iter().map(index_line));
 }
 
-fn package_block(out: &mut String, table: &str, p: &LockedPackage) {
+pub(super) fn package_block(out: &mut String, table: &str, p: &LockedPackage) {
     let _ = write!(out, "\n[[{table}]]\n");
     kv_str(out, "name", &p.name);
     kv_str(out, "version", &p.version);
@@ -110,6 +110,7 @@ impl Lockfile {
             packages,
             python,
             tools,
+            components,
         } = self;
         let mut out = String::new();
         out.push_str(HEADER);
@@ -131,6 +132,9 @@ impl Lockfile {
         sorted.sort_by(|a, b| super::package_order(a, b));
         for p in sorted {
             package_block(&mut out, "tool", p);
+        }
+        for c in components {
+            super::component::component_block(&mut out, c);
         }
         let mut python: Vec<_> = python.iter().collect();
         python.sort_by(|a, b| a.name.cmp(&b.name));

@@ -129,13 +129,15 @@ pub(crate) struct Plan {
     pub(crate) quiet: bool,
     /// Rootfs cache directory (also holds the tools tree).
     pub(crate) cache_dir: PathBuf,
+    /// The recipe's components, built (their packages are in `lock`).
+    pub(crate) components: Vec<crate::component::build::Built>,
 }
 
 impl Plan {
     /// Loads the recipe and its fresh lock, checks the store, derives the keys.
     pub(crate) fn new(args: &BuildArgs) -> Result<Plan> {
         let loaded = Loaded::load(&args.workspace, &args.recipe)?;
-        let lock = loaded.require(Demand::Fresh)?.clone();
+        let mut lock = loaded.require(Demand::Fresh)?.clone();
         let recipe = loaded.recipe;
         let store = Store::open(&vendor_dir(&args.workspace, args.vendor.as_deref()))?;
         store.require(&lock, &recipe.name)?;
@@ -150,6 +152,29 @@ impl Plan {
                 .unwrap_or_else(|| hostname_for(&recipe.name)),
             run_scripts: !args.no_scripts,
         };
+        let out_root = args
+            .out
+            .clone()
+            .unwrap_or_else(|| args.workspace.join("out"));
+        let cache_dir = args
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| cache::default_dir(store.root()));
+        // Components become packages of the (in-memory) lock before any key
+        // is derived, so every key and output covers them.
+        let components = crate::component::build::add_components(
+            &recipe,
+            &mut lock,
+            &crate::component::build::BuildContext {
+                store: &store,
+                cache_dir: &cache_dir,
+                // Not `out/`: a failed build leaves nothing there.
+                work: &cache_dir.join("@components-work"),
+                source_date_epoch,
+                jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                quiet: args.quiet,
+            },
+        )?;
         let recipe_hash = recipe.canonical_hash();
         let steps_hash = recipe.build_hash();
         let inputs = KeyInputs {
@@ -166,15 +191,8 @@ impl Plan {
             cache::output_key(&rootfs_key, args.compression),
             |key, o| o.extend_key(&key),
         );
-        let out_root = args
-            .out
-            .clone()
-            .unwrap_or_else(|| args.workspace.join("out"));
-        let cache_dir = args
-            .cache_dir
-            .clone()
-            .unwrap_or_else(|| cache::default_dir(store.root()));
         Ok(Plan {
+            components,
             cache_dir,
             recipe,
             lock,
@@ -317,6 +335,7 @@ impl Plan {
                 (report, Reuse::Assembled)
             }
         };
+        crate::component::check_libraries(&root, &self.components, &self.recipe.architecture)?;
         rootfs::finish_with(
             &root,
             &self.assemble,

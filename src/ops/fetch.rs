@@ -146,6 +146,16 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
     };
     let progress = Progress::for_terminal(args.quiet);
     let mut summary = fetch_lock(&store, &recipe.name, &lock, bases, &options, &progress)?;
+    if !lock.components.is_empty() {
+        // Sources of components: git exports or tarballs, verified against the lock.
+        let git = crate::component::GitMirrors::from_env(&args.mirrors)?;
+        for c in &lock.components {
+            match crate::component::source::fetch_source(&store, c, &git, args.offline)? {
+                true => summary.fetched += 1,
+                false => summary.reused += 1,
+            }
+        }
+    }
     if !lock.python.is_empty() {
         let py = fetch_python(args, &store, &lock, &options)?;
         summary.fetched += py.fetched;
@@ -266,6 +276,7 @@ mod tests {
             packages,
             python: vec![],
             tools: Vec::new(),
+            components: Vec::new(),
         };
         std::fs::create_dir_all(ws.join("locks")).unwrap();
         std::fs::write(ws.join("locks/base.lock"), lock.to_toml()).unwrap();

@@ -48,6 +48,24 @@ pub fn render(lock: &Lockfile, essential: bool, depth: Option<usize>) -> String 
             );
         }
     }
+    // Components: each with its build closure, as a tree of its own.
+    for c in &lock.components {
+        let pinned = match (&c.git, &c.commit, &c.url) {
+            (Some(g), Some(commit), _) => format!("{g} at {}", &commit[..commit.len().min(12)]),
+            (_, _, Some(u)) => u.clone(),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "\ncomponent {} {} ({pinned}), built with {} packages:",
+            c.name,
+            c.version,
+            c.packages.len()
+        );
+        let closure = render(&c.build_lock(lock), essential, depth);
+        // Its first line is the recipe name, already said above.
+        out.extend(closure.lines().skip(1).map(|l| format!("{l}\n")));
+    }
     out
 }
 

@@ -101,6 +101,29 @@ pub fn run(args: &VerifyArgs) -> Result<VerifyReport> {
     let b = build_once(&plan, &work.path().join("b"), 0o077)?;
 
     let diffs = compare::artifacts(&a.manifest, &b.manifest);
+    if diffs.is_empty() && !plan.components.is_empty() {
+        // Both builds installed the same component packages; build those
+        // once more from scratch (a fresh cache) and compare them too.
+        if !args.quiet {
+            eprintln!(
+                "Rebuilding {} component(s) from scratch…",
+                plan.components.len()
+            );
+        }
+        let cache = work.path().join("component-cache");
+        crate::component::build::verify_rebuild(
+            &plan.recipe,
+            &plan.lock,
+            &crate::component::build::BuildContext {
+                store: &plan.store,
+                cache_dir: &cache,
+                work: &work.path().join("component-work"),
+                source_date_epoch: plan.assemble.source_date_epoch,
+                jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                quiet: args.quiet,
+            },
+        )?;
+    }
     if diffs.is_empty() {
         let report = VerifyReport {
             recipe: plan.recipe.name.clone(),

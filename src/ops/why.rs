@@ -26,8 +26,34 @@ fn key(p: &LockedPackage) -> &str {
 }
 
 /// The shortest chain from a root (a recipe request or the essential set) to `name`.
+///
+/// A component (`[[component]]`) is its own root; a package only in a
+/// component's build closure is explained within that closure, from the
+/// component's `build-depends` (or the Essential set of its build root).
 pub fn chain(lock: &Lockfile, name: &str) -> Result<Vec<Step>> {
     let Some(target) = lock.package(name) else {
+        for c in &lock.components {
+            let root = Step {
+                from: None,
+                from_version: None,
+                relation: format!("{} {}", c.name, c.version),
+                kind: "component".into(),
+                to: c.name.clone(),
+            };
+            if c.name == name {
+                return Ok(vec![root]);
+            }
+            if c.packages.iter().any(|p| p.name == name) {
+                let mut steps = chain(&c.build_lock(lock), name)?;
+                for s in &mut steps {
+                    if s.from.is_none() {
+                        s.kind = format!("build-{}", s.kind);
+                    }
+                }
+                steps.insert(0, root);
+                return Ok(steps);
+            }
+        }
         bail!("`{name}` is not in the lock for `{}`", lock.recipe.name);
     };
     let by_name: HashMap<&str, &LockedPackage> =
@@ -100,12 +126,34 @@ pub fn chain(lock: &Lockfile, name: &str) -> Result<Vec<Step>> {
 pub fn render(lock: &Lockfile, name: &str, steps: &[Step]) -> String {
     let target = lock
         .package(name)
+        .or_else(|| {
+            lock.components
+                .iter()
+                .find_map(|c| c.packages.iter().find(|p| p.name == name))
+        })
         .map(|p| format!("{} {}", p.name, p.version))
+        .or_else(|| {
+            lock.components
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| format!("{} {}", c.name, c.version))
+        })
         .unwrap_or_default();
     let mut out = format!("{target} is in `{}` because:\n", lock.recipe.name);
     for s in steps {
         let line = match (&s.from, s.kind.as_str()) {
             (None, "recipe") => format!("the recipe requires {}", s.relation),
+            (None, "component") => format!(
+                "the recipe builds component {} from source ([[component]])",
+                s.relation
+            ),
+            (None, "build-recipe") => format!("its build-depends require {}", s.relation),
+            (None, k) if k.starts_with("build-") => {
+                format!(
+                    "{} is in the Essential/required set of its build root",
+                    s.relation
+                )
+            }
             (None, _) => format!("{} is in the Essential/required set", s.relation),
             (Some(f), kind) => {
                 let verb = match kind {
@@ -189,5 +237,69 @@ mod tests {
         assert!(text.trim_end().ends_with("… and 4960 more"), "{text}");
         let few = wrap_names(&["a", "b"], WHY_SHOWN, WHY_WIDTH);
         assert_eq!(few, "\n    a, b\n");
+    }
+}
+
+#[cfg(test)]
+mod component_tests {
+    use super::*;
+    use crate::lock::{LockedComponent, LockedEdge, LockedRecipe};
+
+    fn pkg(name: &str, reason: Option<&str>, deps: &[&str]) -> LockedPackage {
+        LockedPackage {
+            name: name.into(),
+            version: "1".into(),
+            architecture: "amd64".into(),
+            source: "main".into(),
+            filename: format!("pool/{name}.deb"),
+            size: 1,
+            sha256: "ab".repeat(32),
+            reason: reason.map(String::from),
+            depends: deps
+                .iter()
+                .map(|d| LockedEdge {
+                    name: d.to_string(),
+                    relation: d.to_string(),
+                    kind: "depends".into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn explains_build_closures() {
+        let lock = Lockfile {
+            version: 1,
+            recipe: LockedRecipe {
+                name: "img".into(),
+                hash: "sha256:00".into(),
+                architecture: "amd64".into(),
+            },
+            sources: vec![],
+            packages: vec![pkg("libc6", Some("essential"), &[])],
+            python: vec![],
+            tools: vec![],
+            components: vec![LockedComponent {
+                name: "bmv2".into(),
+                version: "1.15.5".into(),
+                git: Some("https://example.org/bmv2".into()),
+                rev: Some("1.15.5".into()),
+                commit: Some("0".repeat(40)),
+                url: None,
+                sha256: "cd".repeat(32),
+                size: 1,
+                packages: vec![pkg("g++", Some("recipe"), &["cpp"]), pkg("cpp", None, &[])],
+            }],
+        };
+        let text = render(&lock, "cpp", &chain(&lock, "cpp").unwrap());
+        assert!(
+            text.contains("builds component bmv2 1.15.5 from source"),
+            "{text}"
+        );
+        assert!(text.contains("its build-depends require g++"), "{text}");
+        assert!(text.contains("g++ 1 depends on cpp"), "{text}");
+        let text = render(&lock, "bmv2", &chain(&lock, "bmv2").unwrap());
+        assert!(text.starts_with("bmv2 1.15.5 is in `img`"), "{text}");
+        assert!(chain(&lock, "nope").is_err());
     }
 }

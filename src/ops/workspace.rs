@@ -147,6 +147,7 @@ mod tests {
             packages: Vec::new(),
             python: Vec::new(),
             tools: Vec::new(),
+            components: Vec::new(),
         };
         std::fs::create_dir_all(ws.join("locks")).unwrap();
         std::fs::write(ws.join("locks/base.lock"), lock.to_toml()).unwrap();

@@ -31,6 +31,9 @@ struct CanonicalRecipe<'a> {
     /// Left out when empty, so locks of recipes without tools keep their hash.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tools: Vec<String>,
+    /// Left out when empty, so locks of recipes without components keep their hash.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    components: &'a [super::Component],
 }
 
 #[derive(Serialize)]
@@ -74,6 +77,8 @@ impl Recipe {
             onie: _,
             // Naming and labels for `publish`: not part of what is built.
             publish: _,
+            // Sources, scripts and relations of components are locked: they count.
+            components,
         } = self;
         // Foreign architectures are a set: order and repeats do not matter.
         let mut foreign: Vec<&str> = foreign_architectures.iter().map(String::as_str).collect();
@@ -90,6 +95,7 @@ impl Recipe {
             packages: packages.iter().map(canonical_requirement).collect(),
             python: python.as_ref().map(|p| p.canonical()),
             tools: tools.iter().map(canonical_requirement).collect(),
+            components,
         };
         let json = serde_json::to_vec(&canonical).expect("plain data serializes");
         format!("sha256:{}", hex::encode(Sha256::digest(&json)))

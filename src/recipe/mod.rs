@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::core::relation::Dependency;
 
+pub mod component;
 mod disk;
 mod error;
 mod hash;
@@ -26,6 +27,7 @@ mod step;
 #[cfg(test)]
 mod tests;
 
+pub use component::{Component, ComponentSource};
 pub use disk::Disk;
 pub use error::RecipeError;
 pub(crate) use error::line_col;
@@ -131,6 +133,10 @@ pub struct Recipe {
     /// `[publish]`: how `imgbuild publish` names and labels the image. In
     /// neither hash: it does not change what is built.
     pub publish: publish::Publish,
+    /// `[[component]]`s: software built from pinned source into generated
+    /// packages. Part of the canonical hash (the lock pins their sources
+    /// and build closures).
+    pub components: Vec<Component>,
 }
 
 /// One `[[step]]`: an action applied to the assembled root filesystem,

@@ -45,6 +45,7 @@ struct Layer {
     /// `[onie]` and the span of its table (for the architecture check at merge).
     onie: Option<(super::onie::Onie, Span)>,
     publish: Option<super::publish::Publish>,
+    components: Vec<super::Component>,
 }
 
 impl Layer {
@@ -258,8 +259,20 @@ impl Loader<'_> {
             .as_ref()
             .map(|p| super::publish::parse(&src, p))
             .transpose()?;
+        let mut components: Vec<super::Component> = Vec::new();
+        for c in &raw.components {
+            let parsed = super::component::parse(&src, c)?;
+            if components.iter().any(|o| o.name == parsed.name) {
+                return Err(src.error(
+                    c.get_ref().name.span(),
+                    format!("duplicate component name `{}`", parsed.name),
+                ));
+            }
+            components.push(parsed);
+        }
         Ok(Layer {
             publish,
+            components,
             onie,
             steps,
             python,
@@ -468,10 +481,12 @@ fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
     let mut disk: Option<super::disk::DiskLayer> = None;
     let mut onie: Option<(&Layer, &super::onie::Onie, Span)> = None;
     let mut publish = super::publish::Publish::default();
+    let mut components = Vec::new();
     for layer in layers.iter().rev() {
         if let Some(p) = &layer.publish {
             publish = publish.overridden_by(p);
         }
+        super::component::merge(&mut components, &layer.components);
         if let Some(p) = &layer.python {
             super::python::merge(&mut python, p);
         }
@@ -550,6 +565,7 @@ fn merge(layers: Vec<Layer>) -> Result<Recipe, RecipeError> {
     let disk = disk.map(|d| d.finish(&leaf.name));
     Ok(Recipe {
         publish,
+        components,
         tools,
         disk,
         onie,

@@ -35,6 +35,9 @@ pub(super) struct RawRecipe {
     pub disk: Option<Spanned<RawDisk>>,
     /// `[publish]`: repository name, version and labels for `imgbuild publish`.
     pub publish: Option<super::publish::RawPublish>,
+    /// `[[component]]`: software built from pinned source.
+    #[serde(default, rename = "component")]
+    pub components: Vec<Spanned<super::component::RawComponent>>,
 }
 
 /// The `[disk]` table.

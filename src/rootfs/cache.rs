@@ -335,6 +335,7 @@ mod tests {
             packages: vec![],
             python: vec![],
             tools: Vec::new(),
+            components: Vec::new(),
         }
     }
 

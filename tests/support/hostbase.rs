@@ -25,6 +25,7 @@ const PROGRAMS: &[&str] = &[
     "dash",
     "bash",
     "cat",
+    "chmod",
     "cp",
     "date",
     "diff",

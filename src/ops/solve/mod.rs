@@ -1,5 +1,6 @@
 //! `imgbuild solve RECIPE`: recipe → verified indexes → solution → lock.
 
+pub mod components;
 pub mod tools;
 
 use std::collections::{BTreeMap, HashMap};
@@ -63,6 +64,8 @@ pub struct SolveReport {
     pub python: usize,
     /// Remarks from the Python resolution.
     pub notes: Vec<String>,
+    /// `name version (N build packages)` of each `[[component]]`.
+    pub components: Vec<String>,
 }
 
 pub use crate::ops::workspace::lock_path;
@@ -110,6 +113,11 @@ impl SolveReport {
             format!(" and {} Python distributions", self.python)
         } else {
             String::new()
+        };
+        let python = if self.components.is_empty() {
+            python
+        } else {
+            format!("{python} and component(s) {}", self.components.join(", "))
         };
         let _ = writeln!(
             out,
@@ -166,6 +174,7 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
             solve_seconds: 0.0,
             python: lock.python.len(),
             notes: Vec::new(),
+            components: component_lines(lock),
         });
     }
     let Loaded {
@@ -203,6 +212,7 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
             kind: EdgeKind::Requested,
         })
         .collect();
+    roots.extend(components::runtime_roots(&recipe));
     if recipe.essential {
         roots.extend(solve::essential_requirements(&universe));
     }
@@ -212,7 +222,11 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
             for n in names {
                 let known = lock.package(n).is_some()
                     || lock.python.iter().any(|p| p.name == *n)
-                    || lock.tools.iter().any(|p| p.name == *n);
+                    || lock.tools.iter().any(|p| p.name == *n)
+                    || lock
+                        .components
+                        .iter()
+                        .any(|c| c.name == *n || c.packages.iter().any(|p| p.name == *n));
                 if !known {
                     bail!("--update {n}: `{n}` is not in {}", path.display());
                 }
@@ -233,6 +247,10 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
     lock.tools =
         crate::ops::solve::tools::solve_tools(&recipe, &universe, previous.as_ref(), &args.update)
             .with_context(|| format!("cannot solve the tools of `{}`", recipe.name))?;
+    let git = crate::component::GitMirrors::from_env(&args.mirrors)?;
+    lock.components =
+        components::solve_components(&recipe, &universe, previous.as_ref(), &args.update, &git)?;
+    lock.sort_packages();
     let moving = match &args.update {
         Update::Minimal => Some(&[][..]),
         Update::Packages(names) => Some(names.as_slice()),
@@ -277,7 +295,22 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
         solve_seconds,
         python: lock.python.len(),
         notes,
+        components: component_lines(&lock),
     })
+}
+
+fn component_lines(lock: &Lockfile) -> Vec<String> {
+    lock.components
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} ({} build packages)",
+                c.name,
+                c.version,
+                c.packages.len()
+            )
+        })
+        .collect()
 }
 
 fn count_sources(lock: &Lockfile) -> BTreeMap<String, usize> {
