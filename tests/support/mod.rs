@@ -9,6 +9,7 @@
 //! - [`apt`]: the real apt with a private configuration, as an independent judge ([`Apt`]).
 //! - [`onie`]: a fixture rootfs for the ONIE installer and a simulated ONIE.
 //! - [`pypi`]: a PEP 691 package index with real wheels and sdists ([`PyIndex`]).
+//! - [`solving`]: helpers of the `imgbuild solve` end-to-end tests.
 //! - [`tree`]: a rootfs-like test tree and its deterministic tar.
 //! - [`registry`]: a real `docker-registry` on loopback, plain or TLS + htpasswd.
 //! - [`scripted`]: a loopback HTTP server answering through a closure.
@@ -28,6 +29,7 @@ pub mod registry;
 pub mod repo;
 pub mod scripted;
 pub mod site;
+pub mod solving;
 pub mod tree;
 pub mod workspace;
 
