@@ -8,6 +8,7 @@
 //! - [`http`]: a loopback HTTP server with fault injection ([`TestServer`], [`Fault`]).
 //! - [`apt`]: the real apt with a private configuration, as an independent judge ([`Apt`]).
 //! - [`onie`]: a fixture rootfs for the ONIE installer and a simulated ONIE.
+//! - [`publishing`]: the publish tests' fixture workspace, keys and independent checks.
 //! - [`pypi`]: a PEP 691 package index with real wheels and sdists ([`PyIndex`]).
 //! - [`solving`]: helpers of the `imgbuild solve` end-to-end tests.
 //! - [`tree`]: a rootfs-like test tree and its deterministic tar.
@@ -24,6 +25,7 @@ pub mod hostbase;
 pub mod http;
 pub mod key;
 pub mod onie;
+pub mod publishing;
 pub mod pypi;
 pub mod registry;
 pub mod repo;
