@@ -55,7 +55,7 @@ impl Reporter for PhaseLine {
                 ),
                 None => (
                     ProgressBar::no_length(),
-                    "  {prefix:>9} [{elapsed_precise}] {spinner} #{pos} {wide_msg}",
+                    "  {prefix:>9} [{elapsed_precise}] {spinner} {wide_msg}",
                 ),
             };
             bar.set_draw_target(ProgressDrawTarget::stderr());
