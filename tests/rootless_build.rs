@@ -192,3 +192,73 @@ fn a_rootless_build_equals_the_root_build() {
         assert!(line.contains(owner), "{line}");
     }
 }
+
+/// `imgbuild` in `ws` as root (the repository's own recipes), or panics.
+fn imgbuild_root(ws: &Path, args: &[&str], cache: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_imgbuild"))
+        .arg("-C")
+        .arg(ws)
+        .args(args)
+        .env("IMGBUILD_CACHE", cache)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "imgbuild {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "fetches r2lab-node from the live archive and builds it twice, as root and rootless (minutes)"]
+fn r2lab_node_rootless_build_equals_the_root_build() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "run as root: it makes the test user"
+    );
+    let (uid, gid) = test_user();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let top = tmp.path();
+    fs::set_permissions(top, fs::Permissions::from_mode(0o755)).unwrap();
+    imgbuild_root(repo, &["fetch", "r2lab-node"], &top.join("cache-root"));
+    let out_root = top.join("out-root");
+    imgbuild_root(
+        repo,
+        &["build", "r2lab-node", "--out", out_root.to_str().unwrap()],
+        &top.join("cache-root"),
+    );
+
+    let bin = top.join("imgbuild");
+    fs::copy(env!("CARGO_BIN_EXE_imgbuild"), &bin).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    for d in ["out-user", "cache-user", "home"] {
+        fs::create_dir(top.join(d)).unwrap();
+        chown_r(&top.join(d), uid, gid);
+    }
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        &format!("--reuid={uid}"),
+        &format!("--regid={gid}"),
+        "--clear-groups",
+        "--",
+    ])
+    .arg(&bin)
+    .arg("-C")
+    .arg(repo)
+    .args(["build", "r2lab-node", "--out"])
+    .arg(top.join("out-user"))
+    .env("IMGBUILD_CACHE", top.join("cache-user"))
+    .env("HOME", top.join("home"))
+    .current_dir(top);
+    let run = workspace::run_bounded(cmd, Duration::from_secs(3600));
+    assert!(
+        run.success(),
+        "rootless build failed (is the checkout readable by {USER}?):\n{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    let root = Manifest::read(&out_root.join("r2lab-node")).unwrap();
+    let user = Manifest::read(&top.join("out-user/r2lab-node")).unwrap();
+    assert_eq!(root.artifacts, user.artifacts, "the artifacts differ");
+}

@@ -270,12 +270,11 @@ fn device_deb() -> DebSpec {
         .raw_entry(entry(b"./dev/fixture-mem", RawKind::Char(1, 1), 0o666))
 }
 
-/// (type, mode, uid, gid, major, minor) of `name` in `tar`, and the text of `list`.
-fn tar_entry(
-    tar: &Path,
-    name: &str,
-    list: &str,
-) -> (Option<(u8, u32, u64, u64, u32, u32)>, String) {
+/// (type, mode, uid, gid, major, minor) of a tar entry.
+type NodeFields = (u8, u32, u64, u64, u32, u32);
+
+/// The [`NodeFields`] of `name` in `tar`, and the text of `list`.
+fn tar_entry(tar: &Path, name: &str, list: &str) -> (Option<NodeFields>, String) {
     let mut archive = tar::Archive::new(fs::File::open(tar).unwrap());
     let (mut found, mut text) = (None, String::new());
     for e in archive.entries().unwrap() {

@@ -45,12 +45,20 @@ impl Guard {
         quiet: bool,
     ) -> Result<Guard> {
         let path = workspace.join(LOCK_FILE);
+        // flock needs no write access: a workspace shared read-only with
+        // another user (a rootless build of root's checkout) still locks.
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
             .open(&path)
+            .or_else(|e| match e.kind() {
+                io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+                    File::open(&path)
+                }
+                _ => Err(e),
+            })
             .with_context(|| format!("opening the workspace lock {}", path.display()))?;
         use rustix::fs::{FlockOperation, flock};
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {

@@ -1,14 +1,15 @@
 //! Run a command with a directory as `/`, isolated from the host.
 //!
-//! [`run`] starts the command in fresh mount, pid, uts, ipc and network
-//! namespaces:
-//! - `/` is the given root (bind-mounted onto itself, then `pivot_root`; the
+//! [`run`] starts the command in fresh user, mount, pid, uts, ipc and
+//! network namespaces:
+//! - `/` is the given root (bind-mounted onto itself — id-mapped for a root
+//!   caller — then `pivot_root`; the
 //!   host's root is detached, so no host path is reachable except the declared
 //!   binds). Read-only binds are not recursive: mounts below the host path are
 //!   not carried along;
 //! - `/dev` is a small tmpfs with `null`, `zero`, `full`, `random`, `urandom`
 //!   and `tty` bind-mounted from the host, `fd`/`stdin`/`stdout`/`stderr`
-//!   symlinks and a tmpfs `/dev/shm` (no `/dev/pts`);
+//!   symlinks, a private devpts `/dev/pts` and a tmpfs `/dev/shm`;
 //! - `/proc` is a new proc mount for the new pid namespace, in which the
 //!   command is pid 1; `/tmp` and `/run` are fresh tmpfs;
 //! - the network namespace has only `lo` (brought up, so a build can talk to
@@ -21,8 +22,9 @@
 //! created before the run and removed after it. A mount point that is a
 //! symlink inside the root is refused rather than followed.
 //!
-//! How: `std::process::Command` with a `pre_exec` hook that `unshare`s the
-//! namespaces and forks once more, because a new pid namespace only applies
+//! How: the user namespace is made first (`idmap.rs`), then
+//! `std::process::Command` with a `pre_exec` hook that joins it, `unshare`s
+//! the other namespaces and forks once more, because a new pid namespace only applies
 //! to children. The intermediate process waits for that child (pid 1 inside)
 //! and exits with its status; pid 1 gets `SIGKILL` when the intermediate dies
 //! (`PR_SET_PDEATHSIG`), and the kernel then kills every process of the

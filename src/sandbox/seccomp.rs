@@ -163,10 +163,13 @@ impl Filters {
     }
 }
 
-/// BPF_LD (0x00) | BPF_W (0x00) | BPF_ABS (0x20).
+/// `BPF_LD | BPF_W | BPF_ABS` (0x00 | 0x00 | 0x20).
 const BPF_LD_W_ABS: u16 = 0x20;
+/// `BPF_JMP | BPF_JEQ | BPF_K`.
 const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10;
+/// `BPF_JMP | BPF_JSET | BPF_K`.
 const BPF_JMP_JSET_K: u16 = 0x05 | 0x40;
+/// `BPF_RET | BPF_K`.
 const BPF_RET_K: u16 = 0x06;
 /// `offsetof(struct seccomp_data, nr)`.
 const NR_OFFSET: u32 = 0;
