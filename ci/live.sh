@@ -47,8 +47,8 @@ cargo test --locked --test live -- --ignored --test-threads 1
 cargo test --locked --test pypi_build -- --ignored --test-threads 1
 # kubernetes-r2lab from a fixture Kubernetes repository on 127.0.0.1 (full build).
 cargo test --locked --test kubernetes_fixture -- --ignored --test-threads 1
-# r2lab-node built as root and as a user with a subuid range: same bytes.
-cargo test --locked --test rootless_build -- --ignored --test-threads 1
+# (The rootless build of the real r2lab-node, ~5 min, runs in ci/nightly.sh;
+# the default suite builds a fixture as root and as a subuid user.)
 # Builds r2lab-node and boots its disk image in QEMU (TCG, ~10 min).
 if command -v qemu-system-x86_64 >/dev/null; then
   cargo test --locked --test boot_disk -- --ignored --test-threads 1

@@ -31,3 +31,7 @@ done
 # The long run of the parser property tests (the default suite runs a few
 # hundred cases per parser; see docs/security.md).
 IMGBUILD_FUZZ_CASES=20000 cargo test --locked --test parser_fuzz
+
+# r2lab-node built as root and as a user with a subuid range: same bytes
+# (the default suite proves it on a fixture; this is the real image).
+cargo test --locked --test rootless_build -- --ignored --test-threads 1
