@@ -246,7 +246,10 @@ fn component_is_locked_fetched_built_and_registered() {
     assert!(pkgs.contains("hello 1.0 amd64\n"), "{pkgs}");
     assert!(!pkgs.contains("greet-dev"), "{pkgs}");
     let sbom = fs::read_to_string(out.join("sbom.cdx.json")).unwrap();
-    assert!(sbom.contains("pkg:deb/imgbuild/hello@1.0?arch=amd64"), "{sbom}");
+    assert!(
+        sbom.contains("pkg:deb/imgbuild/hello@1.0?arch=amd64"),
+        "{sbom}"
+    );
     let first = sha(&out.join("rootfs.tar"));
 
     // A fresh cache gives the same bytes (the component is rebuilt).
