@@ -210,4 +210,6 @@ fn bmv2_forwards_a_packet() {
         stdout.contains("OUT 00:04:00:00:00:02 00:aa:bb:00:00:02 63 10.0.2.10"),
         "{stdout}\nswitch log:\n{log}"
     );
+    // The CLI's answers and the packet seen, for the record (`--nocapture`).
+    eprintln!("{stdout}");
 }
