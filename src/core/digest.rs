@@ -7,6 +7,12 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+/// Whether `s` is a sha256 as stored: 64 lower-case hex digits (also what
+/// keeps a hostile lock from naming a path outside the store).
+pub fn valid_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// Lower-case hex sha256 of `data`.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))

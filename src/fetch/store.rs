@@ -27,11 +27,7 @@ use crate::lock::Lockfile;
 /// How many missing entries a [`MissingBlobs`] message lists before summarising.
 const LIST_LIMIT: usize = 20;
 
-/// Whether `s` is a sha256 as stored: 64 lower-case hex digits (also what
-/// keeps a hostile lock from naming a path outside the store).
-pub fn valid_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
+pub use crate::core::digest::valid_sha256;
 
 /// A vendor store rooted at a directory (which need not exist yet).
 #[derive(Debug, Clone)]

@@ -2,12 +2,9 @@
 //! build-dependency closure (`[[component.package]]`, the shape of
 //! `[[package]]`), solved against the recipe's sources like `[[tool]]`.
 
-use std::fmt::Write as _;
-
 use serde::{Deserialize, Serialize};
 
 use super::LockedPackage;
-use super::write::toml_string;
 
 /// One locked component.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,33 +60,5 @@ impl LockedComponent {
             python: Vec::new(),
             components: Vec::new(),
         }
-    }
-}
-
-/// Appends one `[[component]]` block and its `[[component.package]]`s in
-/// the stable layout.
-pub(super) fn component_block(out: &mut String, c: &LockedComponent) {
-    let kv = |out: &mut String, k: &str, v: &str| {
-        let _ = writeln!(out, "{k} = {}", toml_string(v));
-    };
-    out.push_str("\n[[component]]\n");
-    kv(out, "name", &c.name);
-    kv(out, "version", &c.version);
-    for (k, v) in [
-        ("git", &c.git),
-        ("rev", &c.rev),
-        ("commit", &c.commit),
-        ("url", &c.url),
-    ] {
-        if let Some(v) = v {
-            kv(out, k, v);
-        }
-    }
-    kv(out, "sha256", &c.sha256);
-    let _ = writeln!(out, "size = {}", c.size);
-    let mut sorted: Vec<&LockedPackage> = c.packages.iter().collect();
-    sorted.sort_by(|a, b| super::package_order(a, b));
-    for p in sorted {
-        super::write::package_block(out, "component.package", p);
     }
 }

@@ -249,6 +249,15 @@ impl Lockfile {
         }
     }
 
+    /// `sha256:<hex>` of the lock as written (its canonical TOML): what
+    /// provenance and the `lock-…` publication tag name.
+    pub fn file_hash(&self) -> String {
+        format!(
+            "sha256:{}",
+            crate::core::digest::sha256_hex(self.to_toml().as_bytes())
+        )
+    }
+
     /// Every file of every section that the vendor store must hold for this
     /// lock, once each by sha256, in section order (packages, tools, Python
     /// files; Debian-provided Python distributions have no file). The store's

@@ -97,14 +97,9 @@ pub struct PlanOptions<'a> {
 /// Planning entry point.
 pub struct Plan;
 
-/// `sha256:<hex>` of the lock as written (its canonical TOML).
-pub fn lock_hash(lock: &Lockfile) -> String {
-    sha256_digest(lock.to_toml().as_bytes())
-}
-
 /// `lock-<first 12 hex of the lock hash>`.
 pub fn lock_tag(lock: &Lockfile) -> String {
-    let h = lock_hash(lock);
+    let h = lock.file_hash();
     format!("lock-{}", &h["sha256:".len().."sha256:".len() + 12])
 }
 

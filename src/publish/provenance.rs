@@ -91,7 +91,7 @@ pub fn statement(i: &Inputs<'_>) -> Vec<u8> {
             },
         });
     }
-    let lock_hash = super::plan::lock_hash(i.lock);
+    let lock_hash = i.lock.file_hash();
     let st = json!({
         "_type": STATEMENT_TYPE,
         "subject": subject,

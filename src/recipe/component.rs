@@ -231,7 +231,7 @@ pub(super) fn parse(
             }
             let url = url_of(u, &["https", "http", "file"])?;
             let sha256 = match &raw.sha256 {
-                Some(s) if crate::fetch::store::valid_sha256(s.get_ref()) => {
+                Some(s) if crate::core::digest::valid_sha256(s.get_ref()) => {
                     Some(s.get_ref().clone())
                 }
                 Some(s) => {

@@ -4,6 +4,7 @@
 //! - [`hostbase`]: a runnable base package made of the host's binaries ([`hostbase::host_base`]).
 //! - [`key`]: throwaway OpenPGP keys ([`TestKey::primary`], [`TestKey::wrong`]).
 //! - [`repo`]: signed Debian archives and flat repositories ([`RepoBuilder`], [`Repo`]).
+//! - [`rootfs`]: the rootfs assembly tests' fixture store and lock.
 //! - [`site`]: a temp dir of archives ([`Site`]).
 //! - [`http`]: a loopback HTTP server with fault injection ([`TestServer`], [`Fault`]).
 //! - [`apt`]: the real apt with a private configuration, as an independent judge ([`Apt`]).
@@ -29,6 +30,7 @@ pub mod publishing;
 pub mod pypi;
 pub mod registry;
 pub mod repo;
+pub mod rootfs;
 pub mod scripted;
 pub mod site;
 pub mod solving;
