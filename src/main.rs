@@ -16,7 +16,9 @@ struct Cli {
     /// Workspace directory (holds recipes/, locks/, vendor/).
     #[arg(short = 'C', long = "directory", global = true, default_value = ".")]
     directory: PathBuf,
-    /// Mirror for a named archive, NAME=URL (repeatable; tried in order).
+    /// Mirror for a named archive, NAME=URL (repeatable; tried in order);
+    /// `git:PREFIX=REPLACEMENT` redirects component git URLs starting with
+    /// PREFIX (also IMGBUILD_MIRROR_GIT).
     #[arg(long = "mirror", global = true, value_name = "NAME=URL")]
     mirrors: Vec<String>,
     /// Never use the network: cached, verified indexes and the vendor store only.

@@ -11,7 +11,9 @@
 //!   network, the files collected from `DESTDIR`, cached by the hash of
 //!   every input;
 //! - [`package`]: the generated `.deb` (deterministic ar, control, md5sums,
-//!   data) and the ELF check (every `DT_NEEDED` must resolve in the image).
+//!   data);
+//! - [`elf`]: the ELF check (every `DT_NEEDED` must resolve in the image);
+//! - `tree`: unpacking tarball sources safely, the `install` filter.
 //!
 //! The solve side (the build closure, like `[[tool]]`) is in
 //! `ops::solve::components`; the lock entries in [`crate::lock::LockedComponent`].
@@ -21,6 +23,7 @@ pub mod elf;
 pub mod git;
 pub mod package;
 pub mod source;
+mod tree;
 
 pub use git::GitMirrors;
 

@@ -59,6 +59,7 @@ fn pin_source(
     previous: Option<&Lockfile>,
     update: &Update,
     mirrors: &GitMirrors,
+    offline: bool,
 ) -> Result<LockedComponent> {
     if let Some(old) = same_source(c, previous)
         && !moves(update, &c.name)
@@ -69,6 +70,13 @@ fn pin_source(
         }
         kept.packages.clear();
         return Ok(kept);
+    }
+    if offline {
+        anyhow::bail!(
+            "component `{}` ({}): its source must be fetched to be pinned, and --offline forbids it",
+            c.name,
+            c.source_label()
+        );
     }
     let work = std::env::temp_dir();
     let (exported, git, rev, url): (Exported, _, _, _) = match &c.source {
@@ -115,16 +123,18 @@ fn pin_source(
 
 /// Every component of `recipe`, pinned and with its build closure solved
 /// over `universe` (the previous lock's versions kept as `update` allows).
+/// With `offline`, only pins the previous lock already has can be kept.
 pub fn solve_components(
     recipe: &Recipe,
     universe: &Universe,
     previous: Option<&Lockfile>,
     update: &Update,
     mirrors: &GitMirrors,
+    offline: bool,
 ) -> Result<Vec<LockedComponent>> {
     let mut out = Vec::new();
     for c in &recipe.components {
-        let mut locked = pin_source(c, previous, update, mirrors)?;
+        let mut locked = pin_source(c, previous, update, mirrors, offline)?;
         let mut roots: Vec<RootRequirement> = c
             .build_depends
             .iter()

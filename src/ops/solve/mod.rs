@@ -248,8 +248,14 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
         crate::ops::solve::tools::solve_tools(&recipe, &universe, previous.as_ref(), &args.update)
             .with_context(|| format!("cannot solve the tools of `{}`", recipe.name))?;
     let git = crate::component::GitMirrors::from_env(&args.mirrors)?;
-    lock.components =
-        components::solve_components(&recipe, &universe, previous.as_ref(), &args.update, &git)?;
+    lock.components = components::solve_components(
+        &recipe,
+        &universe,
+        previous.as_ref(),
+        &args.update,
+        &git,
+        args.offline,
+    )?;
     lock.sort_packages();
     let moving = match &args.update {
         Update::Minimal => Some(&[][..]),
