@@ -103,6 +103,24 @@ pub fn lock_tag(lock: &Lockfile) -> String {
     format!("lock-{}", &h["sha256:".len().."sha256:".len() + 12])
 }
 
+/// `packages.txt` less the packages the build generated from the lock's
+/// `[[component]]`s (they are in the image, not in the lock's
+/// `[[package]]`s), so that it can be compared with the lock's packages.
+fn without_components(listed: &str, lock: &Lockfile) -> String {
+    listed
+        .lines()
+        .filter(|line| {
+            let mut f = line.split(' ');
+            let (name, version) = (f.next().unwrap_or(""), f.next().unwrap_or(""));
+            !lock
+                .components
+                .iter()
+                .any(|c| c.name == name && c.version == version)
+        })
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
 fn out_err(path: &Path, reason: impl Into<String>) -> PublishError {
     PublishError::Output {
         path: path.to_path_buf(),
@@ -167,7 +185,8 @@ impl Plan {
         }
         let pkgs = dir.join("packages.txt");
         let listed = fs::read_to_string(&pkgs).map_err(|e| out_err(&pkgs, e.to_string()))?;
-        if listed != crate::image::pkglist::packages_txt(opts.lock) {
+        if without_components(&listed, opts.lock) != crate::image::pkglist::packages_txt(opts.lock)
+        {
             return Err(out_err(
                 dir,
                 format!(
@@ -516,5 +535,45 @@ mod tests {
         assert!(!is_image_file("oci/index.json"));
         assert!(!is_image_file("rootfs.tar.zst"));
         assert!(!is_image_file("sbom.spdx.json"));
+    }
+
+    #[test]
+    fn packages_generated_from_components_are_not_compared_with_the_lock() {
+        let lock = Lockfile::parse(
+            r#"version = 1
+[recipe]
+name = "img"
+hash = "sha256:00"
+architecture = "amd64"
+
+[[package]]
+name = "libc6"
+version = "2.36"
+architecture = "amd64"
+source = "main"
+filename = "pool/l/libc6.deb"
+size = 1
+sha256 = "{sha}"
+
+[[component]]
+name = "bmv2"
+version = "1.15.5"
+git = "https://example.invalid/bmv2"
+rev = "1.15.5"
+commit = "{commit}"
+sha256 = "{sha}"
+size = 1
+"#
+            .replace("{sha}", &"ab".repeat(32))
+            .replace("{commit}", &"0".repeat(40))
+            .as_str(),
+            Path::new("img.lock"),
+        )
+        .unwrap();
+        let built = "bmv2 1.15.5 amd64\nlibc6 2.36 amd64\n";
+        assert_eq!(without_components(built, &lock), "libc6 2.36 amd64\n");
+        // Another version of the component is another image: it stays.
+        let other = "bmv2 1.16 amd64\nlibc6 2.36 amd64\n";
+        assert_eq!(without_components(other, &lock), other);
     }
 }
