@@ -20,8 +20,12 @@ recipes=("$@")
 if [ ${#recipes[@]} -eq 0 ]; then
   for lock in locks/*.lock; do recipes+=("$(basename "$lock" .lock)"); done
 fi
+mkdir -p out/nightly
 for r in "${recipes[@]}"; do
   echo "== $r"
+  # Drift: what an update would move tonight (exit 1 = updates; not a failure).
+  "$ib" outdated "$r" --json >"out/nightly/$r.drift.json" || [ $? -eq 1 ]
+  "$ib" outdated "$r" >"out/nightly/$r.drift.txt" || true
   "$ib" solve --locked "$r"
   "$ib" fetch "$r"
   "$ib" --offline build "$r"

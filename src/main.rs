@@ -58,6 +58,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List what `solve --update` would move against the archive as it is
+    /// now, without writing the lock (exit 1 when something would).
+    Outdated {
+        /// Recipe name or path.
+        recipe: String,
+        /// Print a machine-readable report on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Explain why a package is in a recipe's lock.
     Why {
         /// Recipe name or path.
@@ -325,6 +334,36 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
             } else if !cli.quiet {
                 eprint!("{}", report.render(locked, cli.verbose));
+            }
+        }
+        Command::Outdated { recipe, json } => {
+            let args = ops::solve::SolveArgs {
+                recipe,
+                workspace: ws,
+                mirrors: cli.mirrors,
+                offline,
+                quiet: true,
+                apt_dir: apt_dir(),
+                ..Default::default()
+            };
+            // 0: current, 1: updates available, 2: could not tell (for CI).
+            let report = match ops::outdated::run(&args) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {}", ops::error_text(&e));
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).context("encoding the report")?
+                );
+            } else {
+                print!("{report}");
+            }
+            if report.has_updates() {
+                return Ok(ExitCode::from(1));
             }
         }
         Command::Why {

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod fetch;
 pub mod guard;
+pub mod outdated;
 pub mod prepare;
 pub mod progress;
 pub mod publish;

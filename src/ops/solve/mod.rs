@@ -177,6 +177,67 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
             components: component_lines(lock),
         });
     }
+    let solved = resolve(args, loaded)?;
+    let Solved {
+        recipe,
+        path,
+        previous,
+        lock,
+        notes,
+        load_seconds,
+        solve_seconds,
+    } = solved;
+    let changes = previous
+        .as_ref()
+        .map(|old| diff(old, &lock))
+        .unwrap_or_default();
+    let changed = previous
+        .as_ref()
+        .is_none_or(|old| old.to_toml() != lock.to_toml());
+    if changed {
+        std::fs::create_dir_all(path.parent().unwrap())
+            .with_context(|| format!("creating {}", path.parent().unwrap().display()))?;
+        lock.write_atomic(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(SolveReport {
+        recipe: recipe.name.clone(),
+        lock: path,
+        packages: lock.packages.len(),
+        per_source: count_sources(&lock),
+        tools: lock.tools.len(),
+        changed,
+        changes,
+        load_seconds,
+        solve_seconds,
+        python: lock.python.len(),
+        notes,
+        components: component_lines(&lock),
+    })
+}
+
+/// A solve's result before anything is written.
+pub struct Solved {
+    /// The recipe solved.
+    pub recipe: Recipe,
+    /// Its lock path.
+    pub path: PathBuf,
+    /// The lock there before, if any.
+    pub previous: Option<Lockfile>,
+    /// The new lock.
+    pub lock: Lockfile,
+    /// Remarks from the Python resolution.
+    pub notes: Vec<String>,
+    /// Seconds spent loading indexes.
+    pub load_seconds: f64,
+    /// Seconds spent solving.
+    pub solve_seconds: f64,
+}
+
+/// Loads the indexes and solves `loaded`'s recipe as `args` says, keeping
+/// the previous lock's versions where the update rule allows; writes
+/// nothing (`run` writes the lock, `outdated` only compares).
+pub fn resolve(args: &SolveArgs, loaded: Loaded) -> Result<Solved> {
     let Loaded {
         recipe,
         lock_path: path,
@@ -276,32 +337,14 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
     // The universe holds ~10^5 records per suite; freeing them one by one
     // costs more than the solve itself, and the process is about to exit.
     std::mem::forget(universe);
-    let changes = previous
-        .as_ref()
-        .map(|old| diff(old, &lock))
-        .unwrap_or_default();
-    let changed = previous
-        .as_ref()
-        .is_none_or(|old| old.to_toml() != lock.to_toml());
-    if changed {
-        std::fs::create_dir_all(path.parent().unwrap())
-            .with_context(|| format!("creating {}", path.parent().unwrap().display()))?;
-        lock.write_atomic(&path)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(SolveReport {
-        recipe: recipe.name.clone(),
-        lock: path,
-        packages: lock.packages.len(),
-        per_source: count_sources(&lock),
-        tools: lock.tools.len(),
-        changed,
-        changes,
+    Ok(Solved {
+        recipe,
+        path,
+        previous,
+        lock,
+        notes,
         load_seconds,
         solve_seconds,
-        python: lock.python.len(),
-        notes,
-        components: component_lines(&lock),
     })
 }
 
