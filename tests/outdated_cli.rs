@@ -10,17 +10,7 @@ use support::*;
 #[test]
 fn lists_what_an_update_would_move_and_writes_nothing() {
     let site = Site::new();
-    let build = |versions: &[&str]| {
-        let mut b = site
-            .archive("debian")
-            .suite("bookworm", &["amd64"], &["main"]);
-        for v in versions {
-            b = b
-                .add(DebSpec::new("a", v, "amd64").depends("b"))
-                .add(DebSpec::new("b", v, "amd64"));
-        }
-        b.build()
-    };
+    let build = |versions: &[&str]| a_depends_on_b(&site, versions);
     build(&["1"]);
     let server = site.serve();
     let ws = Workspace::new();

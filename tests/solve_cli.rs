@@ -320,17 +320,7 @@ fn offline_uses_only_verified_cache() {
 #[test]
 fn update_moves_only_what_is_asked() {
     let site = Site::new();
-    let build = |versions: &[&str]| {
-        let mut b = site
-            .archive("debian")
-            .suite("bookworm", &["amd64"], &["main"]);
-        for v in versions {
-            b = b
-                .add(DebSpec::new("a", v, "amd64").depends("b"))
-                .add(DebSpec::new("b", v, "amd64"));
-        }
-        b.build()
-    };
+    let build = |versions: &[&str]| a_depends_on_b(&site, versions);
     build(&["1"]);
     let server = site.serve();
     let ws = Workspace::new();

@@ -77,3 +77,18 @@ pub fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// (Re)writes archive `debian`, suite `bookworm`, with packages `a` (which
+/// depends on `b`) and `b` at each of `versions`: an archive that moves on
+/// when called again with more versions.
+pub fn a_depends_on_b(site: &Site, versions: &[&str]) -> Repo {
+    let mut b = site
+        .archive("debian")
+        .suite("bookworm", &["amd64"], &["main"]);
+    for v in versions {
+        b = b
+            .add(DebSpec::new("a", v, "amd64").depends("b"))
+            .add(DebSpec::new("b", v, "amd64"));
+    }
+    b.build()
+}
