@@ -153,6 +153,10 @@ enum Command {
         /// That build: unpack only, no maintainer scripts (as `build --no-scripts`).
         #[arg(long)]
         no_scripts: bool,
+        /// A file (at most 16 MiB) published as a referrer of the image and a
+        /// subject of the provenance, e.g. a drift report (repeatable).
+        #[arg(long = "attach", value_name = "FILE")]
+        attach: Vec<PathBuf>,
         /// org.opencontainers.image.revision (default: the workspace's git HEAD).
         #[arg(long)]
         revision: Option<String>,
@@ -179,6 +183,10 @@ enum Command {
         /// Output directory.
         #[arg(short = 'o', long = "output", value_name = "DIR", default_value = ".")]
         output: PathBuf,
+        /// Only print the digest REF names (nothing when the tag does not
+        /// exist) and write nothing.
+        #[arg(long, conflicts_with = "verify_key")]
+        resolve: bool,
         #[command(flatten)]
         registry_opts: RegistryOpts,
     },
@@ -466,6 +474,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             no_build,
             vendor,
             no_scripts,
+            attach,
             revision,
             monolithic_limit,
             chunk_size,
@@ -489,6 +498,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 no_build,
                 vendor,
                 no_scripts,
+                attach,
             };
             // Prints its own progress and summary unless quiet.
             let report = ops::publish::run(&args)?;
@@ -500,8 +510,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             reference,
             verify_key,
             output,
+            resolve,
             registry_opts,
         } => {
+            if resolve {
+                let found = ops::pull::resolve(&reference, &registry_opts.transport())?;
+                if let Some(digest) = found {
+                    println!("{digest}");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let args = ops::pull::PullArgs {
                 reference,
                 out_dir: output,
