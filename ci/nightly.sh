@@ -55,8 +55,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 repo=$(cd "${NIGHTLY_REPO:-$here}" && pwd) || exit 2
 date=${NIGHTLY_DATE:-$(date -u +%Y%m%d)}
-night=${NIGHTLY_OUT:-$repo/out/nightly}
-mkdir -p "$night" && night=$(cd "$night" && pwd)
+night=$(realpath -m "${NIGHTLY_OUT:-$repo/out/nightly}")
 work=${NIGHTLY_WORKTREE:-$night/work}
 branch="nightly/$date"
 report_py="$here/ci/nightly_report.py"
@@ -99,6 +98,8 @@ for r in "${recipes[@]}"; do
   [[ $r =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || die "\`$r\` is not a recipe name"
   [ -e "$repo/recipes/$r.toml" ] || die "no recipes/$r.toml in $repo"
 done
+
+mkdir -p "$night" || die "cannot make $night"
 
 # The work tree: branch nightly/DATE reset to the checkout's HEAD. Commits
 # get the night's date, so a re-run of the same night makes the same commits.

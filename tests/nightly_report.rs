@@ -347,3 +347,57 @@ fn a_lock_that_is_not_toml_is_refused_naming_it() {
     assert!(err.contains("bad.lock: not a lock file"), "{err}");
     assert!(!out_dir.join("drift.json").exists());
 }
+
+#[test]
+fn configuration_errors_exit_2_before_anything_is_done() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    write(
+        &repo.join("recipes"),
+        "edge.toml",
+        "architecture = \"amd64\"\n",
+    );
+    let status = Command::new("git")
+        .args(["init", "-q"])
+        .arg(&repo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/nightly.sh");
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = Command::new("bash");
+        cmd.arg(&script).args(args);
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            if k.starts_with("NIGHTLY_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("NIGHTLY_REPO", &repo)
+            .env("IMGBUILD_BIN", env!("CARGO_BIN_EXE_imgbuild"))
+            .env("NIGHTLY_LONG_CHECKS", "0");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&[], &["edge"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("set NIGHTLY_REGISTRY"), "{err}");
+    let reg = [("NIGHTLY_REGISTRY", "127.0.0.1:9/team")];
+    let (code, err) = run(&[reg[0], ("NIGHTLY_DATE", "2026-12-01")], &["edge"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("NIGHTLY_DATE must be YYYYMMDD"), "{err}");
+    let (code, err) = run(&reg, &["../etc"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("is not a recipe name"), "{err}");
+    let (code, err) = run(&reg, &["other"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no recipes/other.toml"), "{err}");
+    // Nothing was made: no work tree, no report.
+    assert!(!repo.join("out").exists());
+}
