@@ -98,6 +98,10 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
     } else {
         Some(Mirrors::new(&args.mirrors, &args.apt_dir)?)
     };
+    // The shared store first: the audit's signed files, then (once the
+    // lock passed the audit) the files it pins.
+    let mut from_store =
+        crate::ops::store_fill::StoreFill::connect(&args.mirrors, args.offline, args.quiet)?;
     // Nothing is fetched for a lock whose entries are not signed stanzas.
     let audit_opts = crate::archive::FetchOptions {
         offline: args.offline,
@@ -108,6 +112,7 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
         quiet: args.quiet,
         freshness: Default::default(),
     };
+    from_store.audit_files(read, &audit_opts.cache_dir)?;
     let audit = crate::archive::audit_lock(
         recipe,
         read,
@@ -131,13 +136,15 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
         let mirrors = mirrors.as_ref().ok_or("offline")?;
         mirrors.resolve(source).map_err(|e| e.to_string())
     };
+    let jobs = if args.jobs == 0 {
+        DEFAULT_JOBS
+    } else {
+        args.jobs
+    };
+    from_store.blobs(read, &store, jobs)?;
     let options = SessionOptions {
         download: Options {
-            jobs: if args.jobs == 0 {
-                DEFAULT_JOBS
-            } else {
-                args.jobs
-            },
+            jobs,
             ..Options::default()
         },
         verify: args.verify,
@@ -162,6 +169,16 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
         summary.reused += py.reused;
         summary.bytes += py.bytes;
         summary.elapsed += py.elapsed;
+    }
+    if !from_store.is_empty() {
+        // Taken from the registry: fetched, not found in the store.
+        let r = &from_store.report;
+        summary.reused = summary.reused.saturating_sub(r.files);
+        summary.fetched += r.files;
+        summary.bytes += r.bytes;
+        if !args.quiet {
+            eprintln!("{}", from_store.summary());
+        }
     }
     if !args.quiet {
         eprintln!("{summary}");
