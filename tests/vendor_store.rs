@@ -394,11 +394,13 @@ fn hostile_registry_replies_store_nothing() {
     let (_site, _server, ws) = fixture();
     ws.run(&["solve", "img"]).assert_success();
     let lock = Lockfile::read(&ws.path().join("locks/img.lock")).unwrap();
-    let sizes: Vec<(String, u64)> = lock
+    let mut sizes: Vec<(String, u64)> = lock
         .packages
         .iter()
         .map(|p| (p.sha256.clone(), p.size))
         .collect();
+    // The InRelease too (the lock has no size for it: any will do).
+    sizes.push((lock.sources[0].inrelease_sha256.clone(), 3000));
     let port = hostile_registry(Arc::new(sizes));
     let endless = endless_registry();
     let cases = [
@@ -415,6 +417,7 @@ fn hostile_registry_replies_store_nothing() {
             .run(&["fetch", "img", "--mirror", &setting])
             .assert_failure();
         let err = &out.stderr;
+        eprintln!("--- {repo}\n{err}");
         assert!(err.contains(why), "{repo}: wanted `{why}` in:\n{err}");
         assert!(
             err.contains("could not be taken from the store registry"),
@@ -426,6 +429,22 @@ fn hostile_registry_replies_store_nothing() {
         assert!(store_files(&ws).is_empty(), "{repo}: something was stored");
         assert_eq!(temp_files(&ws), 0, "{repo}: temp files left");
     }
+    // A builder with an empty cache asks for the audit's InRelease first:
+    // wrong bytes are refused and nothing is cached.
+    let fresh = second_builder(&ws);
+    let setting = format!("store=oci://127.0.0.1:{port}/wrong");
+    let out = fresh
+        .run(&["fetch", "img", "--mirror", &setting])
+        .assert_failure();
+    assert!(
+        out.stderr.contains("source `main` InRelease from")
+            && out.stderr.contains("digest mismatch"),
+        "{}",
+        out.stderr
+    );
+    assert!(!fresh.cache_dir().join("inrelease/sha256").exists());
+    assert!(store_files(&fresh).is_empty());
+
     // A registry that is not there at all: a warning, then the mirrors.
     let gone = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = gone.local_addr().unwrap();

@@ -126,6 +126,15 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
     // The tools tree's packages (`[[tool]]`) are fetched with the image's.
     let lock = read.with_tools_as_packages();
     let store = Store::open(&vendor_dir(&args.workspace, args.vendor.as_deref()))?;
+    let jobs = if args.jobs == 0 {
+        DEFAULT_JOBS
+    } else {
+        args.jobs
+    };
+    from_store.blobs(read, &store, jobs)?;
+    // Nothing left to download (say, all from the store registry): an
+    // archive without a configured mirror is no reason to fail.
+    let complete = !args.verify && store.require(read, &recipe.name).is_ok();
     let bases = |name: &str| -> Result<Vec<Url>, String> {
         let source = recipe.source(name).ok_or_else(|| {
             format!(
@@ -134,14 +143,11 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
             )
         })?;
         let mirrors = mirrors.as_ref().ok_or("offline")?;
-        mirrors.resolve(source).map_err(|e| e.to_string())
+        match mirrors.resolve(source) {
+            Err(_) if complete => Ok(Vec::new()),
+            r => r.map_err(|e| e.to_string()),
+        }
     };
-    let jobs = if args.jobs == 0 {
-        DEFAULT_JOBS
-    } else {
-        args.jobs
-    };
-    from_store.blobs(read, &store, jobs)?;
     let options = SessionOptions {
         download: Options {
             jobs,
@@ -348,6 +354,8 @@ mod tests {
             mirrors: vec![],
             ..a.clone()
         };
+        // Everything there: no mirror needed.
+        assert_eq!(run(&no_mirror).unwrap().reused, 3);
         std::fs::remove_dir_all(&store).unwrap();
         let err = format!("{:#}", run(&no_mirror).unwrap_err());
         assert!(

@@ -427,7 +427,7 @@ impl Client {
         if let Some(n) = announced.filter(|n| *n != size) {
             return Err(RegistryError::Invalid {
                 url,
-                reason: format!("blob {digest} announces {n} bytes, {size} expected"),
+                reason: format!("the blob announces {n} bytes, {size} expected"),
             });
         }
         let mut hw = super::HashWrite::new(w);
@@ -437,7 +437,7 @@ impl Client {
             .map_err(|e| match e {
                 RegistryError::TooLarge { limit, .. } => RegistryError::Invalid {
                     url: url.clone(),
-                    reason: format!("blob {digest} is longer than the {limit} bytes expected"),
+                    reason: format!("the blob is longer than the {limit} bytes expected"),
                 },
                 e => e,
             })?;

@@ -100,7 +100,7 @@ async fn take_blob(
         .get_blob_into(repo, &digest, w.size, &mut out, tmp.path())
         .await
         .map_err(|source| OciStoreError::Registry {
-            what: format!("{} ({digest}, {} bytes) from {at}", w.label, w.size),
+            what: format!("{} ({} bytes) from {at}", w.label, w.size),
             source,
         })?;
     if !found {
@@ -198,7 +198,7 @@ pub async fn fill_audit_files(
     let mut errors = Vec::new();
     for f in missing {
         let digest = format!("sha256:{}", f.sha256);
-        let what = format!("source `{}` {} ({digest})", f.source, f.path);
+        let what = format!("source `{}` {}", f.source, f.path);
         let got = match f.size {
             Some(size) => {
                 let mut bytes = Vec::new();
