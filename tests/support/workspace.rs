@@ -145,7 +145,7 @@ impl Workspace {
         // An empty apt configuration: tests never pick up the host's mirrors.
         cmd.env("IMGBUILD_APT_DIR", self.tmp.path().join("apt"));
         for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("IMGBUILD_MIRROR_") {
+            if k.to_string_lossy().starts_with("IMGBUILD_MIRROR_") || k == "IMGBUILD_SNAPSHOT" {
                 cmd.env_remove(k);
             }
         }
