@@ -137,7 +137,7 @@ pub async fn fetch_all_detailed(
         progress: progress.clone(),
     });
     progress.set_total(wanted.len(), wanted.iter().map(|w| w.size).sum());
-    let results: Vec<(Wanted, Result<bool, (FetchError, bool)>, u64)> = stream::iter(wanted)
+    let results: Vec<Outcome> = stream::iter(wanted)
         .map(|w| {
             let shared = Arc::clone(&shared);
             async move {
@@ -182,13 +182,13 @@ struct Shared {
     progress: Progress,
 }
 
+/// What [`fetch_one`] returns.
+type Outcome = (Wanted, Result<bool, (FetchError, bool)>, u64);
+
 /// One blob: `Ok(true)` if downloaded, `Ok(false)` if already present,
 /// else the last error and whether every URL said "not there"; with the
 /// blob and the bytes received.
-async fn fetch_one(
-    shared: Arc<Shared>,
-    wanted: Wanted,
-) -> (Wanted, Result<bool, (FetchError, bool)>, u64) {
+async fn fetch_one(shared: Arc<Shared>, wanted: Wanted) -> Outcome {
     let mut transferred = 0u64;
     let result = fetch_one_inner(&shared, &wanted, &mut transferred).await;
     (wanted, result, transferred)
