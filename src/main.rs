@@ -19,7 +19,9 @@ struct Cli {
     /// Mirror for a named archive, NAME=URL (repeatable; tried in order);
     /// `snapshot=URL` is the snapshot service (files the live mirrors no
     /// longer have, `solve --snapshot`); `git:PREFIX=REPLACEMENT` redirects
-    /// component git URLs starting with PREFIX (also IMGBUILD_MIRROR_GIT).
+    /// component git URLs starting with PREFIX (also IMGBUILD_MIRROR_GIT);
+    /// `store=oci://HOST/REPO` fills the vendor store from that registry
+    /// first (also IMGBUILD_STORE).
     #[arg(long = "mirror", global = true, value_name = "NAME=URL")]
     mirrors: Vec<String>,
     /// Never use the network: cached, verified indexes and the vendor store only.
@@ -267,6 +269,25 @@ enum VendorCommand {
     Gc,
     /// Re-hash every blob; report (and remove) corrupt ones.
     Verify,
+    /// Upload every file the recipe's lock pins (and its signed indexes) to
+    /// an OCI registry repository, under one store manifest per lock, for
+    /// `--mirror store=oci://HOST/REPO` to fill other stores from. Blobs
+    /// already there are not sent again.
+    Push {
+        /// [oci://]HOST[:PORT]/REPO[:TAG]; the default tag is
+        /// RECIPE-lock-<first 12 hex of sha256 of locks/RECIPE.lock>.
+        reference: String,
+        /// Recipe name or path.
+        recipe: String,
+        /// Uploads at once.
+        #[arg(short, long, default_value_t = imgbuild::fetch::oci_store::DEFAULT_JOBS)]
+        jobs: usize,
+        #[command(flatten)]
+        registry_opts: RegistryOpts,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn apt_dir() -> PathBuf {
@@ -464,6 +485,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     eprintln!("{summary}");
                 }
                 summary.ensure_clean()?;
+            }
+            VendorCommand::Push {
+                reference,
+                recipe,
+                jobs,
+                registry_opts,
+                json,
+            } => {
+                let report = ops::vendor::push(&ops::vendor::PushArgs {
+                    target: reference,
+                    recipe,
+                    workspace: ws,
+                    vendor,
+                    transport: registry_opts.transport(),
+                    cache_dir: None,
+                    jobs,
+                })?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                }
+                if !cli.quiet {
+                    eprintln!("{report}");
+                }
             }
         },
         Command::Publish {

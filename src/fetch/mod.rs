@@ -8,6 +8,8 @@
 //! - [`session`]: one `fetch` of a lock (reuse, import, offline, download,
 //!   the snapshot fallback for files gone from the live mirrors, index).
 //! - [`maintain`]: `vendor gc` and `vendor verify`.
+//! - [`oci_store`]: the store shared through an OCI registry (`vendor push`,
+//!   `--mirror store=oci://…`).
 //! - [`progress`]: terminal progress bars.
 //!
 //! The core works on [`Wanted`] blobs and does not depend on how recipes and
@@ -23,6 +25,7 @@ pub mod download;
 mod error;
 pub mod import;
 pub mod maintain;
+pub mod oci_store;
 pub mod progress;
 pub mod session;
 pub mod store;
