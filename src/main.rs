@@ -17,9 +17,11 @@ struct Cli {
     #[arg(short = 'C', long = "directory", global = true, default_value = ".")]
     directory: PathBuf,
     /// Mirror for a named archive, NAME=URL (repeatable; tried in order);
-    /// `git:PREFIX=REPLACEMENT` redirects component git URLs starting with
-    /// PREFIX (also IMGBUILD_MIRROR_GIT); `store=oci://HOST/REPO` fills the
-    /// vendor store from that registry first (also IMGBUILD_STORE).
+    /// `snapshot=URL` is the snapshot service (files the live mirrors no
+    /// longer have, `solve --snapshot`); `git:PREFIX=REPLACEMENT` redirects
+    /// component git URLs starting with PREFIX (also IMGBUILD_MIRROR_GIT);
+    /// `store=oci://HOST/REPO` fills the vendor store from that registry
+    /// first (also IMGBUILD_STORE).
     #[arg(long = "mirror", global = true, value_name = "NAME=URL")]
     mirrors: Vec<String>,
     /// Never use the network: cached, verified indexes and the vendor store only.
@@ -55,6 +57,11 @@ enum Command {
         /// records (normally refused as a possible replay).
         #[arg(long)]
         allow_downgrade: bool,
+        /// Solve against the snapshot service's archive as it was at TS
+        /// (YYYYMMDDTHHMMSSZ, UTC) for every source naming an archive; the
+        /// service is `--mirror snapshot=URL` or IMGBUILD_MIRROR_SNAPSHOT.
+        #[arg(long, value_name = "TS")]
+        snapshot: Option<String>,
         /// Print a machine-readable report on stdout.
         #[arg(long)]
         json: bool,
@@ -333,10 +340,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             recipe,
             update,
             allow_downgrade,
+            snapshot,
             json,
         } => {
             if locked && update.is_some() {
                 anyhow::bail!("--update cannot be combined with --locked or --frozen");
+            }
+            if locked && snapshot.is_some() {
+                anyhow::bail!("--snapshot cannot be combined with --locked or --frozen");
             }
             let update = match update {
                 None => imgbuild::lock::Update::Minimal,
@@ -353,6 +364,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 quiet: cli.quiet || json,
                 apt_dir: apt_dir(),
                 allow_downgrade,
+                snapshot,
             };
             let report = ops::solve::run(&args)?;
             if json {

@@ -153,6 +153,7 @@ mod tests {
                 suite: "/".into(),
                 inrelease_sha256: sha256_hex(inrelease),
                 date: String::new(),
+                snapshot: None,
                 signed_by: String::new(),
                 indexes: vec![LockedIndex {
                     path: "Packages".into(),

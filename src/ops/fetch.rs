@@ -2,17 +2,21 @@
 //! the vendor store, verified against the lock.
 //!
 //! The heavy lifting is in [`crate::fetch`]; this module resolves the
-//! workspace paths, the recipe, the lock and the mirrors.
+//! workspace paths, the recipe, the lock, the mirrors and, for files the
+//! live mirrors no longer have, the snapshot archive at the lock's time.
 
 use std::path::PathBuf;
 
 use url::Url;
 
+use crate::archive::ArchiveError;
 use crate::archive::mirror::Mirrors;
-use crate::fetch::session::{SessionOptions, fetch_lock};
-use crate::fetch::{Options, Progress, Store, vendor_dir};
+use crate::archive::snapshot_archive::find_lock_snapshot;
+use crate::fetch::session::{SessionOptions, fetch_lock_with};
+use crate::fetch::{Fallback, Options, Progress, Store, vendor_dir};
 use crate::lock::Lockfile;
 use crate::ops::workspace::{Demand, Loaded, LockState};
+use crate::recipe::Location;
 
 pub use crate::fetch::FetchSummary;
 
@@ -135,6 +139,10 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
     // Nothing left to download (say, all from the store registry): an
     // archive without a configured mirror is no reason to fail.
     let complete = !args.verify && store.require(read, &recipe.name).is_ok();
+    let snapshot_services = match &mirrors {
+        Some(m) => m.snapshot_services()?,
+        None => Vec::new(),
+    };
     let bases = |name: &str| -> Result<Vec<Url>, String> {
         let source = recipe.source(name).ok_or_else(|| {
             format!(
@@ -144,9 +152,50 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
         })?;
         let mirrors = mirrors.as_ref().ok_or("offline")?;
         match mirrors.resolve(source) {
+            // Only the snapshot service is configured for this archive:
+            // every file comes from there (no live mirror to ask first).
+            Err(ArchiveError::NoMirror { .. }) if !snapshot_services.is_empty() => Ok(Vec::new()),
             Err(_) if complete => Ok(Vec::new()),
-            r => r.map_err(|e| e.to_string()),
+            other => other.map_err(|e| e.to_string()),
         }
+    };
+    // Files every live mirror answers 404 for: the snapshot archive at the
+    // time of the lock's InRelease (found by the audit, named by the lock,
+    // or searched for now).
+    let fallback = |name: &str| -> Result<Option<Fallback>, String> {
+        let (Some(source), Some(locked), Some(mirrors)) = (
+            recipe.source(name),
+            lock.sources.iter().find(|s| s.name == name),
+            mirrors.as_ref(),
+        ) else {
+            return Ok(None);
+        };
+        let Some(plan) = mirrors.snapshot_plan(source).map_err(|e| e.to_string())? else {
+            return match source.location {
+                Location::Url(_) => Ok(None),
+                Location::Archive(_) => Err(format!(
+                    "no snapshot service is configured to fetch it from the archive as it was \
+                     at {} (pass --mirror snapshot=URL or set IMGBUILD_MIRROR_SNAPSHOT=URL)",
+                    locked.date
+                )),
+            };
+        };
+        let ts = match audit.snapshots.get(name).or(locked.snapshot.as_ref()) {
+            Some(ts) => ts.clone(),
+            None => find_lock_snapshot(recipe, locked, mirrors, args.quiet)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| {
+                    format!(
+                        "the snapshot service has no InRelease of suite `{}` with sha256 {} \
+                         at or after its Date ({})",
+                        locked.suite, locked.inrelease_sha256, locked.date
+                    )
+                })?,
+        };
+        Ok(Some(Fallback {
+            label: format!("snapshot {ts}"),
+            bases: plan.bases(&ts).map_err(|e| e.to_string())?,
+        }))
     };
     let options = SessionOptions {
         download: Options {
@@ -158,7 +207,15 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
         offline: args.offline,
     };
     let progress = Progress::for_terminal(args.quiet);
-    let mut summary = fetch_lock(&store, &recipe.name, &lock, bases, &options, &progress)?;
+    let mut summary = fetch_lock_with(
+        &store,
+        &recipe.name,
+        &lock,
+        bases,
+        fallback,
+        &options,
+        &progress,
+    )?;
     if !lock.components.is_empty() {
         // Sources of components: git exports or tarballs, verified against the lock.
         let git = crate::component::GitMirrors::from_env(&args.mirrors)?;
@@ -289,6 +346,7 @@ mod tests {
                 suite: "/".into(),
                 inrelease_sha256: hex::encode(Sha256::digest(&inrelease)),
                 date: "Sat, 01 Jan 2000 00:00:00 UTC".into(),
+                snapshot: None,
                 signed_by: verified.fingerprint,
                 indexes: vec![crate::lock::LockedIndex {
                     path: "Packages".into(),

@@ -147,7 +147,7 @@ impl Workspace {
         // Nor the host's shared store registry.
         cmd.env_remove("IMGBUILD_STORE");
         for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("IMGBUILD_MIRROR_") {
+            if k.to_string_lossy().starts_with("IMGBUILD_MIRROR_") || k == "IMGBUILD_SNAPSHOT" {
                 cmd.env_remove(k);
             }
         }
