@@ -2,8 +2,8 @@
 //! "shocker" (`open_by_handle_at` on inode 2 to reach the host's root
 //! directory), `mknod` of a block and a char device, writing `/proc/sys`,
 //! looking at the host's disks in `/sys`, mounting, new user namespaces,
-//! keyrings, bpf, ptrace, module loading, kexec, the network, and the x32
-//! ABI. `tests/data/shocker.c` tries them all; it is compiled here with the
+//! keyrings, bpf, ptrace, module loading, kexec, the network (outside and
+//! a listener on the host's loopback), and the x32 ABI. `tests/data/shocker.c` tries them all; it is compiled here with the
 //! host's `cc` (statically, so it runs in any root), once for x86-64 and
 //! once with `-m32`, an i386 binary as multiarch images run (which must
 //! work, and meet the same denials under the i386 numbers). A missing
@@ -109,6 +109,7 @@ fn expected(arch: Arch) -> BTreeMap<&'static str, &'static [&'static str]> {
         ("init_module", eperm),
         ("kexec_load", eperm),
         ("connect-external", &["ENETUNREACH"][..]),
+        ("connect-host-loopback", &["ECONNREFUSED"][..]),
     ]);
     match arch {
         // x32 calls answer ENOSYS, as on a kernel without x32.
@@ -167,6 +168,21 @@ fn marker_name(tag: &str) -> String {
     format!("imgbuild-shocker-{tag}-{}", std::process::id())
 }
 
+/// A listener on the host's 127.0.0.1 for the probe to try.
+fn host_listener() -> (std::net::TcpListener, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    (listener, port)
+}
+
+fn assert_no_connection(listener: &std::net::TcpListener) {
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the host's loopback listener was reached: {other:?}"),
+    }
+}
+
 fn assert_host_untouched(marker: &str) {
     let path = Path::new("/").join(marker);
     let existed = path.exists();
@@ -209,7 +225,8 @@ fn shocker_direct(arch: Arch) {
     }
 
     let marker = marker_name(&format!("direct-{}", arch.name()));
-    let mut spec = SandboxSpec::new(&root, ["/shocker", marker.as_str()]);
+    let (listener, port) = host_listener();
+    let mut spec = SandboxSpec::new(&root, ["/shocker", marker.as_str(), port.as_str()]);
     spec.ro_binds.push((bin.clone(), "/shocker".into()));
     spec.timeout = Some(Duration::from_secs(60));
     let out = sandbox::run(&spec).unwrap();
@@ -222,19 +239,20 @@ fn shocker_direct(arch: Arch) {
     );
     assert_all_denied(&report, arch);
     assert_host_untouched(&marker);
+    assert_no_connection(&listener);
     assert!(!root.join("tmp/blockdev").exists());
 }
 
 /// A package shipping both shockers, whose preinst runs them into report
 /// files (and fails, failing the build, if any probe escaped).
-fn shocker_deb(bins: &[(Arch, Vec<u8>)], marker: &str) -> DebSpec {
+fn shocker_deb(bins: &[(Arch, Vec<u8>)], marker: &str, port: &str) -> DebSpec {
     let mut spec = DebSpec::new("shocker", "1.0", "amd64").depends("dpkg");
     let mut script = String::from("#!/bin/sh\nset -e\nmkdir -p /var/lib/shocker\n");
     for (arch, bin) in bins {
         let a = arch.name();
         spec = spec.file(&format!("/usr/libexec/shocker-{a}"), bin.clone(), 0o755);
         script.push_str(&format!(
-            "/usr/libexec/shocker-{a} {marker}-{a} > /var/lib/shocker/preinst-{a}.txt 2>&1\n"
+            "/usr/libexec/shocker-{a} {marker}-{a} {port} > /var/lib/shocker/preinst-{a}.txt 2>&1\n"
         ));
     }
     spec.script("preinst", &script)
@@ -314,21 +332,23 @@ fn shocker_as_preinst_and_run_step_of_a_build_is_denied() {
                 .map(|a| (a, fs::read(shocker(tmp.path(), a)).unwrap()))
                 .collect();
             let (pre, run) = (marker_name("preinst"), marker_name("run"));
+            let (listener, port) = host_listener();
             let mut steps = String::new();
             for (arch, _) in &bins {
                 let a = arch.name();
                 steps.push_str(&format!(
-                    "\n[[step]]\nrun = [\"sh\", \"-c\", \"/usr/libexec/shocker-{a} {run}-{a} > /var/lib/shocker/run-{a}.txt 2>&1\"]\n"
+                    "\n[[step]]\nrun = [\"sh\", \"-c\", \"/usr/libexec/shocker-{a} {run}-{a} {port} > /var/lib/shocker/run-{a}.txt 2>&1\"]\n"
                 ));
             }
-            let (_site, _server, ws) = workspace(&["shocker"], &[shocker_deb(&bins, &pre)], &steps);
+            let (_site, _server, ws) =
+                workspace(&["shocker"], &[shocker_deb(&bins, &pre, &port)], &steps);
             let out = build(&ws);
             for (arch, _) in &bins {
                 assert_host_untouched(&format!("{pre}-{}", arch.name()));
                 assert_host_untouched(&format!("{run}-{}", arch.name()));
             }
-            let out = out.assert_success();
-            drop(out);
+            out.assert_success();
+            assert_no_connection(&listener);
             for (arch, _) in &bins {
                 let a = arch.name();
                 assert_all_denied(

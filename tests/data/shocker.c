@@ -1,5 +1,7 @@
 /* The classic container escapes, tried from inside the build sandbox by
  * tests/sandbox_escape.rs (compiled there with the host's cc, statically).
+ * Arguments: a marker file name (what an escape would create at the host's
+ * root) and a port the test listens on at the host's 127.0.0.1.
  * One line per probe: "NAME denied ERRNO-NAME" or "NAME ESCAPED ...".
  * Exit status 0 when every probe was denied, 1 when any escaped.
  * With argument "host", it is run outside the sandbox as the control: then
@@ -178,6 +180,14 @@ int main(int argc, char **argv) {
     inet_pton(AF_INET, "192.0.2.1", &to.sin_addr);
     rc = s < 0 ? -1 : connect(s, (struct sockaddr *)&to, sizeof to);
     report("connect-external", rc, errno);
+    /* The host's loopback: a port the test listens on there (argv[2]). */
+    if (argc > 2) {
+        int t = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in lo = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[2]))};
+        inet_pton(AF_INET, "127.0.0.1", &lo.sin_addr);
+        rc = t < 0 ? -1 : connect(t, (struct sockaddr *)&lo, sizeof lo);
+        report("connect-host-loopback", rc, errno);
+    }
 
 #if defined(__i386__)
     printf("arch i386\n");
