@@ -78,7 +78,7 @@ pub fn audit_python(
     lock: &Lockfile,
     lock_path: &Path,
     client: &IndexClient,
-) -> Result<PythonAuditReport, PythonAuditError> {
+) -> Result<PythonAuditReport, Box<PythonAuditError>> {
     let entries: Vec<&LockedPython> = lock.python.iter().filter(|p| p.debian.is_none()).collect();
     let mut names: Vec<String> = entries.iter().map(|p| normalize_name(&p.name)).collect();
     names.sort();
@@ -101,12 +101,12 @@ pub fn audit_python(
         }) {
             Ok(pages) => pages,
             Err(e) => {
-                return Err(PythonAuditError::Index {
+                return Err(Box::new(PythonAuditError::Index {
                     lock: lock_path.to_path_buf(),
                     name: names.first().cloned().unwrap_or_default(),
                     page: client.base().clone(),
                     error: anyhow::Error::from(e),
-                });
+                }));
             }
         };
     let mut report = PythonAuditReport {
@@ -116,24 +116,26 @@ pub fn audit_python(
     for p in entries {
         let name = normalize_name(&p.name);
         let page = page_url(&name);
-        let entry_err = |detail: String| PythonAuditError::Entry {
-            lock: lock_path.to_path_buf(),
-            name: p.name.clone(),
-            version: p.version.clone(),
-            filename: p.filename.clone(),
-            detail,
-            page: page.clone(),
+        let entry_err = |detail: String| {
+            Box::new(PythonAuditError::Entry {
+                lock: lock_path.to_path_buf(),
+                name: p.name.clone(),
+                version: p.version.clone(),
+                filename: p.filename.clone(),
+                detail,
+                page: page.clone(),
+            })
         };
         let project = match pages.get(&name) {
             Some(Ok(Some(project))) => project,
             Some(Ok(None)) => return Err(entry_err(format!("the index has no project `{name}`"))),
             Some(Err(e)) => {
-                return Err(PythonAuditError::Index {
+                return Err(Box::new(PythonAuditError::Index {
                     lock: lock_path.to_path_buf(),
                     name: p.name.clone(),
                     page,
                     error: anyhow::anyhow!("{e:#}"),
-                });
+                }));
             }
             None => unreachable!("every name was asked for"),
         };
