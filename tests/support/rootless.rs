@@ -10,7 +10,8 @@
 //! one in a directory the user can reach ([`imgbuild_bin`]), so a checkout
 //! under a private home works. When the machine cannot have such a user
 //! (not root, or `useradd`, `setpriv`, `newuidmap`/`newgidmap` missing) the
-//! leg is skipped with the reason on stderr.
+//! leg is skipped with the reason on stderr; so it is where the kernel
+//! gives unprivileged users no user namespace.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -85,6 +86,22 @@ pub fn test_user() -> Result<TestUser, String> {
         if !on_path(program) {
             return Err(format!(
                 "no `{program}` (package {package}; ci/setup.sh installs it)"
+            ));
+        }
+    }
+    // Where the kernel refuses user namespaces to unprivileged users, no
+    // rootless build can run at all.
+    for (knob, refusing) in [
+        ("/proc/sys/kernel/unprivileged_userns_clone", "0"),
+        ("/proc/sys/user/max_user_namespaces", "0"),
+        (
+            "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+            "1",
+        ),
+    ] {
+        if fs::read_to_string(knob).is_ok_and(|v| v.trim() == refusing) {
+            return Err(format!(
+                "{knob} is {refusing}: this kernel gives unprivileged users no user namespace"
             ));
         }
     }
