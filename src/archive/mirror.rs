@@ -56,8 +56,12 @@ impl Mirrors {
     ) -> Result<Mirrors, ArchiveError> {
         let mut by_flag: BTreeMap<String, Vec<Url>> = BTreeMap::new();
         // `git:PREFIX=REPLACEMENT` entries are the git mapping's
-        // (crate::component::git), not archives.
-        for flag in flags.iter().filter(|f| !f.starts_with("git:")) {
+        // (crate::component::git) and `store=oci://…` the shared vendor
+        // store's (crate::fetch::oci_store), not archives.
+        for flag in flags
+            .iter()
+            .filter(|f| !f.starts_with("git:") && !is_store_setting(f))
+        {
             let bad = |reason: &str| ArchiveError::MirrorSetting {
                 setting: flag.clone(),
                 reason: reason.to_string(),
@@ -129,6 +133,16 @@ impl Mirrors {
             env_var: var,
         })
     }
+}
+
+/// The `--mirror` name that configures the shared vendor store (an OCI
+/// registry, `store=oci://HOST/REPO`) rather than an archive.
+pub const STORE_MIRROR: &str = "store";
+
+/// Whether a `--mirror` value is `store=…`.
+pub fn is_store_setting(flag: &str) -> bool {
+    flag.split_once('=')
+        .is_some_and(|(name, _)| name.trim() == STORE_MIRROR)
 }
 
 /// Parses `text` as a URL usable as a base: http, https or file, with a path

@@ -12,6 +12,7 @@ mod cache;
 mod decode;
 pub mod fetch;
 pub mod freshness;
+pub mod kept;
 pub mod mirror;
 mod plain;
 pub mod release;

@@ -7,6 +7,8 @@
 //! - [`import`]: adopting matching `.deb` files from a local directory.
 //! - [`session`]: one `fetch` of a lock (reuse, import, offline, download, index).
 //! - [`maintain`]: `vendor gc` and `vendor verify`.
+//! - [`oci_store`]: the store shared through an OCI registry (`vendor push`,
+//!   `--mirror store=oci://…`).
 //! - [`progress`]: terminal progress bars.
 //!
 //! The core works on [`Wanted`] blobs and does not depend on how recipes and
@@ -22,6 +24,7 @@ pub mod download;
 mod error;
 pub mod import;
 pub mod maintain;
+pub mod oci_store;
 pub mod progress;
 pub mod session;
 pub mod store;

@@ -98,6 +98,10 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
     } else {
         Some(Mirrors::new(&args.mirrors, &args.apt_dir)?)
     };
+    // The shared store first: the audit's signed files, then (once the
+    // lock passed the audit) the files it pins.
+    let mut from_store =
+        crate::ops::store_fill::StoreFill::connect(&args.mirrors, args.offline, args.quiet)?;
     // Nothing is fetched for a lock whose entries are not signed stanzas.
     let audit_opts = crate::archive::FetchOptions {
         offline: args.offline,
@@ -108,6 +112,7 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
         quiet: args.quiet,
         freshness: Default::default(),
     };
+    from_store.audit_files(read, &audit_opts.cache_dir)?;
     let audit = crate::archive::audit_lock(
         recipe,
         read,
@@ -127,6 +132,15 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
     // The tools tree's packages (`[[tool]]`) are fetched with the image's.
     let lock = read.with_tools_as_packages();
     let store = Store::open(&vendor_dir(&args.workspace, args.vendor.as_deref()))?;
+    let jobs = if args.jobs == 0 {
+        DEFAULT_JOBS
+    } else {
+        args.jobs
+    };
+    from_store.blobs(read, &store, jobs)?;
+    // Nothing left to download (say, all from the store registry): an
+    // archive without a configured mirror is no reason to fail.
+    let complete = !args.verify && store.require(read, &recipe.name).is_ok();
     let bases = |name: &str| -> Result<Vec<Url>, String> {
         let source = recipe.source(name).ok_or_else(|| {
             format!(
@@ -135,15 +149,14 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
             )
         })?;
         let mirrors = mirrors.as_ref().ok_or("offline")?;
-        mirrors.resolve(source).map_err(|e| e.to_string())
+        match mirrors.resolve(source) {
+            Err(_) if complete => Ok(Vec::new()),
+            r => r.map_err(|e| e.to_string()),
+        }
     };
     let options = SessionOptions {
         download: Options {
-            jobs: if args.jobs == 0 {
-                DEFAULT_JOBS
-            } else {
-                args.jobs
-            },
+            jobs,
             ..Options::default()
         },
         verify: args.verify,
@@ -168,6 +181,16 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
         summary.reused += py.reused;
         summary.bytes += py.bytes;
         summary.elapsed += py.elapsed;
+    }
+    if !from_store.is_empty() {
+        // Taken from the registry: fetched, not found in the store.
+        let r = &from_store.report;
+        summary.reused = summary.reused.saturating_sub(r.files);
+        summary.fetched += r.files;
+        summary.bytes += r.bytes;
+        if !args.quiet {
+            eprintln!("{}", from_store.summary());
+        }
     }
     if !args.quiet {
         eprintln!("{summary}");
@@ -337,6 +360,8 @@ mod tests {
             mirrors: vec![],
             ..a.clone()
         };
+        // Everything there: no mirror needed.
+        assert_eq!(run(&no_mirror).unwrap().reused, 3);
         std::fs::remove_dir_all(&store).unwrap();
         let err = format!("{:#}", run(&no_mirror).unwrap_err());
         assert!(
