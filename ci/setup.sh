@@ -32,6 +32,10 @@ command -v openssl >/dev/null || need+=(openssl)
 # statically (libc.a is in libc6-dev); without them the test fails loudly.
 command -v cc >/dev/null || need+=(gcc)
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || [ -e /usr/lib/aarch64-linux-gnu/libc.a ] || need+=(libc6-dev)
+# ... and once more with -m32, an i386 binary as multiarch images run (amd64).
+if [ "$(dpkg --print-architecture 2>/dev/null)" = amd64 ] && [ ! -e /usr/lib32/libc.a ]; then
+  need+=(gcc-multilib)
+fi
 # Rootless builds map /etc/subuid ranges with newuidmap/newgidmap.
 command -v newuidmap >/dev/null || need+=(uidmap)
 if [ ${#need[@]} -gt 0 ]; then

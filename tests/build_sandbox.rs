@@ -5,7 +5,11 @@
 //! timeout kills every process of the sandbox.
 //!
 //! Needs root, or unprivileged user namespaces: otherwise each test says
-//! "skipped" and passes.
+//! "skipped" and passes. Run as root, each test runs again as a non-root
+//! user with a subordinate id range (`support::rootless`), where a sandbox
+//! that cannot start is a failure.
+
+mod support;
 
 use std::fs;
 use std::io::ErrorKind;
@@ -15,6 +19,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use imgbuild::sandbox::{self, Input, SandboxSpec, Status};
+use support::rootless::{as_root_and_user, in_user_leg};
 
 /// A temp dir `T` with the root in `T/root` and host-only files in `T/host`.
 struct Root {
@@ -62,7 +67,9 @@ impl Root {
 fn run(spec: &SandboxSpec) -> Option<sandbox::Output> {
     match sandbox::run(spec) {
         Ok(out) => Some(out),
-        Err(e @ sandbox::SandboxError::Spawn { .. }) if !rustix::process::geteuid().is_root() => {
+        Err(e @ sandbox::SandboxError::Spawn { .. })
+            if !rustix::process::geteuid().is_root() && !in_user_leg() =>
+        {
             eprintln!("skipped: not root and no usable user namespace: {e}");
             None
         }
@@ -83,6 +90,13 @@ fn stdout(out: &sandbox::Output) -> String {
 
 #[test]
 fn no_tcp_connection_reaches_the_hosts_loopback() {
+    as_root_and_user(
+        "no_tcp_connection_reaches_the_hosts_loopback",
+        no_tcp_connection_reaches_the_hosts_loopback_body,
+    );
+}
+
+fn no_tcp_connection_reaches_the_hosts_loopback_body() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -132,6 +146,13 @@ fn wait_accept(listener: &TcpListener) -> Option<std::net::TcpStream> {
 
 #[test]
 fn host_paths_are_invisible_except_declared_binds() {
+    as_root_and_user(
+        "host_paths_are_invisible_except_declared_binds",
+        host_paths_are_invisible_except_declared_binds_body,
+    );
+}
+
+fn host_paths_are_invisible_except_declared_binds_body() {
     let r = Root::new();
     let marker = tempfile::Builder::new()
         .prefix("imgbuild-marker-")
@@ -178,6 +199,13 @@ fn host_paths_are_invisible_except_declared_binds() {
 
 #[test]
 fn fixed_environment_hostname_umask_and_epoch() {
+    as_root_and_user(
+        "fixed_environment_hostname_umask_and_epoch",
+        fixed_environment_hostname_umask_and_epoch_body,
+    );
+}
+
+fn fixed_environment_hostname_umask_and_epoch_body() {
     let r = Root::new();
     let mut spec = r.spec("");
     spec.argv = vec!["env".into()];
@@ -216,6 +244,13 @@ fn fixed_environment_hostname_umask_and_epoch() {
 
 #[test]
 fn the_command_is_pid_1_of_a_new_pid_namespace() {
+    as_root_and_user(
+        "the_command_is_pid_1_of_a_new_pid_namespace",
+        the_command_is_pid_1_of_a_new_pid_namespace_body,
+    );
+}
+
+fn the_command_is_pid_1_of_a_new_pid_namespace_body() {
     let r = Root::new();
     let Some(out) =
         run(&r.spec("echo $$; sleep 0.2 & for p in /proc/[0-9]*; do echo ${p#/proc/}; done"))
@@ -233,6 +268,13 @@ fn the_command_is_pid_1_of_a_new_pid_namespace() {
 
 #[test]
 fn stdin_bytes_and_exit_codes() {
+    as_root_and_user(
+        "stdin_bytes_and_exit_codes",
+        stdin_bytes_and_exit_codes_body,
+    );
+}
+
+fn stdin_bytes_and_exit_codes_body() {
     let r = Root::new();
     let mut spec = r.spec("tr a-z A-Z; exit 3");
     spec.stdin = Input::Bytes(b"hello\n".to_vec());
@@ -247,6 +289,13 @@ fn stdin_bytes_and_exit_codes() {
 
 #[test]
 fn the_timeout_kills_the_whole_sandbox() {
+    as_root_and_user(
+        "the_timeout_kills_the_whole_sandbox",
+        the_timeout_kills_the_whole_sandbox_body,
+    );
+}
+
+fn the_timeout_kills_the_whole_sandbox_body() {
     let r = Root::new();
     let out_dir = r.host().join("out");
     fs::create_dir(&out_dir).unwrap();
@@ -274,6 +323,13 @@ fn the_timeout_kills_the_whole_sandbox() {
 
 #[test]
 fn always_a_user_namespace_that_maps_no_host_root() {
+    as_root_and_user(
+        "always_a_user_namespace_that_maps_no_host_root",
+        always_a_user_namespace_that_maps_no_host_root_body,
+    );
+}
+
+fn always_a_user_namespace_that_maps_no_host_root_body() {
     let r = Root::new();
     let spec = r.spec("id -u; cat /proc/self/uid_map | tr -s ' '; echo $$");
     let Some(out) = run(&spec) else { return };
@@ -286,6 +342,13 @@ fn always_a_user_namespace_that_maps_no_host_root() {
     );
     expected.push("1".into());
     assert_eq!(stdout(&out).lines().collect::<Vec<_>>(), expected);
+    if in_user_leg() {
+        // The caller is root inside, its subordinate range the rest; no
+        // id inside is host root.
+        assert!(map.is_subordinate(), "{map:?}");
+        assert!(map.uid.iter().all(|e| e.outside != 0), "{map:?}");
+        assert_eq!(map.uid.iter().map(|e| e.count).sum::<u32>(), 65536);
+    }
     if rustix::process::geteuid().is_root() {
         // Root inside is not root outside: the whole range is elsewhere.
         assert_eq!(map.uid.len(), 1);
@@ -296,6 +359,13 @@ fn always_a_user_namespace_that_maps_no_host_root() {
 
 #[test]
 fn symlinked_mount_points_and_bad_binds_are_refused() {
+    as_root_and_user(
+        "symlinked_mount_points_and_bad_binds_are_refused",
+        symlinked_mount_points_and_bad_binds_are_refused_body,
+    );
+}
+
+fn symlinked_mount_points_and_bad_binds_are_refused_body() {
     let r = Root::new();
     std::os::unix::fs::symlink(r.host(), r.root().join("srv")).unwrap();
     let mut spec = r.spec("true");

@@ -18,9 +18,7 @@ use imgbuild::image::Manifest;
 use support::hostbase::host_base;
 use support::*;
 
-const USER: &str = "imgbuild-rootless";
-/// The range given to the test user if it has none (far from root's reserved one).
-const RANGE: &str = "100000000-100065535";
+use support::rootless::{TestUser, USER, chown_r, test_user};
 
 fn sh(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -31,35 +29,6 @@ fn sh(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// The test user's uid and gid, made (with a subordinate range) if missing.
-fn test_user() -> (u32, u32) {
-    let exists = Command::new("id").args(["-u", USER]).output().unwrap();
-    if !exists.status.success() {
-        sh(Command::new("useradd").args([
-            "--system",
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-            USER,
-        ]));
-    }
-    let has = |file: &str| {
-        fs::read_to_string(file)
-            .unwrap_or_default()
-            .lines()
-            .any(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                f.len() == 3 && f[0] == USER && f[2].parse::<u32>().is_ok_and(|n| n >= 65536)
-            })
-    };
-    if !has("/etc/subuid") || !has("/etc/subgid") {
-        sh(Command::new("usermod").args(["--add-subuids", RANGE, "--add-subgids", RANGE, USER]));
-    }
-    let uid = sh(Command::new("id").args(["-u", USER])).parse().unwrap();
-    let gid = sh(Command::new("id").args(["-g", USER])).parse().unwrap();
-    (uid, gid)
 }
 
 /// A package whose postinst chowns to ids other than root's; it brings the
@@ -91,20 +60,16 @@ password-hash = ""
 run = ["sh", "-c", "mkdir -p /srv/data && chown 1234:4321 /srv/data"]
 "#;
 
-fn chown_r(path: &Path, uid: u32, gid: u32) {
-    sh(Command::new("chown")
-        .arg("-R")
-        .arg(format!("{uid}:{gid}"))
-        .arg(path));
-}
-
 #[test]
 fn a_rootless_build_equals_the_root_build() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: needs root to create the test user (CI runs it as root)");
-        return;
-    }
-    let (uid, gid) = test_user();
+    let user = match test_user() {
+        Ok(user) => user,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let TestUser { uid, gid } = user;
     let site = Site::new();
     let mut archive = site
         .archive("debian")
@@ -141,7 +106,7 @@ fn a_rootless_build_equals_the_root_build() {
     let user_cache = top.join("cache-user");
     fs::create_dir(&user_cache).unwrap();
     fs::set_permissions(&top, fs::Permissions::from_mode(0o755)).unwrap();
-    chown_r(&top, uid, gid);
+    chown_r(&top, &user);
     let mut cmd = Command::new("setpriv");
     cmd.args([
         &format!("--reuid={uid}"),
@@ -216,7 +181,8 @@ fn r2lab_node_rootless_build_equals_the_root_build() {
         rustix::process::geteuid().is_root(),
         "run as root: it makes the test user"
     );
-    let (uid, gid) = test_user();
+    let user = test_user().unwrap_or_else(|why| panic!("{why}"));
+    let TestUser { uid, gid } = user;
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().unwrap();
     let top = tmp.path();
@@ -234,7 +200,7 @@ fn r2lab_node_rootless_build_equals_the_root_build() {
     fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
     for d in ["out-user", "cache-user", "home"] {
         fs::create_dir(top.join(d)).unwrap();
-        chown_r(&top.join(d), uid, gid);
+        chown_r(&top.join(d), &user);
     }
     let mut cmd = Command::new("setpriv");
     cmd.args([

@@ -26,9 +26,8 @@
 //!
 //! Nothing is downloaded when the cache holds everything, so a warm
 //! `solve --locked` stays fast: it costs hashing the indexes' texts.
-//! `[[python]]` entries are not audited: the lock records no signed index
-//! metadata for them (PyPI's simple index is not signed); their sha256 is
-//! their only pin.
+//! `[[python]]` entries are checked against the PyPI index's project pages
+//! instead ([`crate::pypi::audit`]; that index is not signed).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;

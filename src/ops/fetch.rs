@@ -127,6 +127,12 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
     if !args.quiet {
         audit.notes.iter().for_each(|n| eprintln!("note: {n}"));
     }
+    let python_opts = crate::pypi::SolveOptions {
+        mirrors: &args.mirrors,
+        offline: args.offline,
+        cache_dir: audit_opts.cache_dir.clone(),
+    };
+    crate::pypi::audit_lock(read, &loaded.lock_path, &python_opts)?;
     // The tools tree's packages (`[[tool]]`) are fetched with the image's.
     let lock = read.with_tools_as_packages();
     let store = Store::open(&vendor_dir(&args.workspace, args.vendor.as_deref()))?;

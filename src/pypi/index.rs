@@ -13,6 +13,9 @@
 //!
 //! Nothing here is trusted beyond the index itself: metadata files are
 //! checked against the hash the page gives, downloads against the file hash.
+//! A cached page records the sha256 of its body and is checked against it
+//! on every read (the lock audit of `[[python]]` relies on cached pages); one
+//! that does not match is dropped and fetched again.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -123,6 +126,9 @@ struct CachedPage {
     etag: Option<String>,
     fetched: u64,
     max_age: u64,
+    /// sha256 of `body`; a page without one (an older cache) is not used.
+    #[serde(default)]
+    sha256: String,
     body: String,
 }
 
@@ -168,7 +174,8 @@ impl IndexClient {
         &self.base
     }
 
-    fn page_url(&self, project: &str) -> Result<Url> {
+    /// The project page URL of `project` (normalised name).
+    pub fn page_url(&self, project: &str) -> Result<Url> {
         Ok(self.base.join(&format!("{project}/"))?)
     }
 
@@ -183,7 +190,9 @@ impl IndexClient {
         let cached: Option<CachedPage> = std::fs::read(&path)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .filter(|c: &CachedPage| c.url == url.as_str());
+            .filter(|c: &CachedPage| {
+                c.url == url.as_str() && c.sha256 == sha256_hex(c.body.as_bytes())
+            });
         if let Some(c) = &cached
             && (self.offline || now().saturating_sub(c.fetched) < c.max_age)
         {
@@ -225,6 +234,7 @@ impl IndexClient {
             etag,
             fetched: now(),
             max_age: age,
+            sha256: sha256_hex(&body),
             body: String::from_utf8(body).with_context(|| format!("{url}: not UTF-8"))?,
         };
         self.store_page(&path, &c);

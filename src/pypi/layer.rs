@@ -4,14 +4,15 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use super::install::install_wheel;
 use super::sdist::{self, BuildEnv};
 use super::target::Target;
+use crate::core::digest::sha256_hex;
 use crate::fetch::Store;
-use crate::lock::Lockfile;
+use crate::lock::{LockedPython, Lockfile};
 
 /// A wheel built from an sdist during the build.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -62,9 +63,7 @@ pub fn install_layer(
                 .push(format!("{} {}: from Debian's {deb}", p.name, p.version));
             continue;
         }
-        let path = store.path_of(&p.sha256);
-        let data = std::fs::read(&path)
-            .with_context(|| format!("{}: reading {}", p.label(), path.display()))?;
+        let data = read_verified(store, p)?;
         let (filename, wheel) = if p.is_sdist() {
             let built = sdist::build(root, &p.name, &p.filename, &data, env)?;
             let sha256 = hex::encode(Sha256::digest(&built.data));
@@ -100,6 +99,40 @@ pub fn install_layer(
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(report)
+}
+
+/// The store file of `p`, read whole and hashed as it is read (no separate
+/// pass): a file that is not the locked one is refused, naming the
+/// distribution, the file and both hashes, before anything of it is
+/// installed. The read stops one byte past the locked size, so a swapped-in
+/// huge file costs no more than the real one.
+fn read_verified(store: &Store, p: &LockedPython) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let path = store.path_of(&p.sha256);
+    let file = std::fs::File::open(&path)
+        .with_context(|| format!("{} ({}): reading {}", p.label(), p.filename, path.display()))?;
+    let mut data = Vec::with_capacity(p.size.min(64 << 20) as usize);
+    file.take(p.size.saturating_add(1))
+        .read_to_end(&mut data)
+        .with_context(|| format!("{} ({}): reading {}", p.label(), p.filename, path.display()))?;
+    let actual = sha256_hex(&data);
+    if actual != p.sha256 {
+        bail!(
+            "[[python]] {} ({}): sha256 mismatch: the lock says {}, the store file {} has {actual} \
+             ({} bytes{})",
+            p.label(),
+            p.filename,
+            p.sha256,
+            path.display(),
+            data.len(),
+            if data.len() as u64 > p.size {
+                ", more than the locked size"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(data)
 }
 
 /// The built-wheel record inside a rootfs tar (empty when there is none).

@@ -7,11 +7,13 @@
 //! - [`candidates`]: per project, which file of which version may be used.
 //! - [`provider`] / [`explain`]: the PubGrub encoding (no I/O) and its
 //!   explanations; [`resolve`]: the fetch-and-solve driver.
-//! - [`fetch`]: lock entries → vendor-store downloads.
+//! - [`fetch`]: lock entries → vendor-store downloads; [`audit`]: lock entries
+//!   checked against the index's file hashes (`solve --locked`, `fetch`).
 //! - [`install`]: wheels into the image (`/usr/local/lib/python3.X/dist-packages`);
 //!   [`sdist`]: opted-in sdists built in the sandbox; [`layer`]: the build hook.
 
 pub mod archive;
+pub mod audit;
 pub mod candidates;
 pub mod config;
 pub mod explain;
@@ -78,4 +80,21 @@ pub fn lock_python(
         .with_context(|| format!("cannot solve `[python]` of `{}`", recipe.name))?;
     lock.python = resolved.python;
     Ok(resolved.notes)
+}
+
+/// Audits the `[[python]]` entries of `lock` (read from `lock_path`)
+/// against the configured `pypi` index (see [`audit`]); `None` when the lock
+/// has none that are not Debian's, so no index needs to be configured.
+pub fn audit_lock(
+    lock: &Lockfile,
+    lock_path: &std::path::Path,
+    opts: &SolveOptions<'_>,
+) -> Result<Option<audit::PythonAuditReport>> {
+    if lock.python.iter().all(|p| p.debian.is_some()) {
+        return Ok(None);
+    }
+    let url = config::index_url(opts.mirrors, &|k| std::env::var(k).ok())
+        .context("checking the lock's [[python]] entries against the index")?;
+    let client = index::IndexClient::new(url, &opts.cache_dir, opts.offline)?;
+    Ok(Some(audit::audit_python(lock, lock_path, &client)?))
 }

@@ -5,15 +5,21 @@
 //! sees an ordinary error and its own error handling runs. Two filters are
 //! stacked (the kernel runs both; the stricter answer wins):
 //! 1. built with `seccompiler` (rust-vmm's BPF compiler, used by
-//!    Firecracker): a wrong architecture kills the process (an i386 or x32
-//!    binary would otherwise reach syscalls under other numbers), the
-//!    listed calls give `EPERM`, `unshare`/`clone` with `CLONE_NEWUSER`
-//!    give `EPERM` (a nested user namespace would hand the command a fresh
-//!    set of capabilities to probe the kernel with);
-//! 2. hand-written, four instructions: `clone3` gives `ENOSYS` (its flags
-//!    are in memory, out of a filter's reach; C libraries fall back to
-//!    `clone`, which the first filter checks), and on x86-64 any call with
-//!    the x32 bit set gives `ENOSYS` as well.
+//!    Firecracker) for the native architecture: the listed calls give
+//!    `EPERM`, `unshare`/`clone` with `CLONE_NEWUSER` give `EPERM` (a nested
+//!    user namespace would hand the command a fresh set of capabilities to
+//!    probe the kernel with), and any architecture but the native one and,
+//!    on x86-64, i386 kills the process (it would reach system calls under
+//!    other numbers). seccompiler compiles for one architecture, so a
+//!    three-instruction prefix lets i386 calls past it, to the second filter;
+//! 2. hand-written ([`guard_program`]): for native calls, `clone3` gives
+//!    `ENOSYS` (its flags are in memory, out of a filter's reach; C
+//!    libraries fall back to `clone`, which the first filter checks), and on
+//!    x86-64 any call with the x32 bit set gives `ENOSYS` as well (what a
+//!    kernel without x32 says). For i386 calls (x86-64 only: multiarch images
+//!    run i386 maintainer scripts and binaries) it applies the same policy
+//!    under the i386 numbers ([`DENIED_I386`]): `EPERM` for the same list,
+//!    `clone`/`unshare` with `CLONE_NEWUSER`, and `ENOSYS` for `clone3`.
 //!
 //! The programs are compiled in the parent ([`Filters::new`]) and installed
 //! by the child right before `exec` ([`Filters::install`]) with raw system
@@ -85,6 +91,70 @@ pub fn denied_names() -> Vec<&'static str> {
     DENIED.iter().map(|(name, _)| *name).collect()
 }
 
+/// The same denials under the i386 system call numbers (from the kernel's
+/// `arch/x86/entry/syscalls/syscall_32.tbl`; a unit test compares them with
+/// `<asm/unistd_32.h>`). i386 has no `kexec_file_load`, but extra entry
+/// points to the same kernel functions: `umount`, `stime`, the 64-bit-time
+/// `clock_settime64`/`clock_adjtime64`, and `vm86`/`vm86old`.
+#[cfg(target_arch = "x86_64")]
+pub const DENIED_I386: &[(&str, u32)] = &[
+    ("open_by_handle_at", 342),
+    ("name_to_handle_at", 341),
+    ("kexec_load", 283),
+    ("init_module", 128),
+    ("finit_module", 350),
+    ("delete_module", 129),
+    ("bpf", 357),
+    ("perf_event_open", 336),
+    ("userfaultfd", 374),
+    ("reboot", 88),
+    ("swapon", 87),
+    ("swapoff", 115),
+    ("syslog", 103),
+    ("acct", 51),
+    ("quotactl", 131),
+    ("lookup_dcookie", 253),
+    ("keyctl", 288),
+    ("add_key", 286),
+    ("request_key", 287),
+    ("settimeofday", 79),
+    ("stime", 25),
+    ("clock_settime", 264),
+    ("clock_settime64", 404),
+    ("clock_adjtime", 343),
+    ("clock_adjtime64", 405),
+    ("ptrace", 26),
+    ("process_vm_readv", 347),
+    ("process_vm_writev", 348),
+    ("mount", 21),
+    ("umount", 22),
+    ("umount2", 52),
+    ("pivot_root", 217),
+    ("open_tree", 428),
+    ("move_mount", 429),
+    ("fsopen", 430),
+    ("fsconfig", 431),
+    ("fsmount", 432),
+    ("fspick", 433),
+    ("mount_setattr", 442),
+    ("setns", 346),
+    ("iopl", 110),
+    ("ioperm", 101),
+    ("vm86", 166),
+    ("vm86old", 113),
+];
+
+/// i386 `clone`, `unshare` and `clone3`.
+#[cfg(target_arch = "x86_64")]
+const I386_CLONE: u32 = 120;
+#[cfg(target_arch = "x86_64")]
+const I386_UNSHARE: u32 = 310;
+#[cfg(target_arch = "x86_64")]
+const I386_CLONE3: u32 = 435;
+/// `AUDIT_ARCH_I386` (`EM_386 | __AUDIT_ARCH_LE`).
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+
 #[cfg(target_arch = "x86_64")]
 const ARCH: TargetArch = TargetArch::x86_64;
 #[cfg(target_arch = "aarch64")]
@@ -128,7 +198,9 @@ impl Filters {
             ARCH,
         )
         .map_err(compile_error)?;
-        let main = BpfProgram::try_from(filter).map_err(compile_error)?;
+        let native = BpfProgram::try_from(filter).map_err(compile_error)?;
+        let mut main = i386_bypass();
+        main.extend(native);
         Ok(Filters {
             main,
             guard: guard_program(),
@@ -165,6 +237,8 @@ impl Filters {
 
 /// `BPF_LD | BPF_W | BPF_ABS` (0x00 | 0x00 | 0x20).
 const BPF_LD_W_ABS: u16 = 0x20;
+/// `BPF_JMP | BPF_JA`.
+const BPF_JMP_JA: u16 = 0x05;
 /// `BPF_JMP | BPF_JEQ | BPF_K`.
 const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10;
 /// `BPF_JMP | BPF_JSET | BPF_K`.
@@ -173,15 +247,38 @@ const BPF_JMP_JSET_K: u16 = 0x05 | 0x40;
 const BPF_RET_K: u16 = 0x06;
 /// `offsetof(struct seccomp_data, nr)`.
 const NR_OFFSET: u32 = 0;
+/// `offsetof(struct seccomp_data, arch)`.
+const ARCH_OFFSET: u32 = 4;
+/// `offsetof(struct seccomp_data, args[0])`: its low 32 bits (little endian).
+#[cfg(target_arch = "x86_64")]
+const ARG0_LOW_OFFSET: u32 = 16;
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
 fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
     sock_filter { code, jt, jf, k }
 }
 
-/// `clone3` → ENOSYS; on x86-64 the x32 bit → ENOSYS; else allow. The
-/// architecture is checked by the main filter.
-fn guard_program() -> Vec<sock_filter> {
+/// The prefix of the seccompiler program: i386 calls are allowed by it
+/// (the second filter judges them), everything else goes on to its own
+/// architecture check. Empty where there is no i386 compat mode.
+fn i386_bypass() -> Vec<sock_filter> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        vec![
+            insn(BPF_LD_W_ABS, 0, 0, ARCH_OFFSET),
+            insn(BPF_JMP_JEQ_K, 0, 1, AUDIT_ARCH_I386),
+            insn(BPF_RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+        ]
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        Vec::new()
+    }
+}
+
+/// The native part of the second filter: `clone3` → ENOSYS; on x86-64 the
+/// x32 bit → ENOSYS; else allow.
+fn native_guard() -> Vec<sock_filter> {
     let enosys = libc::SECCOMP_RET_ERRNO | (libc::ENOSYS as u32);
     let x32_bit = if cfg!(target_arch = "x86_64") {
         X32_SYSCALL_BIT
@@ -197,9 +294,84 @@ fn guard_program() -> Vec<sock_filter> {
     ]
 }
 
+/// The i386 policy: [`DENIED_I386`] → EPERM, `clone`/`unshare` with
+/// `CLONE_NEWUSER` → EPERM, `clone3` → ENOSYS, else allow. Each test is
+/// followed by its own return, so no jump is longer than four instructions.
+#[cfg(target_arch = "x86_64")]
+fn i386_policy() -> Vec<sock_filter> {
+    let eperm = libc::SECCOMP_RET_ERRNO | (libc::EPERM as u32);
+    let enosys = libc::SECCOMP_RET_ERRNO | (libc::ENOSYS as u32);
+    let allow = libc::SECCOMP_RET_ALLOW;
+    let mut p = vec![insn(BPF_LD_W_ABS, 0, 0, NR_OFFSET)];
+    for &(_, nr) in DENIED_I386 {
+        p.push(insn(BPF_JMP_JEQ_K, 0, 1, nr));
+        p.push(insn(BPF_RET_K, 0, 0, eperm));
+    }
+    p.push(insn(BPF_JMP_JEQ_K, 0, 1, I386_CLONE3));
+    p.push(insn(BPF_RET_K, 0, 0, enosys));
+    // The flags are the first argument of both (i386 `clone` takes flags
+    // first too); CLONE_NEWUSER is in their low 32 bits.
+    p.push(insn(BPF_JMP_JEQ_K, 1, 0, I386_CLONE));
+    p.push(insn(BPF_JMP_JEQ_K, 0, 4, I386_UNSHARE));
+    p.push(insn(BPF_LD_W_ABS, 0, 0, ARG0_LOW_OFFSET));
+    p.push(insn(BPF_JMP_JSET_K, 0, 1, libc::CLONE_NEWUSER as u32));
+    p.push(insn(BPF_RET_K, 0, 0, eperm));
+    p.push(insn(BPF_RET_K, 0, 0, allow));
+    p.push(insn(BPF_RET_K, 0, 0, allow));
+    p
+}
+
+/// The second filter: i386 calls to [`i386_policy`] (x86-64), the rest to
+/// [`native_guard`] (other architectures are killed by the first filter).
+fn guard_program() -> Vec<sock_filter> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let i386 = i386_policy();
+        let mut p = vec![
+            insn(BPF_LD_W_ABS, 0, 0, ARCH_OFFSET),
+            insn(BPF_JMP_JEQ_K, 1, 0, AUDIT_ARCH_I386),
+            insn(BPF_JMP_JA, 0, 0, i386.len() as u32),
+        ];
+        p.extend(i386);
+        p.extend(native_guard());
+        p
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        native_guard()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs a program of the instructions used here on (arch, nr, arg0).
+    fn eval(prog: &[sock_filter], arch: u32, nr: u32, arg0: u64) -> u32 {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_ne_bytes());
+        data[4..8].copy_from_slice(&arch.to_ne_bytes());
+        data[16..24].copy_from_slice(&arg0.to_ne_bytes());
+        let (mut pc, mut acc) = (0usize, 0u32);
+        for _ in 0..prog.len() {
+            let i = &prog[pc];
+            let k = i.k as usize;
+            let (jump, next) = match i.code {
+                BPF_LD_W_ABS => {
+                    acc = u32::from_ne_bytes(data[k..k + 4].try_into().unwrap());
+                    (0, 0)
+                }
+                BPF_JMP_JA => (i.k as usize, 0),
+                BPF_JMP_JEQ_K => (0, if acc == i.k { i.jt } else { i.jf } as usize),
+                BPF_JMP_JSET_K => (0, if acc & i.k != 0 { i.jt } else { i.jf } as usize),
+                BPF_RET_K => return i.k,
+                c => panic!("opcode {c:#x} at {pc}"),
+            };
+            pc += 1 + jump + next;
+            assert!(pc < prog.len(), "ran off the end");
+        }
+        panic!("no return");
+    }
 
     #[test]
     fn filters_compile_and_cover_the_escapes() {
@@ -212,6 +384,106 @@ mod tests {
         for (i, ins) in f.guard.iter().enumerate() {
             assert!(i + 1 + (ins.jt as usize) < f.guard.len() || ins.code == BPF_RET_K);
             assert!(i + 1 + (ins.jf as usize) < f.guard.len() || ins.code == BPF_RET_K);
+        }
+        let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+        let native = ARCH.into_audit();
+        assert_eq!(eval(&f.guard, native, libc::SYS_clone3 as u32, 0), enosys);
+        assert_eq!(
+            eval(&f.guard, native, libc::SYS_getpid as u32, 0),
+            libc::SECCOMP_RET_ALLOW
+        );
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(
+            eval(
+                &f.guard,
+                native,
+                X32_SYSCALL_BIT | libc::SYS_getpid as u32,
+                0
+            ),
+            enosys
+        );
+    }
+
+    trait Audit {
+        fn into_audit(self) -> u32;
+    }
+    impl Audit for TargetArch {
+        fn into_audit(self) -> u32 {
+            match self {
+                TargetArch::x86_64 => 0xC000_003E,
+                TargetArch::aarch64 => 0xC000_00B7,
+                TargetArch::riscv64 => 0xC000_00F3,
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn i386_calls_meet_the_same_policy_under_their_own_numbers() {
+        let f = Filters::new().unwrap();
+        // The seccompiler program lets i386 through to the guard, and only i386.
+        assert_eq!(
+            eval(&f.main[..3], AUDIT_ARCH_I386, 342, 0),
+            libc::SECCOMP_RET_ALLOW
+        );
+        let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+        let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+        let allow = libc::SECCOMP_RET_ALLOW;
+        for &(name, nr) in DENIED_I386 {
+            assert_eq!(eval(&f.guard, AUDIT_ARCH_I386, nr, 0), eperm, "{name}");
+        }
+        let newuser = libc::CLONE_NEWUSER as u64;
+        for (nr, arg0, want) in [
+            (20, 0, allow),                            // getpid
+            (4, 0, allow),                             // write
+            (I386_CLONE, libc::SIGCHLD as u64, allow), // fork-like clone
+            (I386_CLONE, newuser | libc::SIGCHLD as u64, eperm),
+            (I386_UNSHARE, libc::CLONE_NEWNS as u64, allow),
+            (I386_UNSHARE, newuser, eperm),
+            (I386_CLONE3, 0, enosys),
+        ] {
+            assert_eq!(
+                eval(&f.guard, AUDIT_ARCH_I386, nr, arg0),
+                want,
+                "{nr} {arg0:#x}"
+            );
+        }
+        // Every native denial has its i386 twin (i386 has no kexec_file_load).
+        let i386: Vec<&str> = DENIED_I386.iter().map(|(n, _)| *n).collect();
+        for name in denied_names() {
+            assert!(
+                name == "kexec_file_load" || i386.contains(&name),
+                "{name} is not denied to i386"
+            );
+        }
+    }
+
+    /// The i386 numbers against the kernel's own header, where installed
+    /// (package linux-libc-dev, which gcc pulls in).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn i386_numbers_match_asm_unistd_32() {
+        let header = "/usr/include/x86_64-linux-gnu/asm/unistd_32.h";
+        let Ok(text) = std::fs::read_to_string(header) else {
+            eprintln!("skipped: no {header} (package linux-libc-dev)");
+            return;
+        };
+        let defined: BTreeMap<&str, u32> = text
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next()? == "#define").then_some(())?;
+                let name = w.next()?.strip_prefix("__NR_")?;
+                Some((name, w.next()?.parse().ok()?))
+            })
+            .collect();
+        let extra = [
+            ("clone", I386_CLONE),
+            ("unshare", I386_UNSHARE),
+            ("clone3", I386_CLONE3),
+        ];
+        for &(name, nr) in DENIED_I386.iter().chain(extra.iter()) {
+            assert_eq!(defined.get(name), Some(&nr), "{name} in {header}");
         }
     }
 }

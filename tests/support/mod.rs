@@ -5,6 +5,7 @@
 //! - [`key`]: throwaway OpenPGP keys ([`TestKey::primary`], [`TestKey::wrong`]).
 //! - [`repo`]: signed Debian archives and flat repositories ([`RepoBuilder`], [`Repo`]).
 //! - [`rootfs`]: the rootfs assembly tests' fixture store and lock.
+//! - [`rootless`]: the non-root leg of a test, as a user with a subordinate id range.
 //! - [`site`]: a temp dir of archives ([`Site`]).
 //! - [`http`]: a loopback HTTP server with fault injection ([`TestServer`], [`Fault`]).
 //! - [`apt`]: the real apt with a private configuration, as an independent judge ([`Apt`]).
@@ -32,6 +33,7 @@ pub mod pypi;
 pub mod registry;
 pub mod repo;
 pub mod rootfs;
+pub mod rootless;
 pub mod scripted;
 pub mod site;
 pub mod snapshot;

@@ -137,7 +137,7 @@ impl Workspace {
 
     /// The command `imgbuild -C <ws> ARGS…` with the isolated cache and HOME, not yet run.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_imgbuild"));
+        let mut cmd = Command::new(super::rootless::imgbuild_bin());
         cmd.arg("-C").arg(&self.root).args(args);
         cmd.env("IMGBUILD_CACHE", self.cache_dir());
         cmd.env("HOME", self.tmp.path().join("home"));

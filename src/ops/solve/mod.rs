@@ -166,6 +166,12 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport> {
         if !args.quiet {
             audit.notes.iter().for_each(|n| eprintln!("note: {n}"));
         }
+        let python_opts = crate::pypi::SolveOptions {
+            mirrors: &args.mirrors,
+            offline: args.offline,
+            cache_dir: FetchOptions::default_cache_dir(),
+        };
+        crate::pypi::audit_lock(lock, &loaded.lock_path, &python_opts)?;
         return Ok(SolveReport {
             recipe: loaded.recipe.name.clone(),
             lock: loaded.lock_path.clone(),
