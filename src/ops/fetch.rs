@@ -206,12 +206,12 @@ mod tests {
     /// a flat repository whose signed index lists them, so the lock passes
     /// the audit.
     fn setup() -> (tempfile::TempDir, PathBuf, String) {
-        use crate::archive::testutil::{gen_key, public_binary, write_repo};
+        use testkit::{TestKey, write_repo};
         let tmp = tempfile::tempdir().unwrap();
         let ws = tmp.path().join("ws");
         std::fs::create_dir_all(ws.join("recipes/keys")).unwrap();
-        let key = gen_key(21, false);
-        std::fs::write(ws.join("recipes/keys/k.pgp"), public_binary(&key)).unwrap();
+        let key = TestKey::seeded(21, false);
+        std::fs::write(ws.join("recipes/keys/k.pgp"), &key.keyring).unwrap();
         std::fs::write(
             ws.join("recipes/base.toml"),
             "architecture = \"amd64\"\npackages = [\"p0\"]\n\n[[source]]\nname = \"main\"\n\

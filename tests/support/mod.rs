@@ -2,7 +2,8 @@
 //!
 //! - [`deb`]: real, deterministic .deb files from a [`DebSpec`].
 //! - [`hostbase`]: a runnable base package made of the host's binaries ([`hostbase::host_base`]).
-//! - [`key`]: throwaway OpenPGP keys ([`TestKey::primary`], [`TestKey::wrong`]).
+//! - [`key`]: throwaway OpenPGP keys ([`TestKey::primary`], [`TestKey::wrong`]), from the
+//!   `testkit` crate shared with the unit tests.
 //! - [`repo`]: signed Debian archives and flat repositories ([`RepoBuilder`], [`Repo`]).
 //! - [`rootfs`]: the rootfs assembly tests' fixture store and lock.
 //! - [`site`]: a temp dir of archives ([`Site`]).
@@ -24,7 +25,6 @@ pub mod apt;
 pub mod deb;
 pub mod hostbase;
 pub mod http;
-pub mod key;
 pub mod onie;
 pub mod publishing;
 pub mod pypi;
@@ -36,6 +36,9 @@ pub mod site;
 pub mod solving;
 pub mod tree;
 pub mod workspace;
+
+/// The keys live in the shared fixture kit, which the unit tests use too.
+pub use testkit::key;
 
 pub use apt::Apt;
 pub use deb::{Compression, DebSpec, RawEntry, RawKind};
