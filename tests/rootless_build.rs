@@ -105,25 +105,11 @@ fn a_rootless_build_equals_the_root_build() {
         return;
     }
     let (uid, gid) = test_user();
-    let site = Site::new();
-    let mut archive = site
-        .archive("debian")
-        .suite("bookworm", &["amd64"], &["main"]);
-    for spec in host_base().into_iter().chain([owners()]) {
-        archive = archive.add(spec);
-    }
-    archive.build();
-    let server = site.serve();
-    let ws = Workspace::new();
-    let src = ws.trusted_source("main", &server.url("debian/"), "bookworm", &["main"]);
-    let mut text = RecipeToml::new("amd64")
-        .packages(&["owners"])
-        .source(src)
-        .to_toml();
-    text.push_str(STEPS);
-    ws.write_recipe("img", &text);
-    ws.run(&["solve", "img"]).assert_success();
-    ws.run(&["fetch", "img"]).assert_success();
+    let (_site, _server, ws) = fetched_img(
+        host_base().into_iter().chain([owners()]),
+        &["owners"],
+        STEPS,
+    );
 
     // The root build (its own cache).
     let out_root = ws.path().join("out-root");

@@ -181,37 +181,15 @@ fn mknod_deb() -> DebSpec {
 }
 
 fn workspace(packages: &[&str], extra: &[DebSpec], steps: &str) -> (Site, TestServer, Workspace) {
-    let site = Site::new();
-    let mut archive = site
-        .archive("debian")
-        .suite("bookworm", &["amd64"], &["main"]);
-    for spec in host_base().into_iter().chain(extra.iter().cloned()) {
-        archive = archive.add(spec);
-    }
-    archive.build();
-    let server = site.serve();
-    let ws = Workspace::new();
-    let src = ws.trusted_source("main", &server.url("debian/"), "bookworm", &["main"]);
-    let mut text = RecipeToml::new("amd64")
-        .packages(packages)
-        .source(src)
-        .to_toml();
-    text.push_str(steps);
-    ws.write_recipe("img", &text);
-    ws.run(&["solve", "img"]).assert_success();
-    ws.run(&["fetch", "img"]).assert_success();
-    (site, server, ws)
+    fetched_img(
+        host_base().into_iter().chain(extra.iter().cloned()),
+        packages,
+        steps,
+    )
 }
 
 fn args(ws: &Workspace) -> BuildArgs {
-    BuildArgs {
-        recipe: "img".into(),
-        workspace: ws.path().to_path_buf(),
-        source_date_epoch: Some(EPOCH),
-        quiet: true,
-        cache_dir: Some(ws.cache_dir().join("rootfs")),
-        ..BuildArgs::default()
-    }
+    build_args(ws, EPOCH)
 }
 
 /// `rel` from the built rootfs tar, read with the host's tar.

@@ -7,6 +7,7 @@
 //! - [`repo`]: signed Debian archives and flat repositories ([`RepoBuilder`], [`Repo`]).
 //! - [`rootfs`]: the rootfs assembly tests' fixture store and lock.
 //! - [`site`]: a temp dir of archives ([`Site`]).
+//! - [`img`]: recipe `img` over a served archive `debian`, solved and fetched ([`fetched_img`]).
 //! - [`http`]: a loopback HTTP server with fault injection ([`TestServer`], [`Fault`]).
 //! - [`apt`]: the real apt with a private configuration, as an independent judge ([`Apt`]).
 //! - [`onie`]: a fixture rootfs for the ONIE installer and a simulated ONIE.
@@ -25,6 +26,7 @@ pub mod apt;
 pub mod deb;
 pub mod hostbase;
 pub mod http;
+pub mod img;
 pub mod onie;
 pub mod publishing;
 pub mod pypi;
@@ -43,6 +45,7 @@ pub use testkit::key;
 pub use apt::Apt;
 pub use deb::{Compression, DebSpec, RawEntry, RawKind};
 pub use http::{Fault, RequestRecord, TestServer, raw_request};
+pub use img::{build_args, debian_site, fetched_img, write_img_recipe};
 pub use key::TestKey;
 pub use pypi::{PyIndex, WheelSpec};
 pub use repo::{BuiltDeb, Repo, RepoBuilder};
