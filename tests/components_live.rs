@@ -117,6 +117,8 @@ fn kube_install_on_bookworm() {
 /// 1 must leave port 2 routed as the program says: destination MAC from
 /// `forward`, source MAC from `send_frame`, TTL decremented.
 const FORWARD_SH: &str = r#"set -e
+echo "THRIFT-PY $(python3 -c 'import importlib.metadata as m; print(m.version("thrift"))')"
+echo "THRIFT-SO $(ldd /usr/bin/simple_switch | grep -o 'libthrift-[0-9.]*so' | sort -u | tr '\n' ' ')"
 ip link add veth0 type veth peer name veth1
 ip link add veth2 type veth peer name veth3
 for i in 0 1 2 3; do ip link set veth$i up; done
@@ -209,6 +211,23 @@ fn bmv2_forwards_a_packet() {
     assert!(
         stdout.contains("OUT 00:04:00:00:00:02 00:aa:bb:00:00:02 63 10.0.2.10"),
         "{stdout}\nswitch log:\n{log}"
+    );
+    // One thrift for the whole RPC path: the switch links the C++ library
+    // of the same release as the Python runtime runtime_CLI imports (the
+    // [python] lock entry, the recipe's historical pin).
+    let py = lock
+        .python
+        .iter()
+        .find(|p| p.name == "thrift")
+        .expect("thrift in [[python]]");
+    assert!(
+        stdout.contains(&format!("THRIFT-PY {}\n", py.version)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("THRIFT-SO libthrift-{}.so \n", py.version)),
+        "simple_switch must link libthrift-{}: {stdout}",
+        py.version
     );
     // The CLI's answers and the packet seen, for the record (`--nocapture`).
     eprintln!("{stdout}");

@@ -227,6 +227,7 @@ fn conflicts_are_explained() {
         ix.wheel(WheelSpec::new("c", "1.0"));
         ix.wheel(WheelSpec::new("c", "2.0"));
         ix.sdist("srconly", "1.0", "srconly");
+        ix.zip_sdist("srconly", "0.9");
     });
     let err = format!(
         "{:#}",
@@ -261,6 +262,17 @@ fn conflicts_are_explained() {
         )
         .unwrap();
     assert_eq!(r.python[0].filename, "srconly-1.0.tar.gz");
+    // A version with only a .zip sdist is left out with its reason, not a
+    // failed solve ("unsupported distribution format").
+    let err = format!(
+        "{:#}",
+        f.solve(
+            &bookworm(),
+            "requirements = [\"srconly<1\"]\nallow-sdist = [\"srconly\"]\n",
+        )
+        .unwrap_err()
+    );
+    assert!(err.contains("only a .zip sdist"), "{err}");
 }
 
 #[test]

@@ -137,6 +137,18 @@ pub fn project(name: &str, page: &ProjectPage, target: &Target, policy: &Policy)
                     continue;
                 }
             },
+            // Old releases often have only a `.zip` sdist: a candidate
+            // the build could not use is left out with its reason (the
+            // explanation says it) instead of failing the whole solve.
+            DistFile::Sdist { .. }
+                if policy.allow_sdist.contains(name) && !f.filename.ends_with(".tar.gz") =>
+            {
+                skip(
+                    &v,
+                    "only a .zip sdist (imgbuild builds .tar.gz sdists)".into(),
+                );
+                continue;
+            }
             DistFile::Sdist { .. } if policy.allow_sdist.contains(name) => u32::MAX,
             DistFile::Sdist { .. } => {
                 skip(

@@ -243,6 +243,35 @@ impl PyIndex {
     }
 
     /// Adds an sdist (no `.metadata` file: its PKG-INFO is read); returns its bytes.
+    /// A legacy `.zip` sdist (only PKG-INFO inside), as old releases have.
+    pub fn zip_sdist(&mut self, name: &str, version: &str) {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        zip.start_file(
+            format!("{name}-{version}/PKG-INFO"),
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        std::io::Write::write_all(
+            &mut zip,
+            format!("Metadata-Version: 1.1\nName: {name}\nVersion: {version}\n").as_bytes(),
+        )
+        .unwrap();
+        let data = zip.finish().unwrap().into_inner();
+        let filename = format!("{name}-{version}.zip");
+        std::fs::write(self.root.join("files").join(&filename), &data).unwrap();
+        self.projects
+            .entry(name.to_string())
+            .or_default()
+            .push(FileEntry {
+                filename,
+                sha256: sha(&data),
+                size: data.len(),
+                requires_python: None,
+                yanked: false,
+                metadata_sha256: None,
+            });
+    }
+
     pub fn sdist(&mut self, name: &str, version: &str, module: &str) -> Vec<u8> {
         let data = sdist_bytes(name, version, module);
         let filename = format!("{name}-{version}.tar.gz");
