@@ -186,7 +186,13 @@ fn fetch_python(
         Some(pypi::index::IndexClient::new(url, &cache, false)?)
     };
     let progress = Progress::for_terminal(args.quiet);
-    pypi::fetch::fetch_python(store, lock, client.as_ref(), options, &progress)
+    Ok(pypi::fetch::fetch_python(
+        store,
+        lock,
+        client.as_ref(),
+        options,
+        &progress,
+    )?)
 }
 
 #[cfg(test)]

@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
+use super::error::{Context, Result};
 use super::install::install_wheel;
 use super::sdist::{self, BuildEnv};
 use super::target::Target;
@@ -94,7 +94,8 @@ pub fn install_layer(
     }
     if !report.built.is_empty() {
         let path = root.join(BUILT_RECORD);
-        std::fs::create_dir_all(path.parent().expect("has parent"))?;
+        let dir = path.parent().expect("has parent");
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut text = serde_json::to_vec_pretty(&report.built).expect("plain data");
         text.push(b'\n');
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
@@ -107,9 +108,14 @@ pub fn built_from_tar(tar_path: &Path) -> Result<Vec<BuiltWheel>> {
     let file =
         std::fs::File::open(tar_path).with_context(|| format!("opening {}", tar_path.display()))?;
     let mut tar = tar::Archive::new(std::io::BufReader::new(file));
-    for entry in tar.entries()? {
-        let entry = entry?;
-        let path = entry.path()?.to_string_lossy().into_owned();
+    let bad = || format!("reading {}", tar_path.display());
+    for entry in tar.entries().with_context(bad)? {
+        let entry = entry.with_context(bad)?;
+        let path = entry
+            .path()
+            .with_context(bad)?
+            .to_string_lossy()
+            .into_owned();
         if path.trim_start_matches("./") == BUILT_RECORD {
             return serde_json::from_reader(entry)
                 .with_context(|| format!("{BUILT_RECORD} in {}", tar_path.display()));

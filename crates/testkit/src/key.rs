@@ -126,6 +126,9 @@ impl TestKey {
     }
 
     /// The key that signs: the signing subkey if there is one, else the primary.
+    // Boxed: pgp implements `SigningKey` for `Box<&dyn SigningKey>`, not for
+    // `&dyn SigningKey`, and its signing functions take `&impl SigningKey`.
+    #[allow(clippy::redundant_allocation)]
     fn signer(&self) -> Box<&dyn SigningKey> {
         match self.secret.secret_subkeys.first() {
             Some(sub) => Box::new(&sub.key),
