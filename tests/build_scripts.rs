@@ -15,7 +15,6 @@ use std::process::Command;
 
 use imgbuild::ops::build::{self, BuildArgs};
 use imgbuild::ops::verify::{self, VerifyArgs};
-use support::hostbase::host_base;
 use support::*;
 
 const EPOCH: i64 = 1_600_000_000;
@@ -87,15 +86,6 @@ run = ["sh", "-c", "echo ran as $(id -u) on $(cat /proc/sys/kernel/hostname) > /
 enable = ["greeter.service"]
 "#;
 
-/// A workspace with recipe `img` over the fixture archive, solved and fetched.
-fn workspace(packages: &[&str], extra: &[DebSpec], steps: &str) -> (Site, TestServer, Workspace) {
-    fetched_img(
-        host_base().into_iter().chain(extra.iter().cloned()),
-        packages,
-        steps,
-    )
-}
-
 fn args(ws: &Workspace) -> BuildArgs {
     build_args(ws, EPOCH)
 }
@@ -139,7 +129,7 @@ fn scripts_and_steps_run_inside_the_image_without_network() {
     let _umask = umask_lock();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let (_site, _server, ws) = workspace(
+    let (_site, _server, ws) = fetched_on_host_base(
         &["greeter", "netprobe"],
         &[greeter(), netprobe(port)],
         STEPS,
@@ -246,7 +236,7 @@ fn verify_args(ws: &Workspace) -> VerifyArgs {
 #[test]
 fn scripted_builds_are_reproducible_and_verify_names_a_postinst_date() {
     let _umask = umask_lock();
-    let (_site, _server, ws) = workspace(&["greeter"], &[greeter(), stamper()], STEPS);
+    let (_site, _server, ws) = fetched_on_host_base(&["greeter"], &[greeter(), stamper()], STEPS);
     let clean = verify::run(&verify_args(&ws)).unwrap();
     assert!(clean.manifest.artifact("rootfs.tar").is_some());
 

@@ -15,7 +15,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use imgbuild::image::Manifest;
-use support::hostbase::host_base;
 use support::*;
 
 const USER: &str = "imgbuild-rootless";
@@ -105,11 +104,7 @@ fn a_rootless_build_equals_the_root_build() {
         return;
     }
     let (uid, gid) = test_user();
-    let (_site, _server, ws) = fetched_img(
-        host_base().into_iter().chain([owners()]),
-        &["owners"],
-        STEPS,
-    );
+    let (_site, _server, ws) = fetched_on_host_base(&["owners"], &[owners()], STEPS);
 
     // The root build (its own cache).
     let out_root = ws.path().join("out-root");

@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use imgbuild::ops::build::{self, BuildArgs};
 use imgbuild::sandbox::{self, SandboxSpec};
-use support::hostbase::host_base;
 use support::*;
 
 const EPOCH: i64 = 1_600_000_000;
@@ -180,14 +179,6 @@ fn mknod_deb() -> DebSpec {
         .script("preinst", "#!/bin/sh\nset -e\nmknod /dev/host-disk b 8 0\n")
 }
 
-fn workspace(packages: &[&str], extra: &[DebSpec], steps: &str) -> (Site, TestServer, Workspace) {
-    fetched_img(
-        host_base().into_iter().chain(extra.iter().cloned()),
-        packages,
-        steps,
-    )
-}
-
 fn args(ws: &Workspace) -> BuildArgs {
     build_args(ws, EPOCH)
 }
@@ -213,7 +204,8 @@ fn shocker_as_preinst_and_run_step_of_a_build_is_denied() {
     let steps = format!(
         "\n[[step]]\nrun = [\"sh\", \"-c\", \"/usr/libexec/shocker {run} > /var/lib/shocker/run.txt 2>&1\"]\n"
     );
-    let (_site, _server, ws) = workspace(&["shocker"], &[shocker_deb(&bin, &pre)], &steps);
+    let (_site, _server, ws) =
+        fetched_on_host_base(&["shocker"], &[shocker_deb(&bin, &pre)], &steps);
     let report = build::run(&args(&ws));
     assert_host_untouched(&pre);
     assert_host_untouched(&run);
@@ -225,7 +217,7 @@ fn shocker_as_preinst_and_run_step_of_a_build_is_denied() {
 #[test]
 fn a_preinst_that_needs_a_device_node_fails_the_build_naming_it() {
     let _umask = umask_lock();
-    let (_site, _server, ws) = workspace(&["disk-grabber"], &[mknod_deb()], "");
+    let (_site, _server, ws) = fetched_on_host_base(&["disk-grabber"], &[mknod_deb()], "");
     let err = format!("{:#}", build::run(&args(&ws)).unwrap_err());
     assert!(err.contains("preinst"), "{err}");
     assert!(err.contains("disk-grabber 1.0 amd64"), "{err}");
@@ -304,7 +296,7 @@ fn package_device_nodes_are_recorded_never_made_on_the_host() {
     );
 
     // A build: the node is in rootfs.tar at its place, and in dpkg's list.
-    let (_site, _server, ws) = workspace(&["devnode"], &[device_deb()], "");
+    let (_site, _server, ws) = fetched_on_host_base(&["devnode"], &[device_deb()], "");
     build::run(&args(&ws)).unwrap_or_else(|e| panic!("{e:#}"));
     let tar = ws.path().join("out/img/rootfs.tar");
     let (node, list) = tar_entry(
@@ -338,7 +330,7 @@ fn package_device_nodes_are_recorded_never_made_on_the_host() {
 #[test]
 fn a_same_size_tampered_store_blob_is_refused_naming_both_hashes() {
     let _umask = umask_lock();
-    let (_site, _server, ws) = workspace(&["devnode"], &[device_deb()], "");
+    let (_site, _server, ws) = fetched_on_host_base(&["devnode"], &[device_deb()], "");
     let lock = imgbuild::lock::Lockfile::read(&ws.path().join("locks/img.lock")).unwrap();
     let pkg = lock.packages.iter().find(|p| p.name == "devnode").unwrap();
     let store = imgbuild::fetch::Store::open(&ws.path().join("vendor")).unwrap();

@@ -54,6 +54,19 @@ pub fn fetched_img(
     (site, server, ws)
 }
 
+/// [`fetched_img`] over the runnable host base ([`super::hostbase::host_base`])
+/// plus the packages `extra`: for tests that run maintainer scripts and steps.
+pub fn fetched_on_host_base(
+    packages: &[&str],
+    extra: &[DebSpec],
+    recipe_extra: &str,
+) -> (Site, TestServer, Workspace) {
+    let debs = super::hostbase::host_base()
+        .into_iter()
+        .chain(extra.iter().cloned());
+    fetched_img(debs, packages, recipe_extra)
+}
+
 /// `imgbuild build img` of `ws` in-process: SOURCE_DATE_EPOCH `epoch`,
 /// quiet, the workspace's own rootfs cache; maintainer scripts on (set
 /// `no_scripts` with `..build_args(..)` for fixtures without a shell).

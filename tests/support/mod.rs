@@ -45,7 +45,7 @@ pub use testkit::key;
 pub use apt::Apt;
 pub use deb::{Compression, DebSpec, RawEntry, RawKind};
 pub use http::{Fault, RequestRecord, TestServer, raw_request};
-pub use img::{build_args, debian_site, fetched_img, write_img_recipe};
+pub use img::{build_args, debian_site, fetched_img, fetched_on_host_base, write_img_recipe};
 pub use key::TestKey;
 pub use pypi::{PyIndex, WheelSpec};
 pub use repo::{BuiltDeb, Repo, RepoBuilder};
