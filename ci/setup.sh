@@ -46,14 +46,15 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # The independent checks of a publication (tests/data/check_publication.py):
 # securesystemslib for the DSSE envelope, spdx-tools and cyclonedx-python-lib
-# for the SBOMs, oras for the referrers, in a venv outside the checkout.
+# for the SBOMs, oras for the referrers, kubernetes-validate (and its
+# PyYAML) for ci/k8s/ (tests/k8s_manifests.rs), in a venv outside the checkout.
 venv="${IMGBUILD_TEST_VENV:-/var/tmp/imgbuild-test-venv}"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import securesystemslib, spdx_tools, cyclonedx, oras' 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import securesystemslib, spdx_tools, cyclonedx, oras, kubernetes_validate' 2>/dev/null; then
   /usr/bin/python3 -c 'import ensurepip' 2>/dev/null || {
     [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null 2>&1 || true
   }
   if /usr/bin/python3 -m venv "$venv" >/dev/null 2>&1 &&
-    "$venv/bin/pip" install -q in-toto securesystemslib spdx-tools cyclonedx-python-lib oras >/dev/null 2>&1; then
+    "$venv/bin/pip" install -q in-toto securesystemslib spdx-tools cyclonedx-python-lib oras kubernetes-validate==1.37.0 >/dev/null 2>&1; then
     echo "ci/setup.sh: made the test venv $venv"
   else
     echo "ci/setup.sh: could not make the test venv $venv; the Python checks will be skipped"

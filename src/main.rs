@@ -17,8 +17,11 @@ struct Cli {
     #[arg(short = 'C', long = "directory", global = true, default_value = ".")]
     directory: PathBuf,
     /// Mirror for a named archive, NAME=URL (repeatable; tried in order);
-    /// `git:PREFIX=REPLACEMENT` redirects component git URLs starting with
-    /// PREFIX (also IMGBUILD_MIRROR_GIT).
+    /// `snapshot=URL` is the snapshot service (files the live mirrors no
+    /// longer have, `solve --snapshot`); `git:PREFIX=REPLACEMENT` redirects
+    /// component git URLs starting with PREFIX (also IMGBUILD_MIRROR_GIT);
+    /// `store=oci://HOST/REPO` fills the vendor store from that registry
+    /// first (also IMGBUILD_STORE).
     #[arg(long = "mirror", global = true, value_name = "NAME=URL")]
     mirrors: Vec<String>,
     /// Never use the network: cached, verified indexes and the vendor store only.
@@ -54,6 +57,11 @@ enum Command {
         /// records (normally refused as a possible replay).
         #[arg(long)]
         allow_downgrade: bool,
+        /// Solve against the snapshot service's archive as it was at TS
+        /// (YYYYMMDDTHHMMSSZ, UTC) for every source naming an archive; the
+        /// service is `--mirror snapshot=URL` or IMGBUILD_MIRROR_SNAPSHOT.
+        #[arg(long, value_name = "TS")]
+        snapshot: Option<String>,
         /// Print a machine-readable report on stdout.
         #[arg(long)]
         json: bool,
@@ -153,6 +161,10 @@ enum Command {
         /// That build: unpack only, no maintainer scripts (as `build --no-scripts`).
         #[arg(long)]
         no_scripts: bool,
+        /// A file (at most 16 MiB) published as a referrer of the image and a
+        /// subject of the provenance, e.g. a drift report (repeatable).
+        #[arg(long = "attach", value_name = "FILE")]
+        attach: Vec<PathBuf>,
         /// org.opencontainers.image.revision (default: the workspace's git HEAD).
         #[arg(long)]
         revision: Option<String>,
@@ -179,6 +191,10 @@ enum Command {
         /// Output directory.
         #[arg(short = 'o', long = "output", value_name = "DIR", default_value = ".")]
         output: PathBuf,
+        /// Only print the digest REF names (nothing when the tag does not
+        /// exist) and write nothing.
+        #[arg(long, conflicts_with = "verify_key")]
+        resolve: bool,
         #[command(flatten)]
         registry_opts: RegistryOpts,
     },
@@ -261,6 +277,25 @@ enum VendorCommand {
     Gc,
     /// Re-hash every blob; report (and remove) corrupt ones.
     Verify,
+    /// Upload every file the recipe's lock pins (and its signed indexes) to
+    /// an OCI registry repository, under one store manifest per lock, for
+    /// `--mirror store=oci://HOST/REPO` to fill other stores from. Blobs
+    /// already there are not sent again.
+    Push {
+        /// [oci://]HOST[:PORT]/REPO[:TAG]; the default tag is
+        /// RECIPE-lock-<first 12 hex of sha256 of locks/RECIPE.lock>.
+        reference: String,
+        /// Recipe name or path.
+        recipe: String,
+        /// Uploads at once.
+        #[arg(short, long, default_value_t = imgbuild::fetch::oci_store::DEFAULT_JOBS)]
+        jobs: usize,
+        #[command(flatten)]
+        registry_opts: RegistryOpts,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn apt_dir() -> PathBuf {
@@ -305,10 +340,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             recipe,
             update,
             allow_downgrade,
+            snapshot,
             json,
         } => {
             if locked && update.is_some() {
                 anyhow::bail!("--update cannot be combined with --locked or --frozen");
+            }
+            if locked && snapshot.is_some() {
+                anyhow::bail!("--snapshot cannot be combined with --locked or --frozen");
             }
             let update = match update {
                 None => imgbuild::lock::Update::Minimal,
@@ -325,6 +364,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 quiet: cli.quiet || json,
                 apt_dir: apt_dir(),
                 allow_downgrade,
+                snapshot,
             };
             let report = ops::solve::run(&args)?;
             if json {
@@ -454,6 +494,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 summary.ensure_clean()?;
             }
+            VendorCommand::Push {
+                reference,
+                recipe,
+                jobs,
+                registry_opts,
+                json,
+            } => {
+                let report = ops::vendor::push(&ops::vendor::PushArgs {
+                    target: reference,
+                    recipe,
+                    workspace: ws,
+                    vendor,
+                    transport: registry_opts.transport(),
+                    cache_dir: None,
+                    jobs,
+                })?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                }
+                if !cli.quiet {
+                    eprintln!("{report}");
+                }
+            }
         },
         Command::Publish {
             recipe,
@@ -466,6 +529,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             no_build,
             vendor,
             no_scripts,
+            attach,
             revision,
             monolithic_limit,
             chunk_size,
@@ -489,6 +553,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 no_build,
                 vendor,
                 no_scripts,
+                attach,
             };
             // Prints its own progress and summary unless quiet.
             let report = ops::publish::run(&args)?;
@@ -500,8 +565,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             reference,
             verify_key,
             output,
+            resolve,
             registry_opts,
         } => {
+            if resolve {
+                let found = ops::pull::resolve(&reference, &registry_opts.transport())?;
+                if let Some(digest) = found {
+                    println!("{digest}");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let args = ops::pull::PullArgs {
                 reference,
                 out_dir: output,

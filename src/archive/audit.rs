@@ -11,8 +11,11 @@
 //!    the suite has moved on and the lock's InRelease is nowhere to be had,
 //!    the mirror's current InRelease (verified, and fresh) stands in for it
 //!    and step 2 is skipped: the entries must then be stanzas of the suite's
-//!    *current* signed index, and the report says so. A source no entry
-//!    comes from is not checked at all;
+//!    *current* signed index, and the report says so. Before that, when a
+//!    snapshot service is configured, the lock's own InRelease is looked for
+//!    there (at the lock's `snapshot`, or searched from its `Date`: see
+//!    [`super::snapshot_archive`]); found, it and its indexes are used as if
+//!    cached. A source no entry comes from is not checked at all;
 //! 2. the lock's header must agree with it: signer, `Date`, and each index
 //!    path with the size and sha256 the signed Release lists;
 //! 3. each index is read from the cache or the mirror and checked against
@@ -27,7 +30,7 @@
 //! metadata for them (PyPI's simple index is not signed); their sha256 is
 //! their only pin.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -35,6 +38,7 @@ use super::cache::Cache;
 use super::fetch::{Ctx, Plan, cache_key, index_bytes, inrelease};
 use super::mirror::Mirrors;
 use super::release::Release;
+use super::snapshot_archive::{self, Timestamp};
 use super::transport::Transport;
 use super::verify::Keyring;
 use super::{ArchiveError, FetchOptions, plain};
@@ -53,6 +57,9 @@ pub struct AuditReport {
     /// Sources whose own InRelease was gone (the suite moved on), checked
     /// against the suite's current signed index instead: one line each.
     pub notes: Vec<String>,
+    /// Sources whose own InRelease was found on the snapshot service, with
+    /// the timestamp it was found at (their indexes were read there too).
+    pub snapshots: BTreeMap<String, Timestamp>,
 }
 
 /// Why a lock failed the audit. Each names the lock file and the source or
@@ -198,6 +205,10 @@ pub fn audit_lock(
             },
             urls: urls.clone().unwrap_or_default(),
             cache_key: cache_key(&source.location),
+            snapshot: match (opts.offline, mirrors) {
+                (false, Some(m)) => m.snapshot_plan(source)?,
+                _ => None,
+            },
             architectures: Vec::new(),
         };
         jobs.push((plan, urls.err(), locked.clone(), mine));
@@ -235,8 +246,9 @@ pub fn audit_lock(
         let counts = counts?.into_iter().collect::<Result<Vec<_>, _>>()?;
         Ok(AuditReport {
             sources: counts.len(),
-            entries: counts.iter().map(|(n, _)| n).sum(),
-            notes: counts.into_iter().filter_map(|(_, note)| note).collect(),
+            entries: counts.iter().map(|(n, _, _)| n).sum(),
+            snapshots: counts.iter().filter_map(|(_, _, s)| s.clone()).collect(),
+            notes: counts.into_iter().filter_map(|(_, note, _)| note).collect(),
         })
     };
     if tokio::runtime::Handle::try_current().is_ok() {
@@ -250,12 +262,12 @@ pub fn audit_lock(
 /// Audits one lock source and its entries; returns how many entries matched.
 async fn audit_source(
     ctx: Arc<Ctx>,
-    plan: Plan,
+    mut plan: Plan,
     mirror_err: Option<String>,
     locked: LockedSource,
     entries: Vec<Entry>,
     lock: String,
-) -> Result<(usize, Option<String>), ArchiveError> {
+) -> Result<SourceAudit, ArchiveError> {
     let src_err = |reason: String| {
         audit_err(AuditError::Source {
             lock: lock.clone(),
@@ -266,7 +278,7 @@ async fn audit_source(
     // A source no entry comes from protects nothing: its InRelease is not
     // needed (a lock whose other suites moved on stays checkable).
     if entries.is_empty() {
-        return Ok((0, None));
+        return Ok((0, None, None));
     }
     let want = locked.inrelease_sha256.to_ascii_lowercase();
     let mut note = None;
@@ -278,8 +290,26 @@ async fn audit_source(
         .cache
         .read_inrelease_blob(&want)
         .or_else(|| latest.clone().filter(|r| sha256_hex(r) == want));
+    let mut located = None;
     let (raw, what) = match kept {
         Some(raw) => (raw, format!("cached InRelease sha256 {want}")),
+        // Solved at a snapshot, or no live mirror: straight to the snapshot.
+        None if !ctx.offline
+            && plan.snapshot.is_some()
+            && (locked.snapshot.is_some() || plan.urls.is_empty()) =>
+        {
+            located = find_in_snapshot(&ctx, &plan, &locked, &want).await?;
+            match &located {
+                Some(l) => (l.raw.clone(), l.url.clone()),
+                None => {
+                    return Err(src_err(format!(
+                        "its InRelease (sha256 {want}) is neither cached nor on the snapshot \
+                         service at {}",
+                        snapshot_time(&locked)
+                    )));
+                }
+            }
+        }
         None => {
             // The suite moved on and the lock's InRelease is gone: the
             // entries must then be stanzas of the suite's current signed
@@ -303,16 +333,30 @@ async fn audit_source(
                 _ => inrelease(&ctx, &plan).await?,
             };
             let got = sha256_hex(&raw);
-            if got != want {
-                note = Some(format!(
-                    "source `{}`: the lock's InRelease (sha256 {want}) is not cached and {what} \
-                     is now {got}; its entries were checked against that current signed index",
-                    locked.name
-                ));
+            if got != want && !ctx.offline && plan.snapshot.is_some() {
+                // The live archive moved on; the snapshot service keeps
+                // the lock's own InRelease.
+                located = find_in_snapshot(&ctx, &plan, &locked, &want).await?;
             }
-            (raw, what)
+            match &located {
+                Some(l) => (l.raw.clone(), l.url.clone()),
+                None => {
+                    if got != want {
+                        note = Some(format!(
+                            "source `{}`: the lock's InRelease (sha256 {want}) is not cached and {what} \
+                             is now {got}; its entries were checked against that current signed index",
+                            locked.name
+                        ));
+                    }
+                    (raw, what)
+                }
+            }
         }
     };
+    if let Some(l) = &located {
+        // Its indexes come from the same snapshot.
+        plan.urls = l.bases.clone();
+    }
     let fallback = note.is_some();
     let raw_sha = if fallback {
         sha256_hex(&raw)
@@ -452,7 +496,7 @@ async fn audit_source(
                     detail: if fallback {
                         format!(
                             "{detail}; the lock's own InRelease is gone (the suite moved on): \
-                             re-solve, or point --mirror at a snapshot of the lock's date"
+                             re-solve, or configure the snapshot service (--mirror snapshot=URL) to check it against the lock's own"
                         )
                     } else {
                         detail
@@ -465,7 +509,41 @@ async fn audit_source(
     })
     .await
     .map_err(|e| ArchiveError::Setup(e.to_string()))??;
-    Ok((n, note))
+    Ok((n, note, located.map(|l| (locked.name.clone(), l.ts))))
+}
+
+/// Entries matched, the note on a fallback to the current index, and the
+/// snapshot the lock's InRelease was found at.
+type SourceAudit = (usize, Option<String>, Option<(String, Timestamp)>);
+
+/// The lock's InRelease on the snapshot service: at the lock's `snapshot`
+/// when it names one, else searched from its `Date`.
+async fn find_in_snapshot(
+    ctx: &Ctx,
+    plan: &Plan,
+    locked: &LockedSource,
+    want: &str,
+) -> Result<Option<snapshot_archive::Located>, ArchiveError> {
+    let Some(snapshot) = &plan.snapshot else {
+        return Ok(None);
+    };
+    snapshot_archive::locate(
+        ctx,
+        plan,
+        snapshot,
+        want,
+        &locked.date,
+        locked.snapshot.as_ref(),
+    )
+    .await
+}
+
+/// "snapshot TS", or "the times after Date" for a message.
+fn snapshot_time(locked: &LockedSource) -> String {
+    match &locked.snapshot {
+        Some(ts) => ts.to_string(),
+        None => format!("the times after its Date ({})", locked.date),
+    }
 }
 
 /// The lock's header for a source against its verified Release.

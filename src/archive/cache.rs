@@ -185,7 +185,7 @@ impl Cache {
     }
 
     /// Where the InRelease with this sha256 is kept by content.
-    fn inrelease_blob_path(&self, sha256: &str) -> PathBuf {
+    pub(super) fn inrelease_blob_path(&self, sha256: &str) -> PathBuf {
         self.root.join("inrelease").join("sha256").join(sha256)
     }
 

@@ -20,6 +20,7 @@ use super::freshness::{self, Freshness};
 use super::mirror::{Mirrors, base_url};
 use super::plain;
 use super::release::{FileHash, Release};
+use super::snapshot_archive::SnapshotPlan;
 use super::transport::{Got, Transport};
 use super::verify::Keyring;
 use super::{ArchiveError, Mismatch};
@@ -75,6 +76,8 @@ pub struct LoadedSource {
     pub inrelease_sha256: String,
     /// The Release `Date`.
     pub date: String,
+    /// The snapshot the indexes were read at (the source's `snapshot`).
+    pub snapshot: Option<crate::core::timestamp::Timestamp>,
     /// Uppercase fingerprint of the primary key whose signature verified.
     pub signed_by: String,
     /// The indexes read (paths relative to the suite directory), in
@@ -99,17 +102,41 @@ pub fn load_sources(
     // mirror or keyring is reported before any download starts.
     let mut plans = Vec::with_capacity(recipe.sources.len());
     for (i, source) in recipe.sources.iter().enumerate() {
-        let urls = if opts.offline {
-            Vec::new()
-        } else {
-            mirrors.resolve(source)?
+        let mut source = source.clone();
+        let (urls, key) = match &source.snapshot {
+            None if opts.offline => (Vec::new(), cache_key(&source.location)),
+            None => (mirrors.resolve(&source)?, cache_key(&source.location)),
+            Some(ts) => {
+                // The archive as it was at `ts`: its Release files expired
+                // long ago by design; the lock's Date still may not go back.
+                source.check_valid_until = false;
+                let key = format!("{}@{ts}", cache_key(&source.location));
+                if opts.offline {
+                    (Vec::new(), key)
+                } else {
+                    let plan =
+                        mirrors
+                            .snapshot_plan(&source)?
+                            .ok_or_else(|| match source.location {
+                                Location::Url(_) => ArchiveError::SnapshotOfUrl {
+                                    source_name: source.name.clone(),
+                                },
+                                Location::Archive(_) => ArchiveError::NoSnapshotService {
+                                    source_name: source.name.clone(),
+                                    timestamp: ts.to_string(),
+                                },
+                            })?;
+                    (plan.bases(ts)?, key)
+                }
+            }
         };
         plans.push(Plan {
             index: i,
-            source: source.clone(),
             keyring: Arc::new(Keyring::load(&source.keyring)?),
+            snapshot: None,
             urls,
-            cache_key: cache_key(&source.location),
+            cache_key: key,
+            source,
             architectures: std::iter::once(&recipe.architecture)
                 .chain(&recipe.foreign_architectures)
                 .cloned()
@@ -148,6 +175,9 @@ pub(super) struct Plan {
     pub(super) urls: Vec<Url>,
     /// Mirror-independent identity of the location, for the InRelease cache.
     pub(super) cache_key: String,
+    /// The snapshot service, where the lock audit may look for a lock's
+    /// InRelease that the live archive no longer has.
+    pub(super) snapshot: Option<SnapshotPlan>,
     /// Primary architecture first.
     pub(super) architectures: Vec<String>,
 }
@@ -164,7 +194,7 @@ impl Plan {
     }
 
     /// URL of `rel` (relative to the suite directory) on mirror `base`.
-    fn url(&self, base: &Url, rel: &str) -> Result<Url, ArchiveError> {
+    pub(super) fn url(&self, base: &Url, rel: &str) -> Result<Url, ArchiveError> {
         base.join(&format!("{}{rel}", self.suite_dir()))
             .map_err(|e| ArchiveError::BadUrl {
                 source_name: self.source.name.clone(),
@@ -318,6 +348,7 @@ async fn load_one(ctx: Arc<Ctx>, plan: Plan) -> Result<LoadedSource, ArchiveErro
         source: plan.index,
         inrelease_sha256: raw_sha,
         date: release.date,
+        snapshot: plan.source.snapshot.clone(),
         signed_by: verified.fingerprint,
         indexes: wanted
             .into_iter()
@@ -372,7 +403,7 @@ pub(super) async fn inrelease(ctx: &Ctx, plan: &Plan) -> Result<(Vec<u8>, String
 }
 
 /// Bound on an InRelease download (bookworm's is 151 kB).
-const MAX_INRELEASE: u64 = 64 << 20;
+pub(super) const MAX_INRELEASE: u64 = 64 << 20;
 
 /// A verified index file: from the cache if present, else downloaded
 /// (`by-hash` first when the Release offers it) and checked before caching.

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 
 use super::ArchiveError;
 use super::release::Release;
+use crate::core::timestamp::days_from_civil;
 use crate::recipe::Source;
 
 /// How far in the future a Release `Date` may be (5 minutes of clock skew).
@@ -106,18 +107,6 @@ const MONTHS: [&str; 12] = [
 ];
 const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// Parses a Release date, `Sat, 11 Jul 2026 10:16:37 UTC` (RFC 2822 as
 /// apt reads it: the weekday is optional and not checked; the zone is
 /// `UTC`, `GMT`, `UT`, `Z` or `±HHMM`). Unix seconds.
@@ -182,24 +171,11 @@ pub fn parse_date(s: &str) -> Option<i64> {
 
 /// Formats Unix seconds as a Release date (`Sat, 11 Jul 2026 10:16:37 UTC`).
 pub fn format_date(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day, h, m, s) = crate::core::timestamp::civil_from_unix(unix);
     format!(
-        "{}, {day:02} {} {year} {:02}:{:02}:{:02} UTC",
-        WEEKDAYS[days.rem_euclid(7) as usize],
+        "{}, {day:02} {} {year} {h:02}:{m:02}:{s:02} UTC",
+        WEEKDAYS[unix.div_euclid(86_400).rem_euclid(7) as usize],
         MONTHS[(month - 1) as usize],
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
     )
 }
 

@@ -9,6 +9,9 @@
 //! 2. `IMGBUILD_MIRROR_<NAME>` (uppercased, `-` → `_`; whitespace-separated URLs),
 //! 3. the host's apt sources, where a URI maps to the archive named by its
 //!    last path segment (`…/debian-security` → `debian-security`).
+//!
+//! The name `snapshot` configures the snapshot service instead
+//! ([`Mirrors::snapshot_services`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -56,8 +59,12 @@ impl Mirrors {
     ) -> Result<Mirrors, ArchiveError> {
         let mut by_flag: BTreeMap<String, Vec<Url>> = BTreeMap::new();
         // `git:PREFIX=REPLACEMENT` entries are the git mapping's
-        // (crate::component::git), not archives.
-        for flag in flags.iter().filter(|f| !f.starts_with("git:")) {
+        // (crate::component::git) and `store=oci://…` the shared vendor
+        // store's (crate::fetch::oci_store), not archives.
+        for flag in flags
+            .iter()
+            .filter(|f| !f.starts_with("git:") && !is_store_setting(f))
+        {
             let bad = |reason: &str| ArchiveError::MirrorSetting {
                 setting: flag.clone(),
                 reason: reason.to_string(),
@@ -88,6 +95,49 @@ impl Mirrors {
         format!(
             "IMGBUILD_MIRROR_{}",
             archive.to_ascii_uppercase().replace(['-', '.'], "_")
+        )
+    }
+
+    /// Roots of the snapshot service ([`super::snapshot_archive`]), in
+    /// order: `--mirror snapshot=URL`, else `IMGBUILD_MIRROR_SNAPSHOT`, else
+    /// `IMGBUILD_SNAPSHOT` (whitespace-separated URLs). Empty when none is
+    /// configured; never taken from apt sources.
+    pub fn snapshot_services(&self) -> Result<Vec<Url>, ArchiveError> {
+        use super::snapshot_archive::{SERVICE, SERVICE_ENV};
+        if let Some(urls) = self.flags.get(SERVICE) {
+            return Ok(urls.clone());
+        }
+        for var in [Self::env_var(SERVICE), SERVICE_ENV.to_string()] {
+            if let Some(value) = (self.env)(&var).filter(|v| !v.trim().is_empty()) {
+                return value
+                    .split_whitespace()
+                    .map(|u| {
+                        base_url(u).map_err(|reason| ArchiveError::MirrorSetting {
+                            setting: format!("{var}={value}"),
+                            reason,
+                        })
+                    })
+                    .collect();
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// What `source` needs to be read from the snapshot service: `None`
+    /// when no service is configured or the source has a literal URL.
+    pub(crate) fn snapshot_plan(
+        &self,
+        source: &Source,
+    ) -> Result<Option<super::snapshot_archive::SnapshotPlan>, ArchiveError> {
+        let Location::Archive(archive) = &source.location else {
+            return Ok(None);
+        };
+        let services = self.snapshot_services()?;
+        Ok(
+            (!services.is_empty()).then(|| super::snapshot_archive::SnapshotPlan {
+                services,
+                archive: archive.clone(),
+            }),
         )
     }
 
@@ -129,6 +179,16 @@ impl Mirrors {
             env_var: var,
         })
     }
+}
+
+/// The `--mirror` name that configures the shared vendor store (an OCI
+/// registry, `store=oci://HOST/REPO`) rather than an archive.
+pub const STORE_MIRROR: &str = "store";
+
+/// Whether a `--mirror` value is `store=…`.
+pub fn is_store_setting(flag: &str) -> bool {
+    flag.split_once('=')
+        .is_some_and(|(name, _)| name.trim() == STORE_MIRROR)
 }
 
 /// Parses `text` as a URL usable as a base: http, https or file, with a path

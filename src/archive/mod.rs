@@ -5,17 +5,20 @@
 //! text is parsed ([`release`]); every index is checked against the size and
 //! sha256 listed there before it is decompressed or cached ([`fetch`]).
 //! Where a named archive is served from is configuration ([`mirror`]), never
-//! part of a recipe or a lock.
+//! part of a recipe or a lock; so is the snapshot service that serves past
+//! states of an archive ([`snapshot_archive`]).
 
 pub mod audit;
 mod cache;
 mod decode;
 pub mod fetch;
 pub mod freshness;
+pub mod kept;
 pub mod mirror;
 mod plain;
 pub mod release;
 mod snapshot;
+pub mod snapshot_archive;
 mod transport;
 pub mod verify;
 
@@ -54,6 +57,24 @@ pub enum ArchiveError {
         source_name: String,
         /// The environment variable that would configure it.
         env_var: String,
+    },
+    /// A source is to be read at a snapshot, but no snapshot service is configured.
+    #[error(
+        "source `{source_name}` is to be read at snapshot {timestamp}, but no snapshot service is configured: pass --mirror snapshot=URL or set IMGBUILD_MIRROR_SNAPSHOT=URL"
+    )]
+    NoSnapshotService {
+        /// Recipe source.
+        source_name: String,
+        /// The snapshot timestamp asked for.
+        timestamp: String,
+    },
+    /// A snapshot was asked for a source that has a literal `url`.
+    #[error(
+        "source `{source_name}` has a literal url; a snapshot can only be taken of a named archive (`archive = \"…\"`)"
+    )]
+    SnapshotOfUrl {
+        /// Recipe source.
+        source_name: String,
     },
     /// A URL written in a recipe cannot be used.
     #[error("source `{source_name}`: bad URL `{url}`: {reason}")]

@@ -20,6 +20,7 @@ pub fn source(name: &str, location: Location, suite: &str) -> Source {
         keyring: PathBuf::new(),
         keyring_sha256: String::new(),
         check_valid_until: true,
+        snapshot: None,
         priority: 500,
     }
 }

@@ -25,8 +25,12 @@ use crate::http::describe;
 pub(crate) enum Next {
     /// Transient (5xx, timeout, dropped connection): try this URL again after a pause.
     Retry,
-    /// This URL cannot serve the blob (404, wrong bytes): try the next mirror.
+    /// This URL serves something else (wrong size or bytes): try the next mirror.
     Mirror,
+    /// This URL does not have the blob (404, 410, no such local file): try
+    /// the next mirror; when every mirror says so, the blob is gone from
+    /// the live archive (see [`super::session`]'s fallback).
+    Gone,
     /// A local problem (disk, permissions): give up on this blob.
     Abort,
 }
@@ -206,7 +210,13 @@ pub(crate) async fn http(client: &Client, mut job: Job<'_>) -> Result<(), Failur
             let retry = s.is_server_error()
                 || s == StatusCode::REQUEST_TIMEOUT
                 || s == StatusCode::TOO_MANY_REQUESTS;
-            let next = if retry { Next::Retry } else { Next::Mirror };
+            let next = if retry {
+                Next::Retry
+            } else if s == StatusCode::NOT_FOUND || s == StatusCode::GONE {
+                Next::Gone
+            } else {
+                Next::Mirror
+            };
             let error = FetchError::Status {
                 package: job.wanted.package.clone(),
                 url: job.url.to_string(),
@@ -275,8 +285,13 @@ pub(crate) async fn file(mut job: Job<'_>) -> Result<(), Failure> {
     let mut input = match tokio::fs::File::open(&source).await {
         Ok(f) => f,
         Err(e) => {
+            let next = if e.kind() == std::io::ErrorKind::NotFound {
+                Next::Gone
+            } else {
+                Next::Mirror
+            };
             let msg = format!("cannot open {}: {e}", source.display());
-            return Err(fail(Next::Mirror, job.transfer_error(msg)));
+            return Err(fail(next, job.transfer_error(msg)));
         }
     };
     let actual = input.metadata().await.map_err(job.local(&source))?.len();

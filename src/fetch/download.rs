@@ -5,7 +5,9 @@
 //! [`Options::attempts`] times with exponential backoff, resuming the partial
 //! file. A URL that cannot serve the blob (404, wrong bytes) moves on to the
 //! next one at once. All blobs are attempted even when some fail; the errors
-//! are reported together.
+//! are reported together, each saying whether every URL answered "not
+//! there" (404/410: [`Failed::gone`]), which is when a session may try the
+//! snapshot archive.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +59,18 @@ pub struct Report {
     pub bytes: u64,
 }
 
+/// A blob that could not be stored.
+#[derive(Debug)]
+pub struct Failed {
+    /// The blob.
+    pub wanted: Wanted,
+    /// The last error.
+    pub error: FetchError,
+    /// Every URL answered 404/410 (or there was none): the blob is gone
+    /// from these mirrors, as opposed to unreachable or served wrong.
+    pub gone: bool,
+}
+
 /// The HTTP client used for blobs, with the timeouts from `options`.
 pub fn client(options: &Options) -> Result<Client, FetchError> {
     crate::http::client(crate::http::Timeouts {
@@ -77,6 +91,17 @@ pub fn fetch_blocking(
         .map_err(FetchError::Client)?
 }
 
+/// [`fetch_blocking`] with the failures one by one ([`fetch_all_detailed`]).
+pub fn fetch_blocking_detailed(
+    store: &Store,
+    wanted: Vec<Wanted>,
+    options: &Options,
+    progress: &Progress,
+) -> Result<(Report, Vec<Failed>), FetchError> {
+    crate::http::block_on(fetch_all_detailed(store, wanted, options, progress))
+        .map_err(FetchError::Client)?
+}
+
 /// Downloads every blob of `wanted` into `store`, `options.jobs` at a time.
 /// Blobs already present are skipped. Fails with [`FetchError::Failed`]
 /// listing every blob that could not be stored; the others are kept.
@@ -86,6 +111,24 @@ pub async fn fetch_all(
     options: &Options,
     progress: &Progress,
 ) -> Result<Report, FetchError> {
+    let (report, failed) = fetch_all_detailed(store, wanted, options, progress).await?;
+    if failed.is_empty() {
+        return Ok(report);
+    }
+    let mut failures: Vec<FetchError> = failed.into_iter().map(|f| f.error).collect();
+    // Completion order is arbitrary; a stable order makes messages comparable.
+    failures.sort_by_cached_key(|e| e.to_string());
+    Err(FetchError::Failed(failures))
+}
+
+/// [`fetch_all`], returning what could not be stored instead of failing:
+/// `Err` only when the store or the HTTP client cannot be set up.
+pub async fn fetch_all_detailed(
+    store: &Store,
+    wanted: Vec<Wanted>,
+    options: &Options,
+    progress: &Progress,
+) -> Result<(Report, Vec<Failed>), FetchError> {
     store.create_dirs()?;
     let shared = Arc::new(Shared {
         store: store.clone(),
@@ -94,11 +137,11 @@ pub async fn fetch_all(
         progress: progress.clone(),
     });
     progress.set_total(wanted.len(), wanted.iter().map(|w| w.size).sum());
-    let results: Vec<(Result<bool, FetchError>, u64)> = stream::iter(wanted)
+    let results: Vec<Outcome> = stream::iter(wanted)
         .map(|w| {
             let shared = Arc::clone(&shared);
             async move {
-                let package = w.package.clone();
+                let (package, copy) = (w.package.clone(), w.clone());
                 tokio::spawn(fetch_one(shared, w))
                     .await
                     .unwrap_or_else(|e| {
@@ -108,7 +151,7 @@ pub async fn fetch_all(
                             url: String::new(),
                             message,
                         };
-                        (Err(error), 0)
+                        (copy, Err((error, false)), 0)
                     })
             }
         })
@@ -116,24 +159,20 @@ pub async fn fetch_all(
         .collect()
         .await;
     let mut report = Report::default();
-    let mut failures = Vec::new();
-    for (result, bytes) in results {
+    let mut failed = Vec::new();
+    for (wanted, result, bytes) in results {
         report.bytes += bytes;
         match result {
             Ok(true) => report.fetched += 1,
             Ok(false) => {}
-            Err(e) => failures.push(e),
+            Err((error, gone)) => failed.push(Failed {
+                wanted,
+                error,
+                gone,
+            }),
         }
     }
-    if failures.is_empty() {
-        Ok(report)
-    } else if failures.len() > 1 {
-        // Completion order is arbitrary; a stable order makes messages comparable.
-        failures.sort_by_cached_key(|e| e.to_string());
-        Err(FetchError::Failed(failures))
-    } else {
-        Err(FetchError::Failed(failures))
-    }
+    Ok((report, failed))
 }
 
 struct Shared {
@@ -143,29 +182,39 @@ struct Shared {
     progress: Progress,
 }
 
-/// One blob: `(Ok(true) if downloaded, Ok(false) if already present, bytes received)`.
-async fn fetch_one(shared: Arc<Shared>, wanted: Wanted) -> (Result<bool, FetchError>, u64) {
+/// What [`fetch_one`] returns.
+type Outcome = (Wanted, Result<bool, (FetchError, bool)>, u64);
+
+/// One blob: `Ok(true)` if downloaded, `Ok(false)` if already present,
+/// else the last error and whether every URL said "not there"; with the
+/// blob and the bytes received.
+async fn fetch_one(shared: Arc<Shared>, wanted: Wanted) -> Outcome {
     let mut transferred = 0u64;
     let result = fetch_one_inner(&shared, &wanted, &mut transferred).await;
-    (result, transferred)
+    (wanted, result, transferred)
 }
 
 async fn fetch_one_inner(
     shared: &Shared,
     wanted: &Wanted,
     transferred: &mut u64,
-) -> Result<bool, FetchError> {
+) -> Result<bool, (FetchError, bool)> {
     let store = &shared.store;
     if wanted.urls.is_empty() {
-        return Err(FetchError::Source {
+        let error = FetchError::Source {
             package: wanted.package.clone(),
             source_name: wanted.source.clone(),
-            reason: "no URL to fetch it from".into(),
-        });
+            reason: "no live mirror to fetch it from".into(),
+        };
+        // No mirror has it: as gone as it gets.
+        return Err((error, true));
     }
     let mut bar = shared.progress.start(wanted.label(), wanted.size);
     let mut last_error = None;
+    // Whether every URL so far ended in "not there" (404/410).
+    let mut gone = true;
     for url in &wanted.urls {
+        let mut url_gone = false;
         for attempt in 0..shared.options.attempts.max(1) {
             if store.contains(&wanted.sha256, wanted.size) {
                 // Another fetch (another process, a duplicate entry) stored it meanwhile.
@@ -194,16 +243,21 @@ async fn fetch_one_inner(
             let next = failure.next;
             last_error = Some(failure.error);
             match next {
-                Next::Abort => return Err(last_error.expect("just set")),
+                Next::Abort => return Err((last_error.expect("just set"), false)),
                 Next::Mirror => break,
+                Next::Gone => {
+                    url_gone = true;
+                    break;
+                }
                 Next::Retry if attempt + 1 < shared.options.attempts => {
                     tokio::time::sleep(backoff(shared.options.backoff, attempt)).await;
                 }
                 Next::Retry => {}
             }
         }
+        gone &= url_gone;
     }
-    Err(last_error.expect("at least one attempt was made"))
+    Err((last_error.expect("at least one attempt was made"), gone))
 }
 
 /// `base * 2^attempt`, capped at [`MAX_BACKOFF`].

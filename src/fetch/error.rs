@@ -101,6 +101,17 @@ pub enum FetchError {
         /// The parse or read error, naming the file.
         reason: String,
     },
+    /// Every live mirror answered 404 for a blob, and its fallback (the
+    /// snapshot archive) could not provide it either.
+    #[error("{live}; then {label}: {reason}")]
+    Fallback {
+        /// The last live mirror's error.
+        live: Box<FetchError>,
+        /// The fallback tried (`snapshot 20240601T000000Z`).
+        label: String,
+        /// Why it did not work (its download error, or why it could not be located).
+        reason: String,
+    },
     /// Some blobs could not be fetched; the others were stored.
     #[error("{}", Failures(.0))]
     Failed(Vec<FetchError>),

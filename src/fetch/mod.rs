@@ -5,8 +5,11 @@
 //!   network-free check later stages use.
 //! - [`download`]: parallel, resumable, retried, verified downloads.
 //! - [`import`]: adopting matching `.deb` files from a local directory.
-//! - [`session`]: one `fetch` of a lock (reuse, import, offline, download, index).
+//! - [`session`]: one `fetch` of a lock (reuse, import, offline, download,
+//!   the snapshot fallback for files gone from the live mirrors, index).
 //! - [`maintain`]: `vendor gc` and `vendor verify`.
+//! - [`oci_store`]: the store shared through an OCI registry (`vendor push`,
+//!   `--mirror store=oci://…`).
 //! - [`progress`]: terminal progress bars.
 //!
 //! The core works on [`Wanted`] blobs and does not depend on how recipes and
@@ -22,11 +25,12 @@ pub mod download;
 mod error;
 pub mod import;
 pub mod maintain;
+pub mod oci_store;
 pub mod progress;
 pub mod session;
 pub mod store;
 
-pub use download::{Options, Report};
+pub use download::{Failed, Options, Report};
 pub use error::FetchError;
 pub use progress::Progress;
 pub use session::{FetchSummary, SessionOptions};
@@ -64,6 +68,17 @@ pub struct Wanted {
     pub sha256: String,
     /// Where to get it, tried in order.
     pub urls: Vec<Url>,
+}
+
+/// Where blobs that every live mirror of a source answered 404 for may
+/// still be had: the snapshot archive at the lock's time (see
+/// [`session::fetch_lock_with`]). Verified like any other download.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fallback {
+    /// What the summary calls it: `snapshot 20240601T000000Z`.
+    pub label: String,
+    /// Base URLs (ending in `/`) the archive-relative file names are joined to.
+    pub bases: Vec<Url>,
 }
 
 impl Wanted {

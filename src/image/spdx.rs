@@ -306,6 +306,7 @@ mod tests {
                 suite: "bookworm-updates".into(),
                 inrelease_sha256: String::new(),
                 date: String::new(),
+                snapshot: None,
                 signed_by: String::new(),
                 indexes: vec![],
             }],

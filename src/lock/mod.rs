@@ -81,8 +81,16 @@ pub struct LockedSource {
     pub suite: String,
     /// sha256 of the InRelease file as fetched.
     pub inrelease_sha256: String,
-    /// The Release `Date` field.
+    /// The Release `Date` field. With the recipe's archive name, enough to
+    /// find the InRelease on a snapshot service (see
+    /// [`crate::archive::snapshot_archive`]).
     pub date: String,
+    /// The snapshot timestamp (`YYYYMMDDTHHMMSSZ`) the indexes were read at,
+    /// when the source was solved against the snapshot service (`solve
+    /// --snapshot`, a source's `snapshot = …`); absent for the live archive
+    /// (and in locks written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<crate::core::timestamp::Timestamp>,
     /// Fingerprint of the key whose signature was verified.
     pub signed_by: String,
     /// The Packages indexes read, archive-relative, with their hashes.
@@ -377,6 +385,18 @@ impl Lockfile {
                     return Some(format!(
                         "source `{}` changed suite: `{}` in lock, `{}` now",
                         s.name, l.suite, s.suite
+                    ));
+                }
+                // A recipe that pins a snapshot wants the lock of that day;
+                // without one, any (live or `--snapshot`) lock will do.
+                Some(l) if s.snapshot.is_some() && l.snapshot != s.snapshot => {
+                    return Some(format!(
+                        "source `{}` changed snapshot: {} in lock, {} now",
+                        s.name,
+                        l.snapshot
+                            .as_ref()
+                            .map_or("the live archive", |t| t.as_str()),
+                        s.snapshot.as_ref().map_or("", |t| t.as_str()),
                     ));
                 }
                 Some(_) => {}

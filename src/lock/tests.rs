@@ -50,6 +50,7 @@ fn tiny() -> Lockfile {
             suite: "bookworm".into(),
             inrelease_sha256: "11".repeat(32),
             date: "Sat, 10 May 2025 08:00:00 UTC".into(),
+            snapshot: None,
             signed_by: "B8B80B5B623EAB6AD8775C45B7C5D7D6350947F8".into(),
             indexes: vec![LockedIndex {
                 path: "main/binary-amd64/Packages.xz".into(),
@@ -62,6 +63,37 @@ fn tiny() -> Lockfile {
         tools: Vec::new(),
         components: Vec::new(),
     }
+}
+
+#[test]
+fn a_snapshot_source_round_trips_and_old_locks_still_read() {
+    let mut lock = tiny();
+    lock.sources[0].snapshot =
+        Some(crate::core::timestamp::Timestamp::parse("20250510T120000Z").unwrap());
+    let text = lock.to_toml();
+    assert!(
+        text.contains(
+            "date = \"Sat, 10 May 2025 08:00:00 UTC\"\nsnapshot = \"20250510T120000Z\"\nsigned-by"
+        ),
+        "{text}"
+    );
+    assert_eq!(Lockfile::parse(&text, Path::new("x.lock")).unwrap(), lock);
+    // Without the key (every lock written before it): `None`.
+    let old = tiny().to_toml();
+    assert!(!old.contains("snapshot"));
+    assert_eq!(
+        Lockfile::parse(&old, Path::new("x.lock")).unwrap().sources[0].snapshot,
+        None
+    );
+    // An ill-formed one is an error naming the line.
+    let bad = text.replace("20250510T120000Z", "2025-05-10");
+    let e = Lockfile::parse(&bad, Path::new("x.lock"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("x.lock:14:") && e.contains("not a snapshot timestamp"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -316,6 +348,7 @@ fn recipe() -> Recipe {
             keyring: PathBuf::from("/k.pgp"),
             keyring_sha256: "33".repeat(32),
             check_valid_until: true,
+            snapshot: None,
             priority: 500,
         }],
         packages: vec![Requirement {
@@ -370,6 +403,27 @@ fn staleness_reasons() {
         lock.is_stale_for(&suite).unwrap(),
         "source `bookworm` changed suite: `bookworm` in lock, `trixie` now"
     );
+
+    // A recipe that pins a snapshot wants a lock of that snapshot; one
+    // that does not accepts any.
+    let ts = |t: &str| Some(crate::core::timestamp::Timestamp::parse(t).unwrap());
+    let mut pinned = r.clone();
+    pinned.sources[0].snapshot = ts("20250510T120000Z");
+    assert_eq!(
+        lock.is_stale_for(&pinned).unwrap(),
+        "source `bookworm` changed snapshot: the live archive in lock, 20250510T120000Z now"
+    );
+    let mut at = lock.clone();
+    at.sources[0].snapshot = ts("20250510T120000Z");
+    assert_eq!(at.is_stale_for(&pinned), None);
+    assert_eq!(at.is_stale_for(&r), None);
+    pinned.sources[0].snapshot = ts("20250601T000000Z");
+    assert!(
+        at.is_stale_for(&pinned)
+            .unwrap()
+            .contains("changed snapshot")
+    );
+    assert_eq!(pinned.canonical_hash(), r.canonical_hash());
 
     let mut arch = r.clone();
     arch.architecture = "arm64".into();

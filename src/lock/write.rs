@@ -79,6 +79,9 @@ fn source_block(out: &mut String, s: &LockedSource) {
     kv_str(out, "suite", &s.suite);
     kv_str(out, "inrelease-sha256", &s.inrelease_sha256);
     kv_str(out, "date", &s.date);
+    if let Some(ts) = &s.snapshot {
+        kv_str(out, "snapshot", ts.as_str());
+    }
     kv_str(out, "signed-by", &s.signed_by);
     array(out, "indexes", s.indexes.iter().map(index_line));
 }

@@ -2,17 +2,21 @@
 //! the vendor store, verified against the lock.
 //!
 //! The heavy lifting is in [`crate::fetch`]; this module resolves the
-//! workspace paths, the recipe, the lock and the mirrors.
+//! workspace paths, the recipe, the lock, the mirrors and, for files the
+//! live mirrors no longer have, the snapshot archive at the lock's time.
 
 use std::path::PathBuf;
 
 use url::Url;
 
+use crate::archive::ArchiveError;
 use crate::archive::mirror::Mirrors;
-use crate::fetch::session::{SessionOptions, fetch_lock};
-use crate::fetch::{Options, Progress, Store, vendor_dir};
+use crate::archive::snapshot_archive::find_lock_snapshot;
+use crate::fetch::session::{SessionOptions, fetch_lock_with};
+use crate::fetch::{Fallback, Options, Progress, Store, vendor_dir};
 use crate::lock::Lockfile;
 use crate::ops::workspace::{Demand, Loaded, LockState};
+use crate::recipe::Location;
 
 pub use crate::fetch::FetchSummary;
 
@@ -98,6 +102,10 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
     } else {
         Some(Mirrors::new(&args.mirrors, &args.apt_dir)?)
     };
+    // The shared store first: the audit's signed files, then (once the
+    // lock passed the audit) the files it pins.
+    let mut from_store =
+        crate::ops::store_fill::StoreFill::connect(&args.mirrors, args.offline, args.quiet)?;
     // Nothing is fetched for a lock whose entries are not signed stanzas.
     let audit_opts = crate::archive::FetchOptions {
         offline: args.offline,
@@ -108,6 +116,7 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
         quiet: args.quiet,
         freshness: Default::default(),
     };
+    from_store.audit_files(read, &audit_opts.cache_dir)?;
     let audit = crate::archive::audit_lock(
         recipe,
         read,
@@ -121,6 +130,19 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
     // The tools tree's packages (`[[tool]]`) are fetched with the image's.
     let lock = read.with_tools_as_packages();
     let store = Store::open(&vendor_dir(&args.workspace, args.vendor.as_deref()))?;
+    let jobs = if args.jobs == 0 {
+        DEFAULT_JOBS
+    } else {
+        args.jobs
+    };
+    from_store.blobs(read, &store, jobs)?;
+    // Nothing left to download (say, all from the store registry): an
+    // archive without a configured mirror is no reason to fail.
+    let complete = !args.verify && store.require(read, &recipe.name).is_ok();
+    let snapshot_services = match &mirrors {
+        Some(m) => m.snapshot_services()?,
+        None => Vec::new(),
+    };
     let bases = |name: &str| -> Result<Vec<Url>, String> {
         let source = recipe.source(name).ok_or_else(|| {
             format!(
@@ -129,15 +151,55 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
             )
         })?;
         let mirrors = mirrors.as_ref().ok_or("offline")?;
-        mirrors.resolve(source).map_err(|e| e.to_string())
+        match mirrors.resolve(source) {
+            // Only the snapshot service is configured for this archive:
+            // every file comes from there (no live mirror to ask first).
+            Err(ArchiveError::NoMirror { .. }) if !snapshot_services.is_empty() => Ok(Vec::new()),
+            Err(_) if complete => Ok(Vec::new()),
+            other => other.map_err(|e| e.to_string()),
+        }
+    };
+    // Files every live mirror answers 404 for: the snapshot archive at the
+    // time of the lock's InRelease (found by the audit, named by the lock,
+    // or searched for now).
+    let fallback = |name: &str| -> Result<Option<Fallback>, String> {
+        let (Some(source), Some(locked), Some(mirrors)) = (
+            recipe.source(name),
+            lock.sources.iter().find(|s| s.name == name),
+            mirrors.as_ref(),
+        ) else {
+            return Ok(None);
+        };
+        let Some(plan) = mirrors.snapshot_plan(source).map_err(|e| e.to_string())? else {
+            return match source.location {
+                Location::Url(_) => Ok(None),
+                Location::Archive(_) => Err(format!(
+                    "no snapshot service is configured to fetch it from the archive as it was \
+                     at {} (pass --mirror snapshot=URL or set IMGBUILD_MIRROR_SNAPSHOT=URL)",
+                    locked.date
+                )),
+            };
+        };
+        let ts = match audit.snapshots.get(name).or(locked.snapshot.as_ref()) {
+            Some(ts) => ts.clone(),
+            None => find_lock_snapshot(recipe, locked, mirrors, args.quiet)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| {
+                    format!(
+                        "the snapshot service has no InRelease of suite `{}` with sha256 {} \
+                         at or after its Date ({})",
+                        locked.suite, locked.inrelease_sha256, locked.date
+                    )
+                })?,
+        };
+        Ok(Some(Fallback {
+            label: format!("snapshot {ts}"),
+            bases: plan.bases(&ts).map_err(|e| e.to_string())?,
+        }))
     };
     let options = SessionOptions {
         download: Options {
-            jobs: if args.jobs == 0 {
-                DEFAULT_JOBS
-            } else {
-                args.jobs
-            },
+            jobs,
             ..Options::default()
         },
         verify: args.verify,
@@ -145,7 +207,15 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
         offline: args.offline,
     };
     let progress = Progress::for_terminal(args.quiet);
-    let mut summary = fetch_lock(&store, &recipe.name, &lock, bases, &options, &progress)?;
+    let mut summary = fetch_lock_with(
+        &store,
+        &recipe.name,
+        &lock,
+        bases,
+        fallback,
+        &options,
+        &progress,
+    )?;
     if !lock.components.is_empty() {
         // Sources of components: git exports or tarballs, verified against the lock.
         let git = crate::component::GitMirrors::from_env(&args.mirrors)?;
@@ -162,6 +232,16 @@ pub fn run(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
         summary.reused += py.reused;
         summary.bytes += py.bytes;
         summary.elapsed += py.elapsed;
+    }
+    if !from_store.is_empty() {
+        // Taken from the registry: fetched, not found in the store.
+        let r = &from_store.report;
+        summary.reused = summary.reused.saturating_sub(r.files);
+        summary.fetched += r.files;
+        summary.bytes += r.bytes;
+        if !args.quiet {
+            eprintln!("{}", from_store.summary());
+        }
     }
     if !args.quiet {
         eprintln!("{summary}");
@@ -272,6 +352,7 @@ mod tests {
                 suite: "/".into(),
                 inrelease_sha256: hex::encode(Sha256::digest(&inrelease)),
                 date: "Sat, 01 Jan 2000 00:00:00 UTC".into(),
+                snapshot: None,
                 signed_by: verified.fingerprint,
                 indexes: vec![crate::lock::LockedIndex {
                     path: "Packages".into(),
@@ -337,6 +418,8 @@ mod tests {
             mirrors: vec![],
             ..a.clone()
         };
+        // Everything there: no mirror needed.
+        assert_eq!(run(&no_mirror).unwrap().reused, 3);
         std::fs::remove_dir_all(&store).unwrap();
         let err = format!("{:#}", run(&no_mirror).unwrap_err());
         assert!(

@@ -10,6 +10,7 @@ pub mod publish;
 pub mod pull;
 pub mod rootless;
 pub mod solve;
+pub mod store_fill;
 pub mod tree;
 pub mod vendor;
 pub mod verify;

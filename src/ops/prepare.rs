@@ -103,6 +103,7 @@ pub fn run(args: &PrepareArgs) -> Result<Prepared> {
             quiet: args.quiet,
             apt_dir: args.apt_dir.clone(),
             allow_downgrade: false,
+            snapshot: None,
         })?;
         if !args.quiet {
             eprint!("{}", report.render(false, args.verbose));

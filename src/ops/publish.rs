@@ -57,6 +57,9 @@ pub struct PublishArgs {
     pub vendor: Option<PathBuf>,
     /// `--no-scripts` for that build.
     pub no_scripts: bool,
+    /// `--attach FILE`s: published as referrers of the image (artifact type
+    /// `application/vnd.imgbuild.attachment.v1`) and subjects of the provenance.
+    pub attach: Vec<PathBuf>,
 }
 
 /// What a publication did.
@@ -224,6 +227,7 @@ pub fn run(args: &PublishArgs) -> Result<PublishReport> {
         revision,
         key: key.as_ref(),
         cache_dir: out_root.join(".publish-cache"),
+        attachments: &args.attach,
     })?;
 
     let creds = auth::lookup(&target.registry)?;

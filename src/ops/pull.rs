@@ -97,6 +97,26 @@ pub fn run(args: &PullArgs) -> Result<PullReport> {
     Ok(report)
 }
 
+/// `imgbuild pull REF --resolve`: the digest of the manifest `REF` names,
+/// or `None` when the registry has no such tag (or digest); nothing is
+/// written. For a nightly that must tell "already published" from "not yet"
+/// without pulling an image.
+pub fn resolve(reference: &str, transport: &TransportOptions) -> Result<Option<String>> {
+    let r = Reference::parse(reference)?;
+    let creds = auth::lookup(&r.registry)?;
+    let client = Client::new(&r.registry, transport, creds)?;
+    let repo = r.repository.clone();
+    let found = crate::http::block_on(async move {
+        match &r.digest {
+            Some(d) => Ok::<_, crate::registry::RegistryError>(
+                client.manifest_exists(&repo, d).await?.then(|| d.clone()),
+            ),
+            None => client.tag_digest(&repo, r.target()).await,
+        }
+    })??;
+    Ok(found)
+}
+
 fn parse_manifest(bytes: &[u8], what: &str) -> Result<ImageManifest> {
     serde_json::from_slice(bytes).with_context(|| format!("{what} is not an OCI image manifest"))
 }

@@ -141,6 +141,7 @@ mod tests {
                 suite: "/".into(),
                 inrelease_sha256: "0".repeat(64),
                 date: "Sat, 01 Jan 2000 00:00:00 UTC".into(),
+                snapshot: None,
                 signed_by: "0".repeat(40),
                 indexes: Vec::new(),
             }],

@@ -26,6 +26,20 @@ pub const SQUASHFS: &str = "application/vnd.imgbuild.rootfs.squashfs.v1";
 /// Artifact type and layer type of any other image file.
 pub const FILE: &str = "application/vnd.imgbuild.file.v1";
 
+/// Artifact type of a file attached with `publish --attach` (a report about
+/// the image, such as the nightly's drift report).
+pub const ATTACHMENT: &str = "application/vnd.imgbuild.attachment.v1";
+
+/// The layer media type of an attached file, by its extension.
+pub fn attachment_layer(name: &str) -> &'static str {
+    match name.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("md") => "text/markdown",
+        Some("json") => "application/json",
+        Some("txt") => "text/plain",
+        _ => "application/octet-stream",
+    }
+}
+
 /// The lockfile (TOML).
 pub const LOCK: &str = "application/vnd.imgbuild.lock.v1+toml";
 /// SPDX 2.3 JSON.

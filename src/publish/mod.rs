@@ -4,9 +4,11 @@
 //! - [`plan`]: what one publication is (image, artifacts, referrers, tags),
 //!   computed offline from `out/RECIPE/` with every digest known;
 //! - [`provenance`]: the SLSA provenance v1 statement;
+//! - [`attach`]: files attached to a publication (`--attach`);
 //! - [`media`]: the media and artifact types used;
 //! - [`oci`]: the OCI JSON documents.
 
+pub mod attach;
 mod compress;
 pub mod media;
 pub mod oci;

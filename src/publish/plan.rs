@@ -92,6 +92,8 @@ pub struct PlanOptions<'a> {
     pub key: Option<&'a SigningKey>,
     /// Where compressed copies of image files are kept between publications.
     pub cache_dir: PathBuf,
+    /// Files attached as referrers (`--attach`), e.g. a drift report.
+    pub attachments: &'a [PathBuf],
 }
 
 /// Planning entry point.
@@ -121,7 +123,7 @@ fn without_components(listed: &str, lock: &Lockfile) -> String {
         .collect()
 }
 
-fn out_err(path: &Path, reason: impl Into<String>) -> PublishError {
+pub(super) fn out_err(path: &Path, reason: impl Into<String>) -> PublishError {
     PublishError::Output {
         path: path.to_path_buf(),
         reason: reason.into(),
@@ -274,6 +276,17 @@ impl Plan {
                 &name,
                 mt,
                 vec![bytes_layer(&name, mt, bytes)],
+                &subject,
+                &annotations,
+            ));
+        }
+        for (name, bytes) in super::attach::read(opts.attachments, &subjects)? {
+            subjects.push((name.clone(), sha256_digest(&bytes)));
+            let layer = bytes_layer(&name, media::attachment_layer(&name), bytes);
+            referrers.push(artifact(
+                &name,
+                media::ATTACHMENT,
+                vec![layer],
                 &subject,
                 &annotations,
             ));

@@ -153,6 +153,9 @@ fn canonical_source(s: &Source) -> CanonicalSource<'_> {
         priority,
         // Which InRelease is accepted, not what the lock holds.
         check_valid_until: _,
+        // Which archive state is read; the lock records it and
+        // `Lockfile::is_stale_for` compares it.
+        snapshot: _,
     } = s;
     let (archive, url) = match location {
         Location::Archive(a) => (Some(a.as_str()), None),

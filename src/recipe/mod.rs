@@ -66,6 +66,12 @@ pub struct Source {
     /// by design, set it to false. Not part of the canonical hash: it decides
     /// which InRelease is accepted, not what a lock contains.
     pub check_valid_until: bool,
+    /// `snapshot = "YYYYMMDDTHHMMSSZ"`: read the archive as the snapshot
+    /// service had it then (only for a named `archive`); `solve --snapshot`
+    /// sets it for every such source. Not part of the canonical hash, like
+    /// `check_valid_until`: the lock records the snapshot it was solved at,
+    /// and [`crate::lock::Lockfile::is_stale_for`] compares the two.
+    pub snapshot: Option<crate::core::timestamp::Timestamp>,
 }
 
 impl Source {

@@ -327,6 +327,13 @@ impl Loader<'_> {
                         src.error(a.span(), format!("invalid archive name `{}`", a.get_ref()))
                     );
                 }
+                if a.get_ref() == crate::archive::snapshot_archive::SERVICE {
+                    return Err(src.error_hint(
+                        a.span(),
+                        format!("archive name `{}` is reserved for the snapshot service", a.get_ref()),
+                        Some("name the archive itself (`debian`) and set `snapshot = \"YYYYMMDDTHHMMSSZ\"`".into()),
+                    ));
+                }
                 Location::Archive(a.get_ref().clone())
             }
             (None, Some(u)) => Location::Url(parse_url(src, u)?),
@@ -363,6 +370,21 @@ impl Loader<'_> {
                 return Err(src.error(c.span(), format!("invalid component `{v}`")));
             }
         }
+        let snapshot = match &s.snapshot {
+            None => None,
+            Some(_) if matches!(location, Location::Url(_)) => {
+                let span = s.snapshot.as_ref().map_or(header.clone(), |t| t.span());
+                return Err(src.error_hint(
+                    span,
+                    format!("source `{name}` has a literal `url`; `snapshot` needs a named `archive`"),
+                    Some("use `archive = \"debian\"` and configure the snapshot service with --mirror snapshot=URL".into()),
+                ));
+            }
+            Some(t) => Some(
+                crate::core::timestamp::Timestamp::parse(t.get_ref())
+                    .map_err(|e| src.error(t.span(), format!("source `{name}`: {e}")))?,
+            ),
+        };
         let keyring = dir_of(recipe_path).join(s.keyring.get_ref());
         let keyring = std::path::absolute(&keyring).unwrap_or(keyring);
         let bytes = crate::core::bounded::read_regular(&keyring, crate::core::bounded::MAX_KEYRING)
@@ -391,6 +413,7 @@ impl Loader<'_> {
             keyring_sha256: hex::encode(Sha256::digest(&bytes)),
             priority: s.priority.unwrap_or(DEFAULT_PRIORITY),
             check_valid_until: s.check_valid_until.unwrap_or(true),
+            snapshot,
         })
     }
 }

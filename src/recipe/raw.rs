@@ -87,4 +87,6 @@ pub(super) struct RawSource {
     pub keyring: Spanned<String>,
     pub priority: Option<i32>,
     pub check_valid_until: Option<bool>,
+    /// `snapshot = "YYYYMMDDTHHMMSSZ"`: read the archive as it was then.
+    pub snapshot: Option<Spanned<String>>,
 }

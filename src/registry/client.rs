@@ -379,6 +379,79 @@ impl Client {
         Ok(bytes)
     }
 
+    /// A small blob's bytes (at most `limit`), checked against `digest`;
+    /// `None` when the repository does not have it (404).
+    pub async fn get_blob_limited(
+        &self,
+        repo: &str,
+        digest: &str,
+        limit: usize,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
+        match self.get_blob(repo, digest, limit).await {
+            Err(RegistryError::Status { status: 404, .. }) => Ok(None),
+            r => r.map(Some),
+        }
+    }
+
+    /// Streams the blob `digest` of `size` bytes into `w`, refusing a reply
+    /// that announces or sends another size, or bytes that do not hash to
+    /// `digest` (the caller discards what was written then). `Ok(false)`
+    /// when the repository does not have the blob (404). `path` names `w`
+    /// in errors.
+    pub async fn get_blob_into(
+        &self,
+        repo: &str,
+        digest: &str,
+        size: u64,
+        w: &mut impl std::io::Write,
+        path: &Path,
+    ) -> Result<bool, RegistryError> {
+        let req = Request::new(
+            Method::Get,
+            self.t.url(&format!("{repo}/blobs/{digest}")),
+            Self::scope(repo, false),
+        );
+        let resp = self.t.send(&req).await?;
+        match resp.status {
+            200 => {}
+            404 => return Ok(false),
+            _ => return Err(self.fail("GET", resp).await),
+        }
+        let url = match resp.redirected_to() {
+            Some(to) => format!("{} (redirected to {to})", resp.url),
+            None => resp.url.to_string(),
+        };
+        let announced = resp
+            .header("content-length")
+            .and_then(|l| l.parse::<u64>().ok());
+        if let Some(n) = announced.filter(|n| *n != size) {
+            return Err(RegistryError::Invalid {
+                url,
+                reason: format!("the blob announces {n} bytes, {size} expected"),
+            });
+        }
+        let mut hw = super::HashWrite::new(w);
+        let n = resp
+            .copy_to(&mut hw, size, path)
+            .await
+            .map_err(|e| match e {
+                RegistryError::TooLarge { limit, .. } => RegistryError::Invalid {
+                    url: url.clone(),
+                    reason: format!("the blob is longer than the {limit} bytes expected"),
+                },
+                e => e,
+            })?;
+        let (_, got) = hw.finish();
+        if got != digest || n != size {
+            return Err(RegistryError::Digest {
+                url,
+                expected: format!("{digest} ({size} bytes)"),
+                got: format!("{got} ({n} bytes)"),
+            });
+        }
+        Ok(true)
+    }
+
     /// Downloads a blob of `size` bytes to `dest`, checked against `digest`
     /// (a temp file next to `dest`, renamed into place only when it matches).
     pub async fn get_blob_to_file(

@@ -98,6 +98,12 @@ pub(crate) struct Response {
 }
 
 impl Response {
+    /// Where the reply came from after redirects, when that is not the
+    /// request's URL.
+    pub(crate) fn redirected_to(&self) -> Option<&Url> {
+        Some(self.inner.url()).filter(|u| **u != self.url)
+    }
+
     /// A header's value, if present and text.
     pub(crate) fn header(&self, name: &str) -> Option<String> {
         self.inner
@@ -188,6 +194,31 @@ impl Response {
     }
 }
 
+/// Most redirects followed for one request.
+const MAX_REDIRECTS: usize = 5;
+
+/// Blob downloads may be redirected to storage (a CDN, an object store): a
+/// few hops, and never to plain http (except loopback with `--insecure`),
+/// so a redirect cannot downgrade the transfer; reqwest drops the
+/// `Authorization` header when the origin changes. The bytes are checked
+/// against their digest wherever they come from.
+fn redirect_policy(insecure: bool) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= MAX_REDIRECTS {
+            let msg = format!("more than {MAX_REDIRECTS} redirects");
+            return attempt.error(msg);
+        }
+        let url = attempt.url();
+        let loopback = url.host_str().is_some_and(super::reference::is_loopback);
+        if url.scheme() == "https" || (insecure && loopback && url.scheme() == "http") {
+            attempt.follow()
+        } else {
+            let msg = format!("redirect to `{url}` refused: not https");
+            attempt.error(msg)
+        }
+    })
+}
+
 fn http_err(url: &Url, e: &reqwest::Error) -> RegistryError {
     let mut msg = e.to_string();
     let mut src = std::error::Error::source(e);
@@ -249,8 +280,7 @@ impl Transport {
             // Registries may take a while to commit a large blob.
             read: Duration::from_secs(60),
         })
-        // Blob downloads may be redirected to storage; a few hops only.
-        .redirect(reqwest::redirect::Policy::limited(5));
+        .redirect(redirect_policy(opts.insecure));
         if let Some(ca) = &opts.ca_file {
             let pem = std::fs::read(ca).map_err(|source| RegistryError::Io {
                 op: "reading",

@@ -17,6 +17,7 @@
 //! - [`tree`]: a rootfs-like test tree and its deterministic tar.
 //! - [`registry`]: a real `docker-registry` on loopback, plain or TLS + htpasswd.
 //! - [`scripted`]: a loopback HTTP server answering through a closure.
+//! - [`snapshot`]: a snapshot service (`archive/<archive>/<TS>/`) on loopback ([`SnapshotService`]).
 //! - [`workspace`]: a project dir with recipes, and running the built binary ([`Workspace`]).
 //!
 //! Each test binary uses a subset, hence the blanket `dead_code` allowance.
@@ -35,6 +36,7 @@ pub mod repo;
 pub mod rootfs;
 pub mod scripted;
 pub mod site;
+pub mod snapshot;
 pub mod solving;
 pub mod tree;
 pub mod workspace;
@@ -50,6 +52,7 @@ pub use key::TestKey;
 pub use pypi::{PyIndex, WheelSpec};
 pub use repo::{BuiltDeb, Repo, RepoBuilder};
 pub use site::Site;
+pub use snapshot::SnapshotService;
 pub use workspace::{RecipeToml, RunOutput, SourceToml, Workspace};
 
 /// The process umask is process-wide, and `imgbuild verify` (like tests that

@@ -95,6 +95,7 @@ labels = { sonic_version = "202305" }
             suite: "bookworm".into(),
             inrelease_sha256: "11".repeat(32),
             date: "Sat, 10 Jun 2023 08:00:00 UTC".into(),
+            snapshot: None,
             signed_by: "AB".repeat(20),
             indexes: vec![],
         }],

@@ -66,6 +66,7 @@ impl Fixture {
                 suite: "test".into(),
                 inrelease_sha256: "00".into(),
                 date: "Sun, 13 Sep 2020 12:26:40 UTC".into(),
+                snapshot: None,
                 signed_by: "00".into(),
                 indexes: Vec::new(),
             }],

@@ -144,8 +144,10 @@ impl Workspace {
         cmd.env("NO_COLOR", "1");
         // An empty apt configuration: tests never pick up the host's mirrors.
         cmd.env("IMGBUILD_APT_DIR", self.tmp.path().join("apt"));
+        // Nor the host's shared store registry.
+        cmd.env_remove("IMGBUILD_STORE");
         for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("IMGBUILD_MIRROR_") {
+            if k.to_string_lossy().starts_with("IMGBUILD_MIRROR_") || k == "IMGBUILD_SNAPSHOT" {
                 cmd.env_remove(k);
             }
         }

@@ -117,6 +117,7 @@ fn headers_must_agree_with_the_signed_release() {
         suite: "bookworm".into(),
         inrelease_sha256: HEX_B.into(),
         date: "Sat, 11 Jul 2026 10:16:37 UTC".into(),
+        snapshot: None,
         signed_by: "ABCD".into(),
         indexes: vec![LockedIndex {
             path: "main/binary-amd64/Packages.xz".into(),

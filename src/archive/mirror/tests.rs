@@ -158,3 +158,73 @@ fn env_var_names() {
         "IMGBUILD_MIRROR_DEBIAN_SECURITY"
     );
 }
+
+#[test]
+fn the_snapshot_service_is_configured_like_a_mirror() {
+    let none = Mirrors::with_env(&[], Path::new("/nonexistent/apt"), no_env).unwrap();
+    assert!(none.snapshot_services().unwrap().is_empty());
+    let debian = source("bookworm", Location::Archive("debian".into()), "bookworm");
+    assert!(none.snapshot_plan(&debian).unwrap().is_none());
+
+    let env: HashMap<String, String> = [
+        (
+            "IMGBUILD_MIRROR_SNAPSHOT".to_string(),
+            "http://127.0.0.1:9/long".to_string(),
+        ),
+        (
+            "IMGBUILD_SNAPSHOT".to_string(),
+            "http://127.0.0.1:9/short".to_string(),
+        ),
+    ]
+    .into();
+    let short_only: HashMap<String, String> = [(
+        "IMGBUILD_SNAPSHOT".to_string(),
+        "http://127.0.0.1:9/a http://127.0.0.1:9/b/".to_string(),
+    )]
+    .into();
+    let flags = vec!["snapshot=http://127.0.0.1:9/flag".to_string()];
+    let (e1, e2) = (env.clone(), env.clone());
+    let m = Mirrors::with_env(&flags, Path::new("/nonexistent/apt"), move |k| {
+        e1.get(k).cloned()
+    })
+    .unwrap();
+    assert_eq!(
+        urls(m.snapshot_services().unwrap()),
+        ["http://127.0.0.1:9/flag/"]
+    );
+    let m = Mirrors::with_env(&[], Path::new("/nonexistent/apt"), move |k| {
+        e2.get(k).cloned()
+    })
+    .unwrap();
+    assert_eq!(
+        urls(m.snapshot_services().unwrap()),
+        ["http://127.0.0.1:9/long/"]
+    );
+    let plan = m.snapshot_plan(&debian).unwrap().unwrap();
+    assert_eq!(plan.archive, "debian");
+    // A literal URL has no archive name to look up.
+    let flat = source("k8s", Location::Url("file:///srv/flat".into()), "/");
+    assert!(m.snapshot_plan(&flat).unwrap().is_none());
+    let m = Mirrors::with_env(&[], Path::new("/nonexistent/apt"), move |k| {
+        short_only.get(k).cloned()
+    })
+    .unwrap();
+    assert_eq!(
+        urls(m.snapshot_services().unwrap()),
+        ["http://127.0.0.1:9/a/", "http://127.0.0.1:9/b/"]
+    );
+    let bad: HashMap<String, String> = [(
+        "IMGBUILD_SNAPSHOT".to_string(),
+        "ftp://127.0.0.1/x".to_string(),
+    )]
+    .into();
+    let m = Mirrors::with_env(&[], Path::new("/nonexistent/apt"), move |k| {
+        bad.get(k).cloned()
+    })
+    .unwrap();
+    let e = m.snapshot_services().unwrap_err().to_string();
+    assert!(
+        e.contains("IMGBUILD_SNAPSHOT") && e.contains("unsupported scheme"),
+        "{e}"
+    );
+}

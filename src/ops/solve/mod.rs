@@ -37,6 +37,10 @@ pub struct SolveArgs {
     pub apt_dir: PathBuf,
     /// `--allow-downgrade`: accept an InRelease older than the lock's.
     pub allow_downgrade: bool,
+    /// `--snapshot TS`: read every source that names an archive as the
+    /// snapshot service had it at `TS` (`YYYYMMDDTHHMMSSZ`), overriding the
+    /// recipe's own `snapshot`.
+    pub snapshot: Option<String>,
 }
 
 /// What a solve did, for the summary line and `--json`.
@@ -239,11 +243,21 @@ pub struct Solved {
 /// nothing (`run` writes the lock, `outdated` only compares).
 pub fn resolve(args: &SolveArgs, loaded: Loaded) -> Result<Solved> {
     let Loaded {
-        recipe,
+        mut recipe,
         lock_path: path,
         lock: previous,
         ..
     } = loaded;
+    if let Some(text) = &args.snapshot {
+        let ts = crate::core::timestamp::Timestamp::parse(text)
+            .map_err(|e| anyhow::anyhow!("--snapshot: {e}"))?;
+        // Not part of the recipe's hash: the lock records it per source.
+        for s in &mut recipe.sources {
+            if matches!(s.location, crate::recipe::Location::Archive(_)) {
+                s.snapshot = Some(ts.clone());
+            }
+        }
+    }
 
     let t = Instant::now();
     let mirrors = Mirrors::new(&args.mirrors, &args.apt_dir)?;
@@ -381,6 +395,7 @@ fn universe_of(recipe: &Recipe, loaded: Vec<LoadedSource>) -> (Universe, Vec<Loc
             suite: s.suite.clone(),
             inrelease_sha256: l.inrelease_sha256,
             date: l.date,
+            snapshot: l.snapshot,
             signed_by: l.signed_by,
             indexes: l.indexes,
         });
