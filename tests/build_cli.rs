@@ -19,51 +19,25 @@ const EPOCH: i64 = 1_700_000_000;
 
 /// A workspace whose recipe `img` (package `app`) is solved and fetched.
 fn fetched() -> (Site, TestServer, Workspace) {
-    let site = Site::new();
-    site.archive("debian")
-        .suite("bookworm", &["amd64"], &["main"])
-        .add(
-            DebSpec::new("base-files", "12.4", "amd64")
-                .essential()
-                .file("etc/os-release", "ID=test\n", 0o644)
-                .file("usr/bin/hello", "#!/bin/sh\necho hello\n", 0o755)
-                .symlink("usr/bin/hi", "hello"),
-        )
-        .add(
-            DebSpec::new("app", "1.0", "amd64")
-                .depends("libx (>= 2)")
-                .file("usr/share/app/data", vec![7u8; 5000], 0o644),
-        )
-        .add(DebSpec::new("libx", "2:2.1+b1", "amd64").file("usr/lib/libx.so.2", "ELF", 0o644))
-        .build();
-    let server = site.serve();
-    let ws = Workspace::new();
-    write_recipe(&ws, &server, &["app"]);
-    ws.run(&["solve", "img"]).assert_success();
-    ws.run(&["fetch", "img"]).assert_success();
-    (site, server, ws)
+    let debs = [
+        DebSpec::new("base-files", "12.4", "amd64")
+            .essential()
+            .file("etc/os-release", "ID=test\n", 0o644)
+            .file("usr/bin/hello", "#!/bin/sh\necho hello\n", 0o755)
+            .symlink("usr/bin/hi", "hello"),
+        DebSpec::new("app", "1.0", "amd64")
+            .depends("libx (>= 2)")
+            .file("usr/share/app/data", vec![7u8; 5000], 0o644),
+        DebSpec::new("libx", "2:2.1+b1", "amd64").file("usr/lib/libx.so.2", "ELF", 0o644),
+    ];
+    fetched_img(debs, &["app"], "")
 }
 
-fn write_recipe(ws: &Workspace, server: &TestServer, packages: &[&str]) {
-    let src = ws.trusted_source("main", &server.url("debian/"), "bookworm", &["main"]);
-    ws.write_recipe(
-        "img",
-        &RecipeToml::new("amd64")
-            .packages(packages)
-            .source(src)
-            .to_toml(),
-    );
-}
-
+/// Maintainer scripts off: the fixture image has no shell.
 fn args(ws: &Workspace) -> BuildArgs {
     BuildArgs {
-        recipe: "img".into(),
-        workspace: ws.path().to_path_buf(),
-        source_date_epoch: Some(EPOCH),
-        quiet: true,
         no_scripts: true,
-        cache_dir: Some(ws.cache_dir().join("rootfs")),
-        ..BuildArgs::default()
+        ..build_args(ws, EPOCH)
     }
 }
 
@@ -154,14 +128,14 @@ fn build_writes_outputs_and_rebuilds_incrementally() {
 fn stale_lock_or_missing_packages_are_errors_and_write_nothing() {
     let _umask = umask_lock();
     let (_site, server, ws) = fetched();
-    write_recipe(&ws, &server, &["app", "libx"]);
+    write_img_recipe(&ws, &server, &["app", "libx"], "");
     let err = format!("{:#}", build::run(&args(&ws)).unwrap_err());
     assert!(
         err.contains("is stale") && err.contains("run `imgbuild solve img`"),
         "{err}"
     );
 
-    write_recipe(&ws, &server, &["app"]);
+    write_img_recipe(&ws, &server, &["app"], "");
     fs::remove_dir_all(ws.path().join("vendor")).unwrap();
     let e = build::run(&args(&ws)).unwrap_err();
     let err = format!("{e:#}");
@@ -198,18 +172,15 @@ fn verify_finds_two_builds_identical() {
 /// The fixture recipe plus `[[step]]`s copying `recipes/files/interfaces`,
 /// writing, setting a sysctl and masking a unit.
 fn write_recipe_with_steps(ws: &Workspace, server: &TestServer) {
-    let src = ws.trusted_source("main", &server.url("debian/"), "bookworm", &["main"]);
-    let mut text = RecipeToml::new("amd64")
-        .packages(&["app"])
-        .source(src)
-        .to_toml();
-    text.push_str(
+    write_img_recipe(
+        ws,
+        server,
+        &["app"],
         "\n[[step]]\ncopy = \"files/interfaces\"\nto = \"/etc/network/interfaces\"\nmode = \"0640\"\n\
          \n[[step]]\nwrite = \"/etc/modules-load.d/k8s.conf\"\ncontent = \"overlay\\nbr_netfilter\\n\"\n\
          \n[[step]]\nsysctl = { \"net.ipv4.ip_forward\" = \"1\" }\n\
          \n[[step]]\nmask = [\"swap.target\"]\n",
     );
-    ws.write_recipe("img", &text);
 }
 
 #[test]

@@ -15,7 +15,6 @@ use std::process::Command;
 
 use imgbuild::ops::build::{self, BuildArgs};
 use imgbuild::ops::verify::{self, VerifyArgs};
-use support::hostbase::host_base;
 use support::*;
 
 const EPOCH: i64 = 1_600_000_000;
@@ -87,39 +86,8 @@ run = ["sh", "-c", "echo ran as $(id -u) on $(cat /proc/sys/kernel/hostname) > /
 enable = ["greeter.service"]
 "#;
 
-/// A workspace with recipe `img` over the fixture archive, solved and fetched.
-fn workspace(packages: &[&str], extra: &[DebSpec], steps: &str) -> (Site, TestServer, Workspace) {
-    let site = Site::new();
-    let mut archive = site
-        .archive("debian")
-        .suite("bookworm", &["amd64"], &["main"]);
-    for spec in host_base().into_iter().chain(extra.iter().cloned()) {
-        archive = archive.add(spec);
-    }
-    archive.build();
-    let server = site.serve();
-    let ws = Workspace::new();
-    let src = ws.trusted_source("main", &server.url("debian/"), "bookworm", &["main"]);
-    let mut text = RecipeToml::new("amd64")
-        .packages(packages)
-        .source(src)
-        .to_toml();
-    text.push_str(steps);
-    ws.write_recipe("img", &text);
-    ws.run(&["solve", "img"]).assert_success();
-    ws.run(&["fetch", "img"]).assert_success();
-    (site, server, ws)
-}
-
 fn args(ws: &Workspace) -> BuildArgs {
-    BuildArgs {
-        recipe: "img".into(),
-        workspace: ws.path().to_path_buf(),
-        source_date_epoch: Some(EPOCH),
-        quiet: true,
-        cache_dir: Some(ws.cache_dir().join("rootfs")),
-        ..BuildArgs::default()
-    }
+    build_args(ws, EPOCH)
 }
 
 /// The rootfs tar unpacked with the host's tar (numeric owners kept).
@@ -161,7 +129,7 @@ fn scripts_and_steps_run_inside_the_image_without_network() {
     let _umask = umask_lock();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let (_site, _server, ws) = workspace(
+    let (_site, _server, ws) = fetched_on_host_base(
         &["greeter", "netprobe"],
         &[greeter(), netprobe(port)],
         STEPS,
@@ -268,7 +236,7 @@ fn verify_args(ws: &Workspace) -> VerifyArgs {
 #[test]
 fn scripted_builds_are_reproducible_and_verify_names_a_postinst_date() {
     let _umask = umask_lock();
-    let (_site, _server, ws) = workspace(&["greeter"], &[greeter(), stamper()], STEPS);
+    let (_site, _server, ws) = fetched_on_host_base(&["greeter"], &[greeter(), stamper()], STEPS);
     let clean = verify::run(&verify_args(&ws)).unwrap();
     assert!(clean.manifest.artifact("rootfs.tar").is_some());
 

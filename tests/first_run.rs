@@ -13,37 +13,19 @@ use support::*;
 /// A served archive with `app` (→ `libx`) and an Essential `base-files`,
 /// and a workspace whose recipe `img` wants `app`; nothing solved or fetched.
 fn fresh() -> (Site, TestServer, Workspace) {
-    let site = Site::new();
-    site.archive("debian")
-        .suite("bookworm", &["amd64"], &["main"])
-        .add(
-            DebSpec::new("base-files", "12.4", "amd64")
-                .essential()
-                .file("etc/os-release", "ID=test\n", 0o644),
-        )
-        .add(
-            DebSpec::new("app", "1.0", "amd64")
-                .depends("libx (>= 2)")
-                .file("usr/share/app/data", vec![7u8; 5000], 0o644),
-        )
-        .add(DebSpec::new("libx", "2.1", "amd64").file("usr/lib/libx.so.2", "ELF", 0o644))
-        .add(DebSpec::new("extra", "1", "amd64").file("usr/share/extra", "x", 0o644))
-        .build();
-    let server = site.serve();
+    let (site, server) = debian_site([
+        DebSpec::new("base-files", "12.4", "amd64")
+            .essential()
+            .file("etc/os-release", "ID=test\n", 0o644),
+        DebSpec::new("app", "1.0", "amd64")
+            .depends("libx (>= 2)")
+            .file("usr/share/app/data", vec![7u8; 5000], 0o644),
+        DebSpec::new("libx", "2.1", "amd64").file("usr/lib/libx.so.2", "ELF", 0o644),
+        DebSpec::new("extra", "1", "amd64").file("usr/share/extra", "x", 0o644),
+    ]);
     let ws = Workspace::new();
-    write_recipe(&ws, &server, &["app"]);
+    write_img_recipe(&ws, &server, &["app"], "");
     (site, server, ws)
-}
-
-fn write_recipe(ws: &Workspace, server: &TestServer, packages: &[&str]) {
-    let src = ws.trusted_source("main", &server.url("debian/"), "bookworm", &["main"]);
-    ws.write_recipe(
-        "img",
-        &RecipeToml::new("amd64")
-            .packages(packages)
-            .source(src)
-            .to_toml(),
-    );
 }
 
 /// Blob files in the store under `vendor/sha256/`.
@@ -205,7 +187,7 @@ fn locked_needs_a_fresh_lock_and_stale_needs_update() {
     let lock = ws.read("locks/img.lock");
 
     // The recipe changed: the lock is never re-solved silently.
-    write_recipe(&ws, &server, &["app", "extra"]);
+    write_img_recipe(&ws, &server, &["app", "extra"], "");
     for args in [
         &["build", "img", "--no-scripts"][..],
         &["--locked", "build", "img", "--no-scripts"],

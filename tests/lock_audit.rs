@@ -50,6 +50,17 @@ fn workspace(url: &str, extra: &str) -> Workspace {
     ws
 }
 
+/// [`archive`] dated `date` on a served site and a [`workspace`] on it
+/// (no extra source lines), solved with the built binary.
+fn solved(date: u32) -> (Site, Repo, TestServer, Workspace) {
+    let site = Site::new();
+    let repo = archive(&site, date, None);
+    let server = site.serve();
+    let ws = workspace(&server.url("debian/"), "");
+    ws.run(&["solve", "img"]).assert_success();
+    (site, repo, server, ws)
+}
+
 fn read_lock(ws: &Workspace) -> Lockfile {
     Lockfile::parse(&ws.read("locks/img.lock"), Path::new("img.lock")).unwrap()
 }
@@ -85,11 +96,7 @@ fn tree(dir: &Path) -> Vec<PathBuf> {
 /// is fetched.
 #[test]
 fn forged_lock_entries_are_refused() {
-    let site = Site::new();
-    let repo = archive(&site, now() - DAY, None);
-    let server = site.serve();
-    let ws = workspace(&server.url("debian/"), "");
-    ws.run(&["solve", "img"]).assert_success();
+    let (_site, repo, server, ws) = solved(now() - DAY);
     let good = read_lock(&ws);
     // The genuine lock passes the audit, offline too (all cached).
     ws.run(&["solve", "img", "--locked"]).assert_success();
@@ -197,12 +204,8 @@ fn forged_lock_entries_are_refused() {
 /// that left it is refused, naming it and what the index has now.
 #[test]
 fn moved_on_suites_are_checked_against_the_current_index() {
-    let site = Site::new();
     let t = now();
-    archive(&site, t - 2 * DAY, None);
-    let server = site.serve();
-    let ws = workspace(&server.url("debian/"), "");
-    ws.run(&["solve", "img"]).assert_success();
+    let (site, _, _server, ws) = solved(t - 2 * DAY);
     // Same packages, newer Release: the lock still checks, with a note.
     archive(&site, t - DAY, None);
     std::fs::remove_dir_all(ws.cache_dir()).unwrap();
@@ -245,11 +248,7 @@ fn moved_on_suites_are_checked_against_the_current_index() {
 /// Item 4, cost: a warm `solve --locked` downloads nothing.
 #[test]
 fn warm_locked_audit_downloads_nothing() {
-    let site = Site::new();
-    archive(&site, now() - DAY, None);
-    let server = site.serve();
-    let ws = workspace(&server.url("debian/"), "");
-    ws.run(&["solve", "img"]).assert_success();
+    let (_site, _, server, ws) = solved(now() - DAY);
     server.reset_log();
     ws.run(&["solve", "img", "--locked"]).assert_success();
     assert_eq!(server.total_requests(), 0, "{:?}", server.requests());
@@ -263,12 +262,8 @@ fn warm_locked_audit_downloads_nothing() {
 /// future are refused, naming the suite and both dates; the lock is kept.
 #[test]
 fn stale_replayed_and_future_inreleases_are_refused() {
-    let site = Site::new();
     let t = now();
-    archive(&site, t - DAY, None);
-    let server = site.serve();
-    let ws = workspace(&server.url("debian/"), "");
-    ws.run(&["solve", "img"]).assert_success();
+    let (site, _, server, ws) = solved(t - DAY);
     let before = ws.read("locks/img.lock");
 
     // Replay: the mirror now serves an InRelease 10 days older.
@@ -325,11 +320,7 @@ fn stale_replayed_and_future_inreleases_are_refused() {
 /// puts a version that is not in the signed index into the lock.
 #[test]
 fn edited_index_cache_does_not_reach_the_lock() {
-    let site = Site::new();
-    archive(&site, now() - DAY, None);
-    let server = site.serve();
-    let ws = workspace(&server.url("debian/"), "");
-    ws.run(&["solve", "img"]).assert_success();
+    let (_site, _, _server, ws) = solved(now() - DAY);
     let before = ws.read("locks/img.lock");
     let only = |sub: &str| {
         let dir = ws.cache_dir().join("indexes").join(sub);

@@ -56,15 +56,7 @@ fn tls_with_htpasswd_auth() {
     write_auth("ci", "correct horse");
     publish(&["--ca-file", ca.to_str().unwrap()]).assert_success();
     // --insecure is refused for anything but loopback, before connecting.
-    let run = ws
-        .run(&[
-            "publish",
-            "--no-build",
-            NAME,
-            "192.0.2.1:5000/fixture",
-            "--insecure",
-        ])
-        .assert_failure();
+    let run = publish_built(&ws, "192.0.2.1:5000/fixture", &[]).assert_failure();
     assert!(
         run.stderr.contains("only allowed for loopback"),
         "{}",
@@ -79,22 +71,13 @@ fn an_interrupted_publish_leaves_the_old_tag_on_a_complete_image() {
     let old = fixture();
     let new = fixture_with("renamed\n");
     let target = format!("{}/fixture", reg.addr);
-    old.run(&["publish", "--no-build", NAME, &target, "--insecure"])
-        .assert_success();
+    publish_built(&old, &target, &[]).assert_success();
     let (a, b) = (out_digest(&old), out_digest(&new));
     assert_ne!(a, b);
     // The new image's manifest goes in (first PUT by digest), its first
     // artifact does not: the publication stops there.
     let proxy = failing_proxy(reg.addr.clone(), 2);
-    let run = new
-        .run(&[
-            "publish",
-            "--no-build",
-            NAME,
-            &format!("{proxy}/fixture"),
-            "--insecure",
-        ])
-        .assert_failure();
+    let run = publish_built(&new, &format!("{proxy}/fixture"), &[]).assert_failure();
     assert!(run.stderr.contains("HTTP 400"), "{}", run.stderr);
     let inspect = |tag: &str| -> serde_json::Value {
         serde_json::from_slice(&reg.skopeo(&[
@@ -113,8 +96,7 @@ fn an_interrupted_publish_leaves_the_old_tag_on_a_complete_image() {
         &format!("oci:{}:x", copy.path().join("img").display()),
     ]);
     // The image by digest is there, untagged; a publish that completes moves the tag.
-    new.run(&["publish", "--no-build", NAME, &target, "--insecure"])
-        .assert_success();
+    publish_built(&new, &target, &[]).assert_success();
     assert_eq!(inspect("1.2.3")["Digest"], b.as_str());
 }
 

@@ -8,7 +8,6 @@ mod support;
 
 use std::fs;
 
-use support::Workspace;
 use support::registry::Registry;
 
 use support::publishing::*;
@@ -24,20 +23,19 @@ fn publish_round_trip_with_skopeo_and_signed_pull() {
     let target = format!("{}/team/fixture", reg.addr);
     let key_arg = key.to_str().unwrap();
     let publish = || {
-        ws.run(&[
-            "publish",
-            "--no-build",
-            NAME,
+        publish_built(
+            &ws,
             &target,
-            "--insecure",
-            "--key",
-            key_arg,
-            "--tag",
-            "nightly",
-            "--revision",
-            &"c0ffee".repeat(7)[..40],
-            "--json",
-        ])
+            &[
+                "--key",
+                key_arg,
+                "--tag",
+                "nightly",
+                "--revision",
+                &"c0ffee".repeat(7)[..40],
+                "--json",
+            ],
+        )
     };
     let first = publish().assert_success();
     // Shown with --nocapture (docs/publish.md quotes it).
@@ -136,17 +134,8 @@ fn publish_round_trip_with_skopeo_and_signed_pull() {
 
     // Pull with the right key: verified, bit-identical files.
     let pulled = ws.path().join("pulled");
-    let run = ws
-        .run(&[
-            "pull",
-            &format!("{target}:1.2.3"),
-            "--insecure",
-            "--verify-key",
-            public.to_str().unwrap(),
-            "-o",
-            pulled.to_str().unwrap(),
-        ])
-        .assert_success();
+    let (tagged, key) = (format!("{target}:1.2.3"), Some(public.as_path()));
+    let run = pull(&ws, &tagged, key, &pulled).assert_success();
     eprintln!("--- pull\n{}", run.stderr);
     assert!(
         run.stderr.contains("signature and provenance verified"),
@@ -189,16 +178,7 @@ fn publish_round_trip_with_skopeo_and_signed_pull() {
         .as_str()
         .unwrap()
         .to_string();
-    ws.run(&[
-        "pull",
-        &format!("{target}@{art}"),
-        "--insecure",
-        "--verify-key",
-        public.to_str().unwrap(),
-        "-o",
-        onie.to_str().unwrap(),
-    ])
-    .assert_success();
+    pull(&ws, &format!("{target}@{art}"), key, &onie).assert_success();
     assert_eq!(
         fs::read(onie.join("onie-installer-x86_64-kvm_x86_64-r0.bin")).unwrap(),
         out_file(&ws, "onie-installer-x86_64-kvm_x86_64-r0.bin")
@@ -206,17 +186,7 @@ fn publish_round_trip_with_skopeo_and_signed_pull() {
 
     // Another key is refused, and nothing is written.
     let refused = ws.path().join("refused");
-    let bad = ws
-        .run(&[
-            "pull",
-            &format!("{target}:1.2.3"),
-            "--insecure",
-            "--verify-key",
-            other_public.to_str().unwrap(),
-            "-o",
-            refused.to_str().unwrap(),
-        ])
-        .assert_failure();
+    let bad = pull(&ws, &tagged, Some(other_public.as_path()), &refused).assert_failure();
     eprintln!("--- pull with another key\n{}", bad.stderr);
     assert!(
         bad.stderr.contains("does not verify with the given key"),
@@ -234,28 +204,10 @@ fn tampered_blob_is_detected_on_pull() {
     let target = format!("{}/fixture", reg.addr);
     let keys = tempfile::tempdir().unwrap();
     let (key, public) = genkey(keys.path(), "ed", &["-algorithm", "ED25519"]);
-    ws.run(&[
-        "publish",
-        "--no-build",
-        NAME,
-        &target,
-        "--insecure",
-        "--key",
-        key.to_str().unwrap(),
-    ])
-    .assert_success();
+    publish_built(&ws, &target, &["--key", key.to_str().unwrap()]).assert_success();
     // Ed25519 signatures verify too, before the tampering.
     let ok = ws.path().join("ok");
-    ws.run(&[
-        "pull",
-        &format!("{target}:1.2.3"),
-        "--insecure",
-        "--verify-key",
-        public.to_str().unwrap(),
-        "-o",
-        ok.to_str().unwrap(),
-    ])
-    .assert_success();
+    pull(&ws, &format!("{target}:1.2.3"), Some(public.as_path()), &ok).assert_success();
     assert_eq!(
         fs::read(ok.join("fs.squashfs")).unwrap(),
         out_file(&ws, "fs.squashfs")
@@ -268,15 +220,7 @@ fn tampered_blob_is_detected_on_pull() {
     bytes[0] ^= 0xff;
     fs::write(&stored, &bytes).unwrap();
     let dest = ws.path().join("pulled");
-    let run = ws
-        .run(&[
-            "pull",
-            &format!("{target}:1.2.3"),
-            "--insecure",
-            "-o",
-            dest.to_str().unwrap(),
-        ])
-        .assert_failure();
+    let run = pull(&ws, &format!("{target}:1.2.3"), None, &dest).assert_failure();
     assert!(run.stderr.contains("digest mismatch"), "{}", run.stderr);
     assert!(!dest.join("fs.squashfs").exists() && !dest.join("disk.raw").exists());
 }
@@ -288,18 +232,17 @@ fn chunked_upload_and_cross_repository_mount() {
     let ws = fixture();
     let a = format!("{}/a/fixture", reg.addr);
     let r = report(
-        &ws.run(&[
-            "publish",
-            "--no-build",
-            NAME,
+        &publish_built(
+            &ws,
             &a,
-            "--insecure",
-            "--monolithic-limit",
-            "65536",
-            "--chunk-size",
-            "100000",
-            "--json",
-        ])
+            &[
+                "--monolithic-limit",
+                "65536",
+                "--chunk-size",
+                "100000",
+                "--json",
+            ],
+        )
         .assert_success()
         .stdout,
     );
@@ -311,18 +254,7 @@ fn chunked_upload_and_cross_repository_mount() {
         &format!("docker://{a}:1.2.3"),
     ]);
     let b = format!("{}/b/fixture", reg.addr);
-    let run = ws
-        .run(&[
-            "publish",
-            "--no-build",
-            NAME,
-            &b,
-            "--insecure",
-            "--mount-from",
-            "a/fixture",
-            "--json",
-        ])
-        .assert_success();
+    let run = publish_built(&ws, &b, &["--mount-from", "a/fixture", "--json"]).assert_success();
     let r = report(&run.stdout);
     // Every blob of the image and the artifacts is mounted; only the
     // provenance is new (its first subject names the repository).
@@ -340,30 +272,15 @@ fn chunked_upload_and_cross_repository_mount() {
 #[test]
 fn publish_builds_first_from_a_solved_and_fetched_recipe() {
     need_tools!();
-    use support::{DebSpec, RecipeToml, Site};
+    use support::DebSpec;
     let reg = Registry::plain();
-    let site = Site::new();
-    site.archive("debian")
-        .suite("bookworm", &["amd64"], &["main"])
-        .add(
-            DebSpec::new("base-files", "12.4", "amd64")
-                .essential()
-                .file("etc/os-release", "ID=test\n", 0o644),
-        )
-        .add(DebSpec::new("app", "1.0", "amd64").file("usr/share/app/data", vec![7u8; 5000], 0o644))
-        .build();
-    let server = site.serve();
-    let ws = Workspace::new();
-    let src = ws.trusted_source("main", &server.url("debian/"), "bookworm", &["main"]);
-    ws.write_recipe(
-        "img",
-        &RecipeToml::new("amd64")
-            .packages(&["app"])
-            .source(src)
-            .to_toml(),
-    );
-    ws.run(&["solve", "img"]).assert_success();
-    ws.run(&["fetch", "img"]).assert_success();
+    let debs = [
+        DebSpec::new("base-files", "12.4", "amd64")
+            .essential()
+            .file("etc/os-release", "ID=test\n", 0o644),
+        DebSpec::new("app", "1.0", "amd64").file("usr/share/app/data", vec![7u8; 5000], 0o644),
+    ];
+    let (_site, _server, ws) = support::fetched_img(debs, &["app"], "");
     let target = format!("{}/img", reg.addr);
     let publish = || {
         let mut cmd = ws.command(&[

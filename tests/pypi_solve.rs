@@ -90,12 +90,12 @@ impl Fixture {
     }
 
     fn solve(&self, lock: &Lockfile, python: &str) -> anyhow::Result<imgbuild::pypi::Resolved> {
-        resolve(
+        Ok(resolve(
             &spec(&self.work, python),
             lock,
             &self.client(false),
             HashMap::new(),
-        )
+        )?)
     }
 }
 

@@ -15,7 +15,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use imgbuild::image::Manifest;
-use support::hostbase::host_base;
 use support::*;
 
 use support::rootless::{TestUser, USER, chown_r, test_user};
@@ -70,25 +69,7 @@ fn a_rootless_build_equals_the_root_build() {
         }
     };
     let TestUser { uid, gid } = user;
-    let site = Site::new();
-    let mut archive = site
-        .archive("debian")
-        .suite("bookworm", &["amd64"], &["main"]);
-    for spec in host_base().into_iter().chain([owners()]) {
-        archive = archive.add(spec);
-    }
-    archive.build();
-    let server = site.serve();
-    let ws = Workspace::new();
-    let src = ws.trusted_source("main", &server.url("debian/"), "bookworm", &["main"]);
-    let mut text = RecipeToml::new("amd64")
-        .packages(&["owners"])
-        .source(src)
-        .to_toml();
-    text.push_str(STEPS);
-    ws.write_recipe("img", &text);
-    ws.run(&["solve", "img"]).assert_success();
-    ws.run(&["fetch", "img"]).assert_success();
+    let (_site, _server, ws) = fetched_on_host_base(&["owners"], &[owners()], STEPS);
 
     // The root build (its own cache).
     let out_root = ws.path().join("out-root");

@@ -27,7 +27,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use imgbuild::sandbox::{self, SandboxSpec};
-use support::hostbase::host_base;
 use support::rootless::as_root_and_user;
 use support::*;
 
@@ -268,29 +267,6 @@ fn mknod_deb() -> DebSpec {
         .script("preinst", "#!/bin/sh\nset -e\nmknod /dev/host-disk b 8 0\n")
 }
 
-fn workspace(packages: &[&str], extra: &[DebSpec], steps: &str) -> (Site, TestServer, Workspace) {
-    let site = Site::new();
-    let mut archive = site
-        .archive("debian")
-        .suite("bookworm", &["amd64"], &["main"]);
-    for spec in host_base().into_iter().chain(extra.iter().cloned()) {
-        archive = archive.add(spec);
-    }
-    archive.build();
-    let server = site.serve();
-    let ws = Workspace::new();
-    let src = ws.trusted_source("main", &server.url("debian/"), "bookworm", &["main"]);
-    let mut text = RecipeToml::new("amd64")
-        .packages(packages)
-        .source(src)
-        .to_toml();
-    text.push_str(steps);
-    ws.write_recipe("img", &text);
-    ws.run(&["solve", "img"]).assert_success();
-    ws.run(&["fetch", "img"]).assert_success();
-    (site, server, ws)
-}
-
 /// `imgbuild build img` (as root: in process; as a user: re-run in its
 /// user namespace), bounded.
 fn build(ws: &Workspace) -> RunOutput {
@@ -341,7 +317,7 @@ fn shocker_as_preinst_and_run_step_of_a_build_is_denied() {
                 ));
             }
             let (_site, _server, ws) =
-                workspace(&["shocker"], &[shocker_deb(&bins, &pre, &port)], &steps);
+                fetched_on_host_base(&["shocker"], &[shocker_deb(&bins, &pre, &port)], &steps);
             let out = build(&ws);
             for (arch, _) in &bins {
                 assert_host_untouched(&format!("{pre}-{}", arch.name()));
@@ -370,7 +346,7 @@ fn a_preinst_that_needs_a_device_node_fails_the_build_naming_it() {
         "a_preinst_that_needs_a_device_node_fails_the_build_naming_it",
         || {
             let _umask = umask_lock();
-            let (_site, _server, ws) = workspace(&["disk-grabber"], &[mknod_deb()], "");
+            let (_site, _server, ws) = fetched_on_host_base(&["disk-grabber"], &[mknod_deb()], "");
             let out = build(&ws).assert_failure();
             let err = &out.stderr;
             assert!(err.contains("preinst"), "{err}");
@@ -459,7 +435,7 @@ fn device_nodes_body() {
     );
 
     // A build: the node is in rootfs.tar at its place, and in dpkg's list.
-    let (_site, _server, ws) = workspace(&["devnode"], &[device_deb()], "");
+    let (_site, _server, ws) = fetched_on_host_base(&["devnode"], &[device_deb()], "");
     build(&ws).assert_success();
     let tar = ws.path().join("out/img/rootfs.tar");
     let (node, list) = tar_entry(
@@ -506,7 +482,7 @@ fn a_same_size_tampered_store_blob_is_refused_naming_both_hashes() {
 
 fn tampered_blob_body() {
     let _umask = umask_lock();
-    let (_site, _server, ws) = workspace(&["devnode"], &[device_deb()], "");
+    let (_site, _server, ws) = fetched_on_host_base(&["devnode"], &[device_deb()], "");
     let lock = imgbuild::lock::Lockfile::read(&ws.path().join("locks/img.lock")).unwrap();
     let pkg = lock.packages.iter().find(|p| p.name == "devnode").unwrap();
     let store = imgbuild::fetch::Store::open(&ws.path().join("vendor")).unwrap();

@@ -20,39 +20,16 @@ use support::*;
 const EPOCH: i64 = 1_700_000_000;
 
 fn fetched() -> (Site, TestServer, Workspace) {
-    let site = Site::new();
-    site.archive("debian")
-        .suite("bookworm", &["amd64"], &["main"])
-        .add(
-            DebSpec::new("base-files", "12.4", "amd64")
-                .essential()
-                .file("etc/os-release", "ID=test\n", 0o644),
-        )
-        .build();
-    let server = site.serve();
-    let ws = Workspace::new();
-    let src = ws.trusted_source("main", &server.url("debian/"), "bookworm", &["main"]);
-    ws.write_recipe(
-        "img",
-        &RecipeToml::new("amd64")
-            .packages(&["base-files"])
-            .source(src)
-            .to_toml(),
-    );
-    ws.run(&["solve", "img"]).assert_success();
-    ws.run(&["fetch", "img"]).assert_success();
-    (site, server, ws)
+    let base = DebSpec::new("base-files", "12.4", "amd64")
+        .essential()
+        .file("etc/os-release", "ID=test\n", 0o644);
+    fetched_img([base], &["base-files"], "")
 }
 
 fn args(ws: &Workspace) -> BuildArgs {
     BuildArgs {
-        recipe: "img".into(),
-        workspace: ws.path().to_path_buf(),
-        source_date_epoch: Some(EPOCH),
-        quiet: true,
         no_scripts: true,
-        cache_dir: Some(ws.cache_dir().join("rootfs")),
-        ..BuildArgs::default()
+        ..build_args(ws, EPOCH)
     }
 }
 

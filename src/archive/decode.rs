@@ -101,7 +101,7 @@ fn xz_stream() -> Result<liblzma::stream::Stream, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::testutil::{gz, packages_text, xz};
+    use testkit::{gz, packages_text, xz};
 
     fn many(n: usize) -> String {
         let names: Vec<String> = (0..n).map(|i| format!("pkg{i}")).collect();
@@ -179,7 +179,7 @@ mod tests {
             .unwrap();
         eprintln!("parse alone, one thread: {} in {:?}", p.len(), t.elapsed());
         let t = std::time::Instant::now();
-        let h = crate::archive::testutil::sha256_hex(&data);
+        let h = testkit::sha256_hex(&data);
         eprintln!("sha256 of the .xz: {:?} {h}", t.elapsed());
     }
 }

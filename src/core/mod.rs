@@ -1,10 +1,12 @@
 //! The small core model shared by every stage. Debian's data model
 //! (versions, relations, deb822 control data, binary package records) is
 //! the pure `debcore` crate, re-exported here; this module adds what needs
-//! the file system (atomic writes, file digests) and snapshot timestamps.
+//! the file system (atomic writes, file digests), snapshot timestamps and
+//! typed error context.
 
 pub mod atomic;
 pub mod bounded;
+pub mod context;
 pub mod digest;
 pub mod timestamp;
 

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 pub mod compare;
 pub mod disk;
+mod error;
 pub mod manifest;
 pub mod oci;
 pub mod onie;
@@ -33,6 +34,7 @@ pub mod pkglist;
 pub mod spdx;
 
 pub use crate::pack::{Compression, HashingWriter, OutputError, write_atomic};
+pub use error::ImageError;
 pub use manifest::{Artifact, Manifest};
 pub use outputs::{EmitContext, ImageOutput, outputs_of};
 

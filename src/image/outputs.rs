@@ -5,13 +5,14 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
-
 use crate::fetch::Store;
 use crate::lock::Lockfile;
 use crate::recipe::Recipe;
 use crate::rootfs::cache::RootfsCache;
-use crate::tools::ToolsRoot;
+use crate::tools::{ToolsError, ToolsRoot};
+
+use super::ImageError;
+use super::error::Context;
 
 /// What every output may read while it writes its files.
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +39,7 @@ pub struct EmitContext<'a> {
 
 impl EmitContext<'_> {
     /// The locked tools tree, assembled (or taken from the cache) on demand.
-    pub fn tools(&self) -> Result<ToolsRoot> {
+    pub fn tools(&self) -> Result<ToolsRoot, ToolsError> {
         ToolsRoot::prepare(
             self.lock,
             self.store,
@@ -63,7 +64,7 @@ pub trait ImageOutput {
 
     /// Writes this output's files into `ctx.dir`; returns lines for the
     /// build's report.
-    fn emit(&self, ctx: &EmitContext<'_>) -> Result<Vec<String>>;
+    fn emit(&self, ctx: &EmitContext<'_>) -> Result<Vec<String>, ImageError>;
 }
 
 /// The recipe's own outputs, in the order they are written (the ONIE
@@ -83,7 +84,7 @@ pub fn outputs_of(recipe: &Recipe) -> Vec<Box<dyn ImageOutput + '_>> {
 pub fn emit_all(
     outputs: &[Box<dyn ImageOutput + '_>],
     ctx: &EmitContext<'_>,
-) -> Result<Vec<String>> {
+) -> Result<Vec<String>, ImageError> {
     let mut lines = Vec::new();
     for output in outputs {
         let what = output.describe();

@@ -272,7 +272,13 @@ fn fetch_python(
         Some(pypi::index::IndexClient::new(url, &cache, false)?)
     };
     let progress = Progress::for_terminal(args.quiet);
-    pypi::fetch::fetch_python(store, lock, client.as_ref(), options, &progress)
+    Ok(pypi::fetch::fetch_python(
+        store,
+        lock,
+        client.as_ref(),
+        options,
+        &progress,
+    )?)
 }
 
 #[cfg(test)]
@@ -292,12 +298,12 @@ mod tests {
     /// a flat repository whose signed index lists them, so the lock passes
     /// the audit.
     fn setup() -> (tempfile::TempDir, PathBuf, String) {
-        use crate::archive::testutil::{gen_key, public_binary, write_repo};
+        use testkit::{TestKey, write_repo};
         let tmp = tempfile::tempdir().unwrap();
         let ws = tmp.path().join("ws");
         std::fs::create_dir_all(ws.join("recipes/keys")).unwrap();
-        let key = gen_key(21, false);
-        std::fs::write(ws.join("recipes/keys/k.pgp"), public_binary(&key)).unwrap();
+        let key = TestKey::seeded(21, false);
+        std::fs::write(ws.join("recipes/keys/k.pgp"), &key.keyring).unwrap();
         std::fs::write(
             ws.join("recipes/base.toml"),
             "architecture = \"amd64\"\npackages = [\"p0\"]\n\n[[source]]\nname = \"main\"\n\

@@ -3,7 +3,7 @@
 
 use std::io::{Cursor, Read};
 
-use anyhow::{Context, Result, bail};
+use super::error::{Context, Result, invalid};
 
 /// The core metadata of a wheel (`*.dist-info/METADATA`) or an sdist
 /// (`PKG-INFO`, completed from `*.egg-info/requires.txt` when it lists no
@@ -24,28 +24,36 @@ pub fn metadata_from_dist(filename: &str, data: &[u8]) -> Result<String> {
                     (Some(d), Some("METADATA"), None) if d.ends_with(".dist-info"))
             })
             .with_context(|| format!("{filename}: no .dist-info/METADATA"))?;
-        let f = zip.by_name(&name)?;
-        return Ok(String::from_utf8_lossy(&read_all(f)?).into_owned());
+        let f = zip
+            .by_name(&name)
+            .with_context(|| format!("{filename}: reading {name}"))?;
+        let text = read_all(f).with_context(|| format!("{filename}: reading {name}"))?;
+        return Ok(String::from_utf8_lossy(&text).into_owned());
     }
     if filename.ends_with(".tar.gz") {
         let gz = flate2::read::GzDecoder::new(Cursor::new(data));
         let mut tar = tar::Archive::new(gz);
         let mut pkg_info = None;
         let mut requires = None;
-        for entry in tar.entries()? {
-            let entry = entry?;
-            let path = entry.path()?.to_string_lossy().into_owned();
+        let bad = || format!("{filename}: reading the archive");
+        for entry in tar.entries().with_context(bad)? {
+            let entry = entry.with_context(bad)?;
+            let path = entry
+                .path()
+                .with_context(bad)?
+                .to_string_lossy()
+                .into_owned();
             let parts: Vec<&str> = path.split('/').collect();
             match parts.as_slice() {
-                [_, "PKG-INFO"] => pkg_info = Some(read_all(entry)?),
+                [_, "PKG-INFO"] => pkg_info = Some(read_all(entry).with_context(bad)?),
                 [_, d, "requires.txt"] | [_, _, d, "requires.txt"] if d.ends_with(".egg-info") => {
-                    requires = Some(read_all(entry)?)
+                    requires = Some(read_all(entry).with_context(bad)?)
                 }
                 _ => {}
             }
         }
         let Some(info) = pkg_info else {
-            bail!("{filename}: no PKG-INFO");
+            invalid!("{filename}: no PKG-INFO");
         };
         let mut text = String::from_utf8_lossy(&info).into_owned();
         let has_requires = super::metadata::headers(&text)
@@ -61,7 +69,7 @@ pub fn metadata_from_dist(filename: &str, data: &[u8]) -> Result<String> {
         }
         return Ok(text);
     }
-    bail!("{filename}: unsupported distribution format (wheels and .tar.gz sdists only)")
+    invalid!("{filename}: unsupported distribution format (wheels and .tar.gz sdists only)")
 }
 
 /// setuptools' `requires.txt`: plain lines, then `[extra]`, `[extra:marker]`

@@ -50,7 +50,7 @@ pub enum PythonAuditError {
         page: Url,
     },
     /// The project page could not be had.
-    #[error("{lock}: [[python]] `{name}`: cannot check it against {page}: {error:#}")]
+    #[error("{lock}: [[python]] `{name}`: cannot check it against {page}: {error}")]
     Index {
         /// The lock file.
         lock: PathBuf,
@@ -59,7 +59,7 @@ pub enum PythonAuditError {
         /// The project page.
         page: Url,
         /// What went wrong.
-        error: anyhow::Error,
+        error: String,
     },
 }
 
@@ -88,7 +88,7 @@ pub fn audit_python(
             .page_url(name)
             .unwrap_or_else(|_| client.base().clone())
     };
-    let pages: BTreeMap<String, anyhow::Result<Option<ProjectPage>>> =
+    let pages: BTreeMap<String, super::Result<Option<ProjectPage>>> =
         match crate::http::block_on(async {
             futures_util::stream::iter(names.iter().cloned())
                 .map(|n| async move {
@@ -105,7 +105,7 @@ pub fn audit_python(
                     lock: lock_path.to_path_buf(),
                     name: names.first().cloned().unwrap_or_default(),
                     page: client.base().clone(),
-                    error: anyhow::Error::from(e),
+                    error: e.to_string(),
                 }));
             }
         };
@@ -134,7 +134,7 @@ pub fn audit_python(
                     lock: lock_path.to_path_buf(),
                     name: p.name.clone(),
                     page,
-                    error: anyhow::anyhow!("{e:#}"),
+                    error: e.chain(),
                 }));
             }
             None => unreachable!("every name was asked for"),

@@ -11,9 +11,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Result, anyhow, bail};
 use url::Url;
 
+use super::error::{PypiError, Result, invalid};
 use crate::archive::mirror::Mirrors;
 
 /// The mirror name of the Python package index.
@@ -84,7 +84,8 @@ fn pip_default_index() -> Option<String> {
 /// The index base URL (ending in `/`).
 pub fn index_url(flags: &[String], env: Env<'_>) -> Result<Url> {
     let parse = |what: &str, text: &str| {
-        crate::archive::mirror::base_url(text.trim()).map_err(|e| anyhow!("{what}: `{text}`: {e}"))
+        crate::archive::mirror::base_url(text.trim())
+            .map_err(|e| PypiError::Invalid(format!("{what}: `{text}`: {e}")))
     };
     for f in flags {
         if let Some((name, url)) = f.split_once('=')
@@ -113,7 +114,7 @@ pub fn index_url(flags: &[String], env: Env<'_>) -> Result<Url> {
     }
     match pip_default_index() {
         Some(u) => parse("pip's default index", &u),
-        None => bail!(
+        None => invalid!(
             "no index configured for `pypi`: pass --mirror pypi=URL, set {var} or PIP_INDEX_URL, \
              or install pip on this host (its default index is used)"
         ),

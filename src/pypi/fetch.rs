@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Result, bail};
 use futures_util::StreamExt;
 
+use super::error::{Result, invalid};
 use super::index::{IndexClient, ProjectPage};
 use crate::fetch::session::{SessionOptions, fetch_wanted};
 use crate::fetch::{FetchSummary, Progress, Store, Wanted};
@@ -33,10 +33,10 @@ pub fn fetch_python(
     let files: Vec<&LockedPython> = lock.python.iter().filter(|p| p.debian.is_none()).collect();
     for p in &files {
         if !crate::fetch::store::valid_sha256(&p.sha256) {
-            bail!("{}: invalid sha256 `{}` in the lock", p.label(), p.sha256);
+            invalid!("{}: invalid sha256 `{}` in the lock", p.label(), p.sha256);
         }
         if p.filename.contains('/') || p.filename.starts_with('.') {
-            bail!(
+            invalid!(
                 "{}: invalid file name `{}` in the lock",
                 p.label(),
                 p.filename
@@ -52,7 +52,7 @@ pub fn fetch_python(
         .collect();
     if !absent.is_empty() && !options.offline {
         let Some(client) = client else {
-            bail!("no `pypi` index configured to fetch the Python files");
+            invalid!("no `pypi` index configured to fetch the Python files");
         };
         let names: Vec<String> = {
             let mut n: Vec<String> = absent.iter().map(|p| p.name.clone()).collect();
@@ -78,7 +78,7 @@ pub fn fetch_python(
                 .and_then(|page| page.as_ref())
                 .and_then(|page| page.files.iter().find(|f| f.filename == p.filename));
             let Some(file) = file else {
-                bail!(
+                invalid!(
                     "{}: the index at {} has no file {}; re-solve",
                     p.label(),
                     client.base(),
@@ -86,7 +86,7 @@ pub fn fetch_python(
                 );
             };
             if file.sha256 != p.sha256 {
-                bail!(
+                invalid!(
                     "{}: the index lists {} with sha256 {}, the lock {}; refusing it",
                     p.label(),
                     p.filename,

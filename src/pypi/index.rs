@@ -20,10 +20,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use super::error::{Context, PypiError, Result, invalid};
 use crate::core::atomic::{Durability, write_atomic};
 use crate::core::digest::sha256_hex;
 
@@ -176,7 +176,9 @@ impl IndexClient {
 
     /// The project page URL of `project` (normalised name).
     pub fn page_url(&self, project: &str) -> Result<Url> {
-        Ok(self.base.join(&format!("{project}/"))?)
+        self.base
+            .join(&format!("{project}/"))
+            .with_context(|| format!("{}: the page of `{project}`", self.base))
     }
 
     /// The project page of `project` (normalised name); `None` when the index
@@ -199,7 +201,7 @@ impl IndexClient {
             return parse_page(c.body.as_bytes(), &url).map(Some);
         }
         if self.offline {
-            bail!("offline: {url} is not in the index cache; run once without --offline");
+            invalid!("offline: {url} is not in the index cache; run once without --offline");
         }
         let mut req = self.http.get(url.clone()).header("Accept", JSON_TYPE);
         if let Some(etag) = cached.as_ref().and_then(|c| c.etag.as_deref()) {
@@ -220,7 +222,7 @@ impl IndexClient {
             return Ok(None);
         }
         if !status.is_success() {
-            bail!("{url}: HTTP {status}");
+            return Err(PypiError::status(&url, status));
         }
         let etag = resp
             .headers()
@@ -235,7 +237,8 @@ impl IndexClient {
             fetched: now(),
             max_age: age,
             sha256: sha256_hex(&body),
-            body: String::from_utf8(body).with_context(|| format!("{url}: not UTF-8"))?,
+            body: String::from_utf8(body)
+                .map_err(|_| PypiError::Invalid(format!("{url}: not UTF-8")))?,
         };
         self.store_page(&path, &c);
         Ok(Some(page))
@@ -260,23 +263,24 @@ impl IndexClient {
             return Ok(text);
         }
         if self.offline {
-            bail!(
+            invalid!(
                 "offline: the metadata of {} is not in the index cache",
                 file.filename
             );
         }
         let text = match &file.metadata {
             Some(hash) => {
-                let url = Url::parse(&format!("{}.metadata", file.url))?;
+                let url = Url::parse(&format!("{}.metadata", file.url))
+                    .with_context(|| format!("{}.metadata", file.url))?;
                 let resp = send(self.http.get(url.clone()), &url).await?;
                 if !resp.status().is_success() {
-                    bail!("{url}: HTTP {}", resp.status());
+                    return Err(PypiError::status(&url, resp.status()));
                 }
                 let data = body(resp, &url, MAX_PAGE).await?;
                 if let Some(h) = hash
                     && sha256_hex(&data) != *h
                 {
-                    bail!("{url}: sha256 does not match the index page");
+                    invalid!("{url}: sha256 does not match the index page");
                 }
                 String::from_utf8_lossy(&data).into_owned()
             }
@@ -293,11 +297,11 @@ impl IndexClient {
     /// The size of the file at `url`, from a HEAD request's Content-Length.
     pub async fn size(&self, url: &Url) -> Result<u64> {
         if self.offline {
-            bail!("offline: the index page gave no size for {url}");
+            invalid!("offline: the index page gave no size for {url}");
         }
         let resp = send(self.http.head(url.clone()), url).await?;
         if !resp.status().is_success() {
-            bail!("{url}: HTTP {}", resp.status());
+            return Err(PypiError::status(url, resp.status()));
         }
         resp.headers()
             .get(reqwest::header::CONTENT_LENGTH)
@@ -309,12 +313,12 @@ impl IndexClient {
     pub async fn download(&self, file: &IndexFile) -> Result<Vec<u8>> {
         let resp = send(self.http.get(file.url.clone()), &file.url).await?;
         if !resp.status().is_success() {
-            bail!("{}: HTTP {}", file.url, resp.status());
+            return Err(PypiError::status(&file.url, resp.status()));
         }
         let data = body(resp, &file.url, MAX_DIST).await?;
         let got = sha256_hex(&data);
         if got != file.sha256 {
-            bail!(
+            invalid!(
                 "{}: sha256 {got} does not match the index ({}); refusing it",
                 file.filename,
                 file.sha256
@@ -333,7 +337,10 @@ async fn send(req: reqwest::RequestBuilder, url: &Url) -> Result<reqwest::Respon
             match req.try_clone().expect("no streaming body").send().await {
                 Ok(resp) if is_transient(resp.status()) => Attempt::Transient(Ok(resp)),
                 Ok(resp) => Attempt::Done(Ok(resp)),
-                Err(e) => Attempt::Transient(Err(anyhow!("{url}: {}", describe(&e)))),
+                Err(e) => Attempt::Transient(Err(PypiError::Transfer {
+                    url: url.to_string(),
+                    message: describe(&e),
+                })),
             }
         })
         .await;

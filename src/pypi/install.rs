@@ -21,10 +21,10 @@ use std::io::{Cursor, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use super::error::{Context, Result, invalid};
 use super::target::Target;
 
 /// What installing one wheel did.
@@ -63,13 +63,14 @@ fn parents(root: &Path, rel: &Path) -> Result<PathBuf> {
             at.push(c);
             match fs::symlink_metadata(&at) {
                 Ok(m) if m.file_type().is_symlink() => {
-                    bail!("{}: a symlink in the image; not following it", at.display())
+                    invalid!("{}: a symlink in the image; not following it", at.display())
                 }
                 Ok(m) if m.is_dir() => {}
-                Ok(_) => bail!("{}: not a directory", at.display()),
+                Ok(_) => invalid!("{}: not a directory", at.display()),
                 Err(_) => {
                     fs::create_dir(&at).with_context(|| format!("creating {}", at.display()))?;
-                    fs::set_permissions(&at, fs::Permissions::from_mode(0o755))?;
+                    fs::set_permissions(&at, fs::Permissions::from_mode(0o755))
+                        .with_context(|| format!("chmod {}", at.display()))?;
                 }
             }
         }
@@ -80,7 +81,7 @@ fn parents(root: &Path, rel: &Path) -> Result<PathBuf> {
 fn write_file(root: &Path, rel: &Path, data: &[u8], mode: u32) -> Result<()> {
     let path = parents(root, rel)?;
     if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink() || m.is_dir()) {
-        bail!("{}: exists and is not a regular file", path.display());
+        invalid!("{}: exists and is not a regular file", path.display());
     }
     fs::write(&path, data).with_context(|| format!("writing {}", path.display()))?;
     fs::set_permissions(&path, fs::Permissions::from_mode(mode))
@@ -140,7 +141,9 @@ pub fn install_wheel(
     // Read everything first: the .dist-info name decides where `.data` goes.
     let mut entries: Vec<(String, u32, Vec<u8>)> = Vec::new();
     for i in 0..zip.len() {
-        let mut f = zip.by_index(i)?;
+        let mut f = zip
+            .by_index(i)
+            .with_context(|| format!("{filename}: reading entry {i}"))?;
         if f.is_dir() {
             continue;
         }
@@ -165,7 +168,7 @@ pub fn install_wheel(
     let mut files: BTreeMap<PathBuf, (Vec<u8>, u32)> = BTreeMap::new();
     for (name, mode, mut bytes) in entries {
         let Some(rel) = safe_relative(&name) else {
-            bail!("{filename}: unsafe path `{name}`");
+            invalid!("{filename}: unsafe path `{name}`");
         };
         if name == format!("{dist_info}/RECORD")
             || name.ends_with("/RECORD.jws")
@@ -199,7 +202,7 @@ pub fn install_wheel(
                         .join(&project)
                         .join(path),
                     "data" => Path::new("usr/local").join(path),
-                    other => bail!("{filename}: unknown .data scheme `{other}`"),
+                    other => invalid!("{filename}: unknown .data scheme `{other}`"),
                 }
             }
         };
@@ -210,7 +213,7 @@ pub fn install_wheel(
     if let Some((text, _)) = files.get(&ep) {
         for (name, module, attr) in entry_points(&String::from_utf8_lossy(text)) {
             if safe_relative(&name).is_none() || name.contains('/') {
-                bail!("{filename}: bad entry point name `{name}`");
+                invalid!("{filename}: bad entry point name `{name}`");
             }
             files.insert(
                 Path::new("usr/local/bin").join(&name),

@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
+use super::error::{Context, Result, invalid};
 use super::install::install_wheel;
 use super::sdist::{self, BuildEnv};
 use super::target::Target;
@@ -93,7 +93,8 @@ pub fn install_layer(
     }
     if !report.built.is_empty() {
         let path = root.join(BUILT_RECORD);
-        std::fs::create_dir_all(path.parent().expect("has parent"))?;
+        let dir = path.parent().expect("has parent");
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut text = serde_json::to_vec_pretty(&report.built).expect("plain data");
         text.push(b'\n');
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
@@ -117,7 +118,7 @@ fn read_verified(store: &Store, p: &LockedPython) -> Result<Vec<u8>> {
         .with_context(|| format!("{} ({}): reading {}", p.label(), p.filename, path.display()))?;
     let actual = sha256_hex(&data);
     if actual != p.sha256 {
-        bail!(
+        invalid!(
             "[[python]] {} ({}): sha256 mismatch: the lock says {}, the store file {} has {actual} \
              ({} bytes{})",
             p.label(),
@@ -140,9 +141,14 @@ pub fn built_from_tar(tar_path: &Path) -> Result<Vec<BuiltWheel>> {
     let file =
         std::fs::File::open(tar_path).with_context(|| format!("opening {}", tar_path.display()))?;
     let mut tar = tar::Archive::new(std::io::BufReader::new(file));
-    for entry in tar.entries()? {
-        let entry = entry?;
-        let path = entry.path()?.to_string_lossy().into_owned();
+    let bad = || format!("reading {}", tar_path.display());
+    for entry in tar.entries().with_context(bad)? {
+        let entry = entry.with_context(bad)?;
+        let path = entry
+            .path()
+            .with_context(bad)?
+            .to_string_lossy()
+            .into_owned();
         if path.trim_start_matches("./") == BUILT_RECORD {
             return serde_json::from_reader(entry)
                 .with_context(|| format!("{BUILT_RECORD} in {}", tar_path.display()));

@@ -5,9 +5,10 @@
 
 use std::str::FromStr;
 
-use anyhow::{Result, anyhow};
 use pep440_rs::VersionSpecifiers;
 use pep508_rs::Requirement;
+
+use super::error::{PypiError, Result};
 
 /// What resolution needs from one distribution file's metadata.
 #[derive(Debug, Clone, Default)]
@@ -47,15 +48,15 @@ impl Metadata {
         let mut m = Metadata::default();
         for (k, v) in headers(text) {
             match k.to_ascii_lowercase().as_str() {
-                "requires-dist" => m.requires_dist.push(
-                    Requirement::from_str(&v)
-                        .map_err(|e| anyhow!("{what}: bad Requires-Dist `{v}`: {e}"))?,
-                ),
+                "requires-dist" => {
+                    m.requires_dist.push(Requirement::from_str(&v).map_err(|e| {
+                        PypiError::Invalid(format!("{what}: bad Requires-Dist `{v}`: {e}"))
+                    })?)
+                }
                 "requires-python" => {
-                    m.requires_python = Some(
-                        VersionSpecifiers::from_str(&v)
-                            .map_err(|e| anyhow!("{what}: bad Requires-Python `{v}`: {e}"))?,
-                    )
+                    m.requires_python = Some(VersionSpecifiers::from_str(&v).map_err(|e| {
+                        PypiError::Invalid(format!("{what}: bad Requires-Python `{v}`: {e}"))
+                    })?)
                 }
                 "provides-extra" => m.provides_extra.push(v),
                 _ => {}

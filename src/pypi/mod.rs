@@ -16,6 +16,7 @@ pub mod archive;
 pub mod audit;
 pub mod candidates;
 pub mod config;
+mod error;
 pub mod explain;
 pub mod fetch;
 pub mod filename;
@@ -28,16 +29,16 @@ pub mod resolve;
 pub mod sdist;
 pub mod target;
 
+pub use error::PypiError;
 pub use resolve::{Resolved, resolve};
 pub use target::Target;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-
 use crate::lock::Lockfile;
 use crate::recipe::Recipe;
+use error::{Context, Result};
 
 /// How `imgbuild solve` reaches the index.
 #[derive(Debug, Clone)]

@@ -14,7 +14,6 @@
 //! milliseconds), so the resolver stays a pure function of the universe.
 
 use std::cell::RefCell;
-use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
@@ -23,6 +22,8 @@ use pep508_rs::{ExtraName, Requirement, VersionOrUrl};
 use pubgrub::{
     Dependencies, DependencyConstraints, DependencyProvider, PackageResolutionStatistics, Ranges,
 };
+
+use debsolve::priority::{self, Priority};
 
 use super::candidates::{Project, Universe};
 use super::target::Target;
@@ -212,27 +213,19 @@ impl DependencyProvider for PyProvider<'_> {
     type V = Ver;
     type VS = VS;
     type M = String;
-    type Priority = (u8, u32, Reverse<u32>);
+    type Priority = Priority;
     type Err = ProviderError;
 
-    fn prioritize(
-        &self,
-        p: &PyPkg,
-        range: &VS,
-        stats: &PackageResolutionStatistics,
-    ) -> Self::Priority {
+    fn prioritize(&self, p: &PyPkg, range: &VS, stats: &PackageResolutionStatistics) -> Priority {
         match p {
-            PyPkg::Root => (9, 0, Reverse(0)),
+            PyPkg::Root => priority::fixed(9),
             PyPkg::Dist(n) | PyPkg::Extra(n, _) => {
                 let Some(Some(project)) = self.u.projects.get(&**n) else {
                     // Unknown: decide it first, so the solve asks for it early.
-                    return (8, 0, Reverse(0));
+                    return priority::fixed(8);
                 };
-                let count = (1..=project.candidates.len() as u32)
-                    .filter(|k| range.contains(k))
-                    .count() as u32;
                 let tier = if matches!(p, PyPkg::Extra(..)) { 2 } else { 3 };
-                (tier, stats.conflict_count(), Reverse(count))
+                priority::ranked(tier, stats, project.candidates.len() as u32, range)
             }
         }
     }

@@ -5,13 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
 
-use anyhow::{Context, Result, anyhow, bail};
 use futures_util::StreamExt;
 use pep440_rs::{Version, VersionSpecifiers};
 use pep508_rs::{Requirement, VersionOrUrl};
 use pubgrub::PubGrubError;
 
 use super::candidates::{self, Policy, Universe};
+use super::error::{Context, PypiError, Result, invalid};
 use super::index::IndexClient;
 use super::metadata::Metadata;
 use super::provider::{PyPkg, PyProvider, Ver};
@@ -86,14 +86,13 @@ pub fn policy(spec: &PythonSpec, debian: &Lockfile) -> Result<Policy> {
     }
     for name in &spec.use_debian {
         let deb = debian_package(debian, name).ok_or_else(|| {
-            anyhow!("use-debian `{name}`: python3-{name} is not in the lock; add \"python3-{name}\" to `packages`")
+            PypiError::Invalid(format!("use-debian `{name}`: python3-{name} is not in the lock; add \"python3-{name}\" to `packages`"))
         })?;
         let v = debian_upstream(&deb.version).ok_or_else(|| {
-            anyhow!(
+            PypiError::Invalid(format!(
                 "use-debian `{name}`: cannot read {} {} as a Python version",
-                deb.name,
-                deb.version
-            )
+                deb.name, deb.version
+            ))
         })?;
         p.debian.insert(name.clone(), (deb.name.clone(), v));
     }
@@ -132,7 +131,7 @@ pub fn resolve(
                 });
             }
             Err(PubGrubError::NoSolution(tree)) => {
-                bail!(
+                invalid!(
                     "no set of Python distributions satisfies `[python]` for {}:\n\n{}",
                     target.describe(),
                     super::explain::explain(&provider, tree)
@@ -142,14 +141,14 @@ pub fn resolve(
             | Err(PubGrubError::ErrorRetrievingDependencies { .. }) => {
                 provider.missing.into_inner()
             }
-            Err(e) => bail!("Python resolution failed: {e}"),
+            Err(e) => invalid!("Python resolution failed: {e}"),
         };
         if missing.is_empty() {
-            bail!("Python resolution stopped without saying what it needs (a bug)");
+            invalid!("Python resolution stopped without saying what it needs (a bug)");
         }
         crate::http::block_on(fetch(&mut u, client, &target, &policy, missing))??;
     }
-    bail!("Python resolution did not finish in {MAX_ROUNDS} rounds")
+    invalid!("Python resolution did not finish in {MAX_ROUNDS} rounds")
 }
 
 /// Fetches missing pages, then the metadata asked for plus that of the
@@ -252,7 +251,12 @@ async fn fill_sizes(u: &Universe, client: &IndexClient, python: &mut [LockedPyth
                     .filter_map(|c| c.file.as_ref())
                     .find(|f| f.filename == p.filename)
             })
-            .ok_or_else(|| anyhow!("{}: chosen file not in the index (a bug)", p.label()))?;
+            .ok_or_else(|| {
+                PypiError::Invalid(format!(
+                    "{}: chosen file not in the index (a bug)",
+                    p.label()
+                ))
+            })?;
         p.size = client.size(&file.url).await?;
     }
     Ok(())

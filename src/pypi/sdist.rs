@@ -14,8 +14,7 @@ use std::io::Cursor;
 use std::path::{Component, Path};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-
+use super::error::{Context, Result, invalid};
 use crate::sandbox::{self, SandboxSpec};
 
 /// Where, inside the image, sdists are unpacked and built.
@@ -65,8 +64,9 @@ pub fn build(
     }
     let unpack = work.join("src");
     let out = work.join("out");
-    fs::create_dir_all(&unpack)?;
-    fs::create_dir_all(&out)?;
+    for dir in [&unpack, &out] {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let result = build_in(root, name, filename, sdist, env, &unpack, &out);
     let _ = fs::remove_dir_all(&work);
     // An empty /var/tmp is what the image had before.
@@ -83,18 +83,19 @@ fn build_in(
     out: &Path,
 ) -> Result<Built> {
     if !filename.ends_with(".tar.gz") {
-        bail!("{filename}: only .tar.gz sdists can be built");
+        invalid!("{filename}: only .tar.gz sdists can be built");
     }
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(Cursor::new(sdist)));
     let mut top = None;
-    for entry in tar.entries()? {
-        let mut entry = entry?;
-        let path = entry.path()?.into_owned();
+    let bad = || format!("{filename}: reading the archive");
+    for entry in tar.entries().with_context(bad)? {
+        let mut entry = entry.with_context(bad)?;
+        let path = entry.path().with_context(bad)?.into_owned();
         if path
             .components()
             .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
         {
-            bail!("{filename}: unsafe path {}", path.display());
+            invalid!("{filename}: unsafe path {}", path.display());
         }
         let kind = entry.header().entry_type();
         if !(kind.is_file() || kind.is_dir()) {
@@ -104,12 +105,13 @@ fn build_in(
             top = path.components().next().map(|c| c.as_os_str().to_owned());
         }
         let dest = unpack.join(&path);
+        let unpacking = || format!("{filename}: unpacking {}", path.display());
         if kind.is_dir() {
-            fs::create_dir_all(&dest)?;
+            fs::create_dir_all(&dest).with_context(unpacking)?;
             continue;
         }
-        fs::create_dir_all(dest.parent().expect("has parent"))?;
-        entry.unpack(&dest)?;
+        fs::create_dir_all(dest.parent().expect("has parent")).with_context(unpacking)?;
+        entry.unpack(&dest).with_context(unpacking)?;
     }
     let top = top.with_context(|| format!("{filename}: empty archive"))?;
     let src = unpack.join(&top);
@@ -155,21 +157,23 @@ fn build_in(
             .rev()
             .collect::<Vec<_>>()
             .join("\n");
-        bail!(
+        invalid!(
             "building {name} from {filename} failed ({:?}); is python3-setuptools (and python3-wheel) in `packages`?\n{tail}",
             output.status
         );
     }
-    let mut wheels: Vec<_> = fs::read_dir(out)?
+    let mut wheels: Vec<_> = fs::read_dir(out)
+        .with_context(|| format!("building {name}: reading {}", out.display()))?
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".whl"))
         .collect();
     wheels.sort();
     let [wheel] = wheels.as_slice() else {
-        bail!("building {name}: expected one wheel, got {wheels:?}");
+        invalid!("building {name}: expected one wheel, got {wheels:?}");
     };
-    let data = fs::read(out.join(wheel))?;
+    let data =
+        fs::read(out.join(wheel)).with_context(|| format!("building {name}: reading {wheel}"))?;
     Ok(Built {
         filename: wheel.clone(),
         data,

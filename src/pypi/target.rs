@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use anyhow::{Context, Result, anyhow, bail};
 use pep440_rs::Version;
 use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder};
 
+use super::error::{Context, PypiError, Result, invalid};
 use crate::lock::Lockfile;
 
 /// The image's Python environment.
@@ -57,22 +57,22 @@ impl Target {
     pub fn from_lock(lock: &Lockfile) -> Result<Target> {
         let python = lock
             .package("python3")
-            .ok_or_else(|| anyhow!("`[python]` needs the Debian package python3 in the lock; add \"python3\" to `packages`"))?;
-        let libc = lock.package("libc6").ok_or_else(|| {
-            anyhow!("`[python]` needs libc6 in the lock (the glibc level of manylinux wheels)")
-        })?;
+            .context("`[python]` needs the Debian package python3 in the lock; add \"python3\" to `packages`")?;
+        let libc = lock
+            .package("libc6")
+            .context("`[python]` needs libc6 in the lock (the glibc level of manylinux wheels)")?;
         let py = upstream_numbers(&python.version);
         let lc = upstream_numbers(&libc.version);
         if py.len() < 2 || lc.len() < 2 {
-            bail!(
+            invalid!(
                 "cannot read versions from python3 {} / libc6 {}",
                 python.version,
                 libc.version
             );
         }
         let arch = &lock.recipe.architecture;
-        let machine =
-            machine_of(arch).ok_or_else(|| anyhow!("no Python platform known for `{arch}`"))?;
+        let machine = machine_of(arch)
+            .ok_or_else(|| PypiError::Invalid(format!("no Python platform known for `{arch}`")))?;
         let full = py
             .iter()
             .take(3)

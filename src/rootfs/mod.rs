@@ -182,8 +182,8 @@ pub enum RootfsError {
     #[error(transparent)]
     Step(Box<StepError>),
     /// The Python layer could not be installed.
-    #[error("Python layer: {0:#}")]
-    Python(anyhow::Error),
+    #[error("Python layer: {}", .0.chain())]
+    Python(Box<crate::pypi::PypiError>),
     /// After configuring, some packages are not `install ok installed`.
     #[error("packages not fully installed after configuring: {}", packages.join(", "))]
     NotConfigured {
@@ -366,7 +366,7 @@ pub fn assemble_packages_with(
         };
         let _installing = PhaseGuard::start(progress, "python", None);
         report.python = crate::pypi::layer::install_layer(dest, lock, store, &env)
-            .map_err(RootfsError::Python)?;
+            .map_err(|e| RootfsError::Python(Box::new(e)))?;
         phase(&mut report, "python");
     }
     Ok(report)

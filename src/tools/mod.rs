@@ -20,6 +20,8 @@
 //! which is made by running the tree's own `ldconfig` in the sandbox. No
 //! postinst runs, so assembling the tree takes seconds, not minutes.
 
+mod error;
 mod root;
 
+pub use error::ToolsError;
 pub use root::{ToolRun, ToolsRoot, tools_key};

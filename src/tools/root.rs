@@ -5,7 +5,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use crate::fetch::Store;
@@ -14,6 +13,10 @@ use crate::pack::tar::{TarOptions, write_tree_with_devices};
 use crate::rootfs::cache::RootfsCache;
 use crate::rootfs::{self, AssembleOptions};
 use crate::sandbox::{self, SandboxSpec, Status, Stream};
+
+use super::ToolsError;
+
+type Result<T, E = ToolsError> = std::result::Result<T, E>;
 
 /// Bump when the tools tree changes for the same locked tools.
 const KEY_FORMAT: &str = "imgbuild-tools-key v1";
@@ -106,10 +109,9 @@ impl ToolsRoot {
     ) -> Result<ToolsRoot> {
         let name = &lock.recipe.name;
         if lock.tools.is_empty() {
-            bail!(
-                "recipe `{name}` needs a tools tree but its lock has no [[tool]] entries: \
-                 add `tools = [...]` to the recipe and run `imgbuild solve {name}`"
-            );
+            return Err(ToolsError::NoTools {
+                recipe: name.clone(),
+            });
         }
         // `@` cannot start a recipe name: no entry of a recipe collides with it.
         let entry = format!("@tools-{name}");
@@ -130,12 +132,10 @@ impl ToolsRoot {
         make_root_dir(&root)?;
         // Restored like a cached stage: device nodes stay placeholders (the
         // tools never need one; `mknod` is not done on the host).
-        crate::rootfs::cache::restore(&tar, &root).with_context(|| {
-            format!(
-                "extracting the tools tree {} into {}",
-                tar.display(),
-                root.display()
-            )
+        crate::rootfs::cache::restore(&tar, &root).map_err(|source| ToolsError::Extract {
+            tar: tar.clone(),
+            root: root.clone(),
+            source,
         })?;
         Ok(ToolsRoot {
             dir,
@@ -166,8 +166,10 @@ fn run_in(root: &Path, run: &ToolRun, source_date_epoch: i64) -> Result<Vec<u8>>
     spec.stderr = Stream::Capture;
     spec.timeout = Some(run.timeout.unwrap_or(DEFAULT_TIMEOUT));
     let command = run.argv.join(" ");
-    let out =
-        sandbox::run(&spec).with_context(|| format!("running `{command}` in the tools tree"))?;
+    let out = sandbox::run(&spec).map_err(|source| ToolsError::Sandbox {
+        command: command.clone(),
+        source,
+    })?;
     match out.status {
         Status::Exited(0) => Ok(out.stdout),
         status => {
@@ -178,10 +180,11 @@ fn run_in(root: &Path, run: &ToolRun, source_date_epoch: i64) -> Result<Vec<u8>>
                     format!("timed out after {:?}", spec.timeout.unwrap_or_default())
                 }
             };
-            bail!(
-                "`{command}` (tools tree) {why}:\n{}",
-                String::from_utf8_lossy(&out.stderr).trim_end()
-            )
+            Err(ToolsError::Failed {
+                command,
+                why,
+                stderr: String::from_utf8_lossy(&out.stderr).trim_end().to_string(),
+            })
         }
     }
 }
@@ -199,8 +202,12 @@ fn assemble(
         hostname: String::new(),
         run_scripts: false,
     };
-    let report = rootfs::assemble(&lock.tools_lock(), store, root, &opts)
-        .with_context(|| format!("assembling the tools tree of `{}`", lock.recipe.name))?;
+    let report = rootfs::assemble(&lock.tools_lock(), store, root, &opts).map_err(|source| {
+        ToolsError::Assemble {
+            recipe: lock.recipe.name.clone(),
+            source: Box::new(source),
+        }
+    })?;
     // The loader cache, when the tree has a loader to cache for (the
     // Essential set brings libc-bin; a tree of data files has none).
     if root.join("usr/sbin/ldconfig").exists() || root.join("sbin/ldconfig").exists() {
@@ -210,15 +217,18 @@ fn assemble(
 }
 
 fn private_dir(work: &Path, prefix: &str) -> Result<tempfile::TempDir> {
-    fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
+    fs::create_dir_all(work).map_err(ToolsError::io(format!("creating {}", work.display())))?;
     tempfile::Builder::new()
         .prefix(prefix)
         .tempdir_in(work)
-        .with_context(|| format!("creating a temp directory in {}", work.display()))
+        .map_err(ToolsError::io(format!(
+            "creating a temp directory in {}",
+            work.display()
+        )))
 }
 
 fn make_root_dir(root: &Path) -> Result<()> {
-    fs::create_dir(root).with_context(|| format!("creating {}", root.display()))?;
+    fs::create_dir(root).map_err(ToolsError::io(format!("creating {}", root.display())))?;
     fs::set_permissions(root, fs::Permissions::from_mode(0o755))
-        .with_context(|| format!("chmod {}", root.display()))
+        .map_err(ToolsError::io(format!("chmod {}", root.display())))
 }

@@ -10,6 +10,8 @@ use std::collections::BTreeSet;
 use std::io::Write;
 
 use md5::Digest as _;
+/// Compression of members and indexes: the shared fixture kit's (deterministic).
+pub use testkit::{gz, xz};
 
 /// mtime of every ar member and tar entry (2023-11-14T22:13:20Z).
 pub const DEB_MTIME: u64 = 1_700_000_000;
@@ -348,20 +350,6 @@ pub fn continuation(value: &str) -> String {
         out.push_str(if line.trim().is_empty() { "." } else { line });
     }
     out
-}
-
-/// xz-compresses (preset 6, like dpkg-deb and apt-ftparchive); deterministic.
-pub fn xz(data: &[u8]) -> Vec<u8> {
-    let mut enc = liblzma::write::XzEncoder::new(Vec::new(), 6);
-    enc.write_all(data).expect("xz in memory");
-    enc.finish().expect("xz in memory")
-}
-
-/// gzip-compresses (header mtime 0, so deterministic).
-pub fn gz(data: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(9));
-    enc.write_all(data).expect("gzip in memory");
-    enc.finish().expect("gzip in memory")
 }
 
 /// Minimal GNU tar writer with verbatim names (the tar crate rewrites `./` and rejects `..`).

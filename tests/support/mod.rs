@@ -2,11 +2,13 @@
 //!
 //! - [`deb`]: real, deterministic .deb files from a [`DebSpec`].
 //! - [`hostbase`]: a runnable base package made of the host's binaries ([`hostbase::host_base`]).
-//! - [`key`]: throwaway OpenPGP keys ([`TestKey::primary`], [`TestKey::wrong`]).
+//! - [`key`]: throwaway OpenPGP keys ([`TestKey::primary`], [`TestKey::wrong`]), from the
+//!   `testkit` crate shared with the unit tests.
 //! - [`repo`]: signed Debian archives and flat repositories ([`RepoBuilder`], [`Repo`]).
 //! - [`rootfs`]: the rootfs assembly tests' fixture store and lock.
 //! - [`rootless`]: the non-root leg of a test, as a user with a subordinate id range.
 //! - [`site`]: a temp dir of archives ([`Site`]).
+//! - [`img`]: recipe `img` over a served archive `debian`, solved and fetched ([`fetched_img`]).
 //! - [`http`]: a loopback HTTP server with fault injection ([`TestServer`], [`Fault`]).
 //! - [`apt`]: the real apt with a private configuration, as an independent judge ([`Apt`]).
 //! - [`onie`]: a fixture rootfs for the ONIE installer and a simulated ONIE.
@@ -26,7 +28,7 @@ pub mod apt;
 pub mod deb;
 pub mod hostbase;
 pub mod http;
-pub mod key;
+pub mod img;
 pub mod onie;
 pub mod publishing;
 pub mod pypi;
@@ -41,9 +43,13 @@ pub mod solving;
 pub mod tree;
 pub mod workspace;
 
+/// The keys live in the shared fixture kit, which the unit tests use too.
+pub use testkit::key;
+
 pub use apt::Apt;
 pub use deb::{Compression, DebSpec, RawEntry, RawKind};
 pub use http::{Fault, RequestRecord, TestServer, raw_request};
+pub use img::{build_args, debian_site, fetched_img, fetched_on_host_base, write_img_recipe};
 pub use key::TestKey;
 pub use pypi::{PyIndex, WheelSpec};
 pub use repo::{BuiltDeb, Repo, RepoBuilder};

@@ -10,8 +10,8 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use super::Workspace;
 use super::registry::{Registry, Secure, missing_tools};
+use super::{RunOutput, Workspace};
 use imgbuild::image::{self as output, Compression, ImageInfo};
 use imgbuild::lock::{
     LOCK_VERSION, LockedEdge, LockedPackage, LockedRecipe, LockedSource, Lockfile,
@@ -196,6 +196,24 @@ pub fn report(stdout: &str) -> serde_json::Value {
 
 pub fn out_file(ws: &Workspace, rel: &str) -> Vec<u8> {
     fs::read(ws.path().join("out").join(NAME).join(rel)).unwrap()
+}
+
+/// `imgbuild pull REFERENCE --insecure [--verify-key KEY] -o DEST` in `ws`.
+pub fn pull(ws: &Workspace, reference: &str, key: Option<&Path>, dest: &Path) -> RunOutput {
+    let mut args = vec!["pull", reference, "--insecure"];
+    if let Some(key) = key {
+        args.extend(["--verify-key", key.to_str().unwrap()]);
+    }
+    args.extend(["-o", dest.to_str().unwrap()]);
+    ws.run(&args)
+}
+
+/// `imgbuild publish --no-build fixture TARGET --insecure EXTRA…` in `ws`:
+/// the fixture's outputs as they are.
+pub fn publish_built(ws: &Workspace, target: &str, extra: &[&str]) -> RunOutput {
+    let mut args = vec!["publish", "--no-build", NAME, target, "--insecure"];
+    args.extend_from_slice(extra);
+    ws.run(&args)
 }
 
 /// The manifest digest of `out/fixture/oci/`.

@@ -5,6 +5,7 @@
 
 pub mod edges;
 pub mod explain;
+pub mod priority;
 pub mod provider;
 pub mod sentences;
 pub mod universe;

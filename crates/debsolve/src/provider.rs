@@ -22,6 +22,7 @@ use pubgrub::{
     Dependencies, DependencyConstraints, DependencyProvider, PackageResolutionStatistics, Ranges,
 };
 
+use crate::priority::{self, Priority};
 use crate::universe::{InstanceId, Universe};
 use debcore::relation::{Dependency, Relation, parse_field};
 
@@ -430,25 +431,15 @@ impl DependencyProvider for DebProvider<'_> {
     type V = Ver;
     type VS = VS;
     type M = String;
-    type Priority = (u8, u32, Reverse<u32>);
+    type Priority = Priority;
     type Err = ProviderError;
 
-    fn prioritize(
-        &self,
-        p: &Pkg,
-        range: &VS,
-        stats: &PackageResolutionStatistics,
-    ) -> Self::Priority {
+    fn prioritize(&self, p: &Pkg, range: &VS, stats: &PackageResolutionStatistics) -> Priority {
         match p {
-            Pkg::Root => (9, 0, Reverse(0)),
+            Pkg::Root => priority::fixed(9),
             // Packages only mentioned by Conflicts/Breaks: decide last, as "not installed".
-            Pkg::Real(_) if range.contains(&0) => (0, 0, Reverse(0)),
-            Pkg::Real(id) => {
-                let n = (1..=self.u.candidate_count(*id))
-                    .filter(|k| range.contains(k))
-                    .count();
-                (3, stats.conflict_count(), Reverse(n as u32))
-            }
+            Pkg::Real(_) if range.contains(&0) => priority::fixed(0),
+            Pkg::Real(id) => priority::ranked(3, stats, self.u.candidate_count(*id), range),
             // Proxies after real packages, so that an earlier pick can satisfy them.
             Pkg::Alt(a) => {
                 let n = self.state.borrow().alts[*a as usize].choices.len();

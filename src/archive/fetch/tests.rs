@@ -1,25 +1,23 @@
 use std::path::Path;
 
-use pgp::types::KeyDetails;
-
 use super::*;
-use crate::archive::testutil::{
-    clearsign, gen_key, gz, packages_text, public_binary, recipe, source, write_repo, xz,
-};
+use crate::archive::testutil::{recipe, source};
+use testkit::index::SIGNED_AT;
+use testkit::{TestKey, gz, packages_text, write_repo, xz};
 
 /// A signed fixture repository with bookworm main amd64 (.xz) and i386 (.gz).
 struct Fixture {
     dir: tempfile::TempDir,
-    key: pgp::composed::SignedSecretKey,
+    key: TestKey,
     keyring: PathBuf,
 }
 
 impl Fixture {
     fn new(by_hash: bool) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let key = gen_key(20, true);
+        let key = TestKey::seeded(20, true);
         let keyring = dir.path().join("keyring.gpg");
-        std::fs::write(&keyring, public_binary(&key)).unwrap();
+        std::fs::write(&keyring, &key.keyring).unwrap();
         let amd64 = packages_text("amd64", &[("a", "1.0"), ("b", "2:3-1")])
             + &packages_text("all", &[("doc", "1")]);
         let i386 = packages_text("i386", &[("a", "1.0")]) + &packages_text("all", &[("doc", "1")]);
@@ -93,10 +91,7 @@ fn loads_verified_indexes_over_file_urls() {
     let l = &loaded[0];
     assert_eq!(l.source, 0);
     assert_eq!(l.date, "Sat, 01 Jan 2000 00:00:00 UTC");
-    assert_eq!(
-        l.signed_by,
-        format!("{:X}", f.key.primary_key.fingerprint())
-    );
+    assert_eq!(l.signed_by, f.key.fingerprint.clone());
     let inrelease = std::fs::read(f.root().join("repo/dists/bookworm/InRelease")).unwrap();
     assert_eq!(l.inrelease_sha256, sha256_hex(&inrelease));
     let paths: Vec<&str> = l.indexes.iter().map(|i| i.path.as_str()).collect();
@@ -148,7 +143,7 @@ fn offline_uses_only_the_cache() {
 fn offline_reverifies_the_cached_inrelease() {
     let f = Fixture::new(false);
     f.load(&[], false).unwrap();
-    std::fs::write(&f.keyring, public_binary(&gen_key(21, false))).unwrap();
+    std::fs::write(&f.keyring, TestKey::seeded(21, false).keyring).unwrap();
     let e = f.load(&[], true).unwrap_err().to_string();
     assert!(e.contains("signer not in keyring"), "{e}");
 }
@@ -180,8 +175,8 @@ fn bad_inrelease_is_refused_and_not_cached() {
     let f = Fixture::new(false);
     let dir = f.root().join("repo/dists/bookworm");
     let release = std::fs::read_to_string(dir.join("Release")).unwrap();
-    let other = gen_key(22, false);
-    std::fs::write(dir.join("InRelease"), clearsign(&other, &release)).unwrap();
+    let other = TestKey::seeded(22, false);
+    std::fs::write(dir.join("InRelease"), other.clearsign(&release, SIGNED_AT)).unwrap();
     let e = f.load(&[], false).unwrap_err().to_string();
     assert!(
         e.contains("InRelease") && e.contains("signer not in keyring"),
@@ -247,9 +242,9 @@ fn missing_index_and_missing_mirror_are_clear() {
 #[test]
 fn flat_repositories() {
     let dir = tempfile::tempdir().unwrap();
-    let key = gen_key(23, false);
+    let key = TestKey::seeded(23, false);
     let keyring = dir.path().join("k.gpg");
-    std::fs::write(&keyring, public_binary(&key)).unwrap();
+    std::fs::write(&keyring, &key.keyring).unwrap();
     let text = packages_text("amd64", &[("kubelet", "1.30.0-1.1")]);
     write_repo(
         &dir.path().join("flat"),

@@ -1,5 +1,6 @@
 use super::*;
-use crate::archive::testutil::{clearsign, gen_key, public_armored, public_binary};
+use testkit::TestKey;
+use testkit::index::SIGNED_AT;
 
 const RELEASE: &str = "Origin: Test\nDate: Sat, 01 Jan 2000 00:00:00 UTC\n\
     SHA256:\n 0000000000000000000000000000000000000000000000000000000000000000 0 x\n\
@@ -9,16 +10,16 @@ fn keyring(bytes: &[u8]) -> Keyring {
     Keyring::from_bytes(bytes, Path::new("test.gpg")).unwrap()
 }
 
-fn fpr(key: &pgp::composed::SignedSecretKey) -> String {
-    format!("{:X}", key.primary_key.fingerprint())
+fn fpr(key: &TestKey) -> String {
+    key.fingerprint.clone()
 }
 
 #[test]
 fn good_signature_returns_signed_text_and_primary_fingerprint() {
     for subkey in [false, true] {
-        let key = gen_key(1, subkey);
-        let signed = clearsign(&key, RELEASE);
-        for ring in [public_binary(&key), public_armored(&key).into_bytes()] {
+        let key = TestKey::seeded(1, subkey);
+        let signed = key.clearsign(RELEASE, SIGNED_AT);
+        for ring in [key.keyring.clone(), key.armored.clone().into_bytes()] {
             let v = keyring(&ring)
                 .verify_inrelease(signed.as_bytes(), "t")
                 .unwrap();
@@ -32,11 +33,11 @@ fn good_signature_returns_signed_text_and_primary_fingerprint() {
 
 #[test]
 fn any_key_of_a_multi_key_keyring_verifies() {
-    let (a, b) = (gen_key(2, false), gen_key(3, true));
-    let signed = clearsign(&b, RELEASE);
-    let mut binary = public_binary(&a);
-    binary.extend(public_binary(&b));
-    let armored = format!("{}\n{}", public_armored(&a), public_armored(&b));
+    let (a, b) = (TestKey::seeded(2, false), TestKey::seeded(3, true));
+    let signed = b.clearsign(RELEASE, SIGNED_AT);
+    let mut binary = a.keyring.clone();
+    binary.extend(b.keyring.clone());
+    let armored = format!("{}\n{}", a.armored.clone(), b.armored.clone());
     for ring in [binary, armored.into_bytes()] {
         let v = keyring(&ring)
             .verify_inrelease(signed.as_bytes(), "t")
@@ -47,9 +48,11 @@ fn any_key_of_a_multi_key_keyring_verifies() {
 
 #[test]
 fn tampered_text_is_refused() {
-    let key = gen_key(4, true);
-    let signed = clearsign(&key, RELEASE).replace("Origin: Test", "Origin: Evil");
-    let e = keyring(&public_binary(&key))
+    let key = TestKey::seeded(4, true);
+    let signed = key
+        .clearsign(RELEASE, SIGNED_AT)
+        .replace("Origin: Test", "Origin: Evil");
+    let e = keyring(&key.keyring.clone())
         .verify_inrelease(signed.as_bytes(), "dists/x/InRelease")
         .unwrap_err()
         .to_string();
@@ -61,9 +64,9 @@ fn tampered_text_is_refused() {
 
 #[test]
 fn unknown_signer_is_refused() {
-    let (good, other) = (gen_key(5, false), gen_key(6, false));
-    let signed = clearsign(&other, RELEASE);
-    let e = keyring(&public_binary(&good))
+    let (good, other) = (TestKey::seeded(5, false), TestKey::seeded(6, false));
+    let signed = other.clearsign(RELEASE, SIGNED_AT);
+    let e = keyring(&good.keyring.clone())
         .verify_inrelease(signed.as_bytes(), "t")
         .unwrap_err()
         .to_string();
@@ -73,9 +76,9 @@ fn unknown_signer_is_refused() {
 
 #[test]
 fn unsigned_and_extra_data_are_refused() {
-    let key = gen_key(7, false);
-    let ring = keyring(&public_binary(&key));
-    let signed = clearsign(&key, RELEASE);
+    let key = TestKey::seeded(7, false);
+    let ring = keyring(&key.keyring.clone());
+    let signed = key.clearsign(RELEASE, SIGNED_AT);
     let cases = [
         RELEASE.to_string(),
         format!("Origin: Evil\n{signed}"),
@@ -103,17 +106,17 @@ fn detached_signatures() {
     use pgp::composed::{ArmorOptions, DetachedSignature};
     use pgp::types::Password;
     use rand::SeedableRng;
-    let key = gen_key(8, true);
+    let key = TestKey::seeded(8, true);
     let sig = DetachedSignature::sign_binary_data(
         rand::rngs::StdRng::seed_from_u64(1),
-        &key.secret_subkeys[0].key,
+        &key.secret().secret_subkeys[0].key,
         &Password::empty(),
         HashAlgorithm::Sha256,
         RELEASE.as_bytes(),
     )
     .unwrap();
     let armored = sig.to_armored_bytes(ArmorOptions::default()).unwrap();
-    let ring = keyring(&public_binary(&key));
+    let ring = keyring(&key.keyring.clone());
     let v = ring
         .verify_detached(RELEASE.as_bytes(), &armored, "t")
         .unwrap();
@@ -126,7 +129,7 @@ fn detached_signatures() {
         ring.verify_detached(tampered.as_bytes(), &armored, "t")
             .is_err()
     );
-    let other = keyring(&public_binary(&gen_key(9, false)));
+    let other = keyring(&TestKey::seeded(9, false).keyring);
     assert!(
         other
             .verify_detached(RELEASE.as_bytes(), &armored, "t")
@@ -178,11 +181,11 @@ fn bad_keyrings_are_refused() {
 fn gpgv_accepts_our_fixture_signatures() {
     let dir = tempfile::tempdir().unwrap();
     for subkey in [false, true] {
-        let key = gen_key(10, subkey);
+        let key = TestKey::seeded(10, subkey);
         let ring = dir.path().join("k.gpg");
         let file = dir.path().join("InRelease");
-        std::fs::write(&ring, public_binary(&key)).unwrap();
-        std::fs::write(&file, clearsign(&key, RELEASE)).unwrap();
+        std::fs::write(&ring, key.keyring.clone()).unwrap();
+        std::fs::write(&file, key.clearsign(RELEASE, SIGNED_AT)).unwrap();
         let out = std::process::Command::new("gpgv")
             .arg("--keyring")
             .arg(&ring)
@@ -213,12 +216,12 @@ fn verifies_a_saved_debian_inrelease() {
 }
 
 /// A Text signature over `normalized` by `key`'s primary, with issuer subpackets.
-fn text_signature(key: &pgp::composed::SignedSecretKey, normalized: &str) -> Signature {
+fn text_signature(key: &TestKey, normalized: &str) -> Signature {
     use pgp::packet::{SignatureConfig, Subpacket, SubpacketData};
     use pgp::types::{Password, Timestamp};
     use rand::SeedableRng;
     let rng = rand::rngs::StdRng::seed_from_u64(3);
-    let k = &key.primary_key;
+    let k = &key.secret().primary_key;
     let mut config = SignatureConfig::from_key(rng, k, SignatureType::Text).unwrap();
     config.hashed_subpackets = vec![
         Subpacket::regular(SubpacketData::SignatureCreationTime(Timestamp::now())).unwrap(),
@@ -234,7 +237,7 @@ fn text_signature(key: &pgp::composed::SignedSecretKey, normalized: &str) -> Sig
 #[test]
 fn one_good_signature_among_unknown_ones_suffices() {
     use pgp::composed::ArmorOptions;
-    let (unknown, good) = (gen_key(11, false), gen_key(12, false));
+    let (unknown, good) = (TestKey::seeded(11, false), TestKey::seeded(12, false));
     let msg = CleartextSignedMessage::new_many(RELEASE, |normalized| {
         Ok(vec![
             text_signature(&unknown, normalized),
@@ -243,14 +246,14 @@ fn one_good_signature_among_unknown_ones_suffices() {
     })
     .unwrap();
     let signed = msg.to_armored_string(ArmorOptions::default()).unwrap();
-    let v = keyring(&public_binary(&good))
+    let v = keyring(&good.keyring.clone())
         .verify_inrelease(signed.as_bytes(), "t")
         .unwrap();
     assert_eq!(
         (v.signed_text.as_str(), v.fingerprint),
         (RELEASE, fpr(&good))
     );
-    let e = keyring(&public_binary(&gen_key(13, false)))
+    let e = keyring(&TestKey::seeded(13, false).keyring)
         .verify_inrelease(signed.as_bytes(), "t")
         .unwrap_err()
         .to_string();

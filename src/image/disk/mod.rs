@@ -27,11 +27,13 @@ use std::fs::{self, File};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
-
+use crate::image::error::{Context, ImageError, refuse};
 use crate::recipe::Disk;
 use crate::rootfs::clamp_tree;
 use crate::tools::{ToolRun, ToolsRoot};
+
+/// Errors here are the image outputs' own.
+type Result<T, E = ImageError> = std::result::Result<T, E>;
 
 /// The raw disk image's file name in the output directory.
 pub const RAW: &str = "disk.raw";
@@ -206,7 +208,10 @@ fn refuse_device_nodes(title: &str, rootfs_tar: &Path) -> Result<()> {
     let mut archive = tar::Archive::new(std::io::BufReader::new(file));
     let mut devices = Vec::new();
     let mut lists: Vec<(String, String)> = Vec::new();
-    let read = |e: std::io::Error| anyhow::anyhow!("reading {}: {e}", rootfs_tar.display());
+    let read = |source: std::io::Error| ImageError::Io {
+        what: format!("reading {}", rootfs_tar.display()),
+        source,
+    };
     for entry in archive.entries().map_err(read)? {
         let mut entry = entry.map_err(read)?;
         let kind = entry.header().entry_type();
@@ -236,7 +241,7 @@ fn refuse_device_nodes(title: &str, rootfs_tar: &Path) -> Result<()> {
             format!("{d} ({owner})")
         })
         .collect();
-    bail!(
+    refuse!(
         "the rootfs of `{title}` has device nodes, which the disk image cannot hold \
          (they are never made on the build host): {}",
         named.join(", ")
@@ -251,7 +256,7 @@ fn add_boot_files(title: &str, disk: &Disk, tools: &ToolsRoot, tree: &Path) -> R
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
         .collect();
     let Some(kernel) = config::pick_kernel(names.iter().map(String::as_str)) else {
-        bail!(
+        refuse!(
             "the rootfs of `{title}` has no /boot/vmlinuz-V with a matching /boot/initrd.img-V; \
              a disk image needs a kernel and an initramfs (e.g. packages linux-image-amd64 and initramfs-tools)"
         );

@@ -11,11 +11,14 @@ use std::fs::File;
 use std::io::{self, BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, DateTime, ZipWriter};
 
+use crate::image::error::{Context, ImageError, refuse};
 use crate::pack::Compression;
+
+/// Errors here are the image outputs' own.
+type Result<T, E = ImageError> = std::result::Result<T, E>;
 
 /// One member of `fs.zip`: its name in the archive and where its bytes are.
 #[derive(Debug, Clone)]
@@ -106,7 +109,7 @@ pub fn write(dest: &Path, members: &[Member], source_date_epoch: i64) -> Result<
             .with_context(|| format!("opening {} for fs.zip", m.source.display()))?;
         let len = src.metadata().map(|md| md.len()).unwrap_or(0);
         if len >= u32::MAX as u64 {
-            bail!(
+            refuse!(
                 "{} is {len} bytes: fs.zip members must stay under 4 GiB (ONIE's unzip reads no zip64)",
                 m.source.display()
             );
@@ -127,7 +130,8 @@ fn finish_file(w: BufWriter<File>, dest: &Path) -> Result<()> {
         .into_inner()
         .map_err(|e| e.into_error())
         .with_context(|| format!("writing {}", dest.display()))?;
-    f.flush()?;
+    f.flush()
+        .with_context(|| format!("writing {}", dest.display()))?;
     let _ = f.stream_position();
     f.sync_all()
         .with_context(|| format!("syncing {}", dest.display()))
@@ -148,7 +152,8 @@ pub fn platform_tar_gz(dest: &Path, platforms: &[&str], source_date_epoch: i64) 
     for name in names {
         let mut h = tar::Header::new_ustar();
         h.set_entry_type(tar::EntryType::Directory);
-        h.set_path(&name)?;
+        h.set_path(&name)
+            .with_context(|| format!("writing {}", dest.display()))?;
         h.set_mode(0o755);
         h.set_uid(0);
         h.set_gid(0);

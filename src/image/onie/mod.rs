@@ -23,9 +23,11 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
-
+use crate::image::error::{Context, ImageError, refuse};
 use crate::recipe::onie::{Onie, onie_arch};
+
+/// Errors here are the image outputs' own.
+type Result<T, E = ImageError> = std::result::Result<T, E>;
 
 pub mod fszip;
 pub mod sharch;
@@ -114,7 +116,10 @@ fn find_boot_files(tar: &Path) -> Result<(String, TarFile, TarFile)> {
     let mut archive = tar::Archive::new(file);
     let mut kernels: Vec<TarFile> = Vec::new();
     let mut initrds: Vec<TarFile> = Vec::new();
-    for entry in archive.entries_with_seek()? {
+    for entry in archive
+        .entries_with_seek()
+        .with_context(|| format!("reading {}", tar.display()))?
+    {
         let entry = entry.with_context(|| format!("reading {}", tar.display()))?;
         let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let Some(name) = path
@@ -139,11 +144,11 @@ fn find_boot_files(tar: &Path) -> Result<(String, TarFile, TarFile)> {
     }
     let version = match kernels.as_slice() {
         [k] => k.name["vmlinuz-".len()..].to_string(),
-        [] => bail!(
+        [] => refuse!(
             "{}: no /boot/vmlinuz-*: an ONIE image needs a kernel (add linux-image-amd64 to the recipe)",
             tar.display()
         ),
-        many => bail!(
+        many => refuse!(
             "{}: several kernels in /boot ({}); an ONIE image boots exactly one",
             tar.display(),
             many.iter()
@@ -157,7 +162,7 @@ fn find_boot_files(tar: &Path) -> Result<(String, TarFile, TarFile)> {
         .into_iter()
         .find(|i| i.name == format!("initrd.img-{version}"))
     else {
-        bail!(
+        refuse!(
             "{}: /boot/vmlinuz-{version} has no /boot/initrd.img-{version} (is initramfs-tools in the recipe?)",
             tar.display()
         );
@@ -168,14 +173,16 @@ fn find_boot_files(tar: &Path) -> Result<(String, TarFile, TarFile)> {
 /// Copies a file's bytes out of the tar.
 fn extract(tar: &Path, f: &TarFile, dest: &Path) -> Result<()> {
     let mut src = File::open(tar).with_context(|| format!("opening {}", tar.display()))?;
-    src.seek(SeekFrom::Start(f.offset))?;
+    src.seek(SeekFrom::Start(f.offset))
+        .with_context(|| format!("reading {}", tar.display()))?;
     let mut out = File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
     let n = io::copy(&mut src.take(f.len), &mut out)
         .with_context(|| format!("extracting /boot/{}", f.name))?;
     if n != f.len {
-        bail!("{}: /boot/{} is truncated", tar.display(), f.name);
+        refuse!("{}: /boot/{} is truncated", tar.display(), f.name);
     }
-    out.flush()?;
+    out.flush()
+        .with_context(|| format!("writing {}", dest.display()))?;
     Ok(())
 }
 
@@ -251,14 +258,15 @@ pub fn emit(tar: &Path, dir: &Path, inputs: &OnieInputs<'_>) -> Result<OnieRepor
         .tempdir_in(dir)
         .with_context(|| format!("creating a temp directory in {}", dir.display()))?;
     let boot = work.path().join("boot");
-    fs::create_dir(&boot)?;
+    fs::create_dir(&boot).with_context(|| format!("creating {}", boot.display()))?;
     extract(tar, &kernel, &boot.join(&kernel.name))?;
     extract(tar, &initrd, &boot.join(&initrd.name))?;
 
     let squashfs = dir.join(SQUASHFS_NAME);
     squashfs::write_from_tar(tar, &squashfs, inputs.source_date_epoch)
         .with_context(|| format!("writing {}", squashfs.display()))?;
-    fs::set_permissions(&squashfs, fs::Permissions::from_mode(0o644))?;
+    fs::set_permissions(&squashfs, fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("chmod {}", squashfs.display()))?;
 
     let platform_tgz = work.path().join("platform.tar.gz");
     let names: Vec<&str> = inputs

@@ -12,10 +12,13 @@ use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use sha1::Sha1;
 
+use crate::image::error::{Context, ImageError};
 use crate::pack::HashingWriter;
+
+/// Errors here are the image outputs' own.
+type Result<T, E = ImageError> = std::result::Result<T, E>;
 
 /// The header template.
 pub const HEADER: &str = include_str!("header.sh");
@@ -75,8 +78,9 @@ fn tar_header(
     h.set_mode(mode);
     h.set_uid(0);
     h.set_gid(0);
-    h.set_username("root")?;
-    h.set_groupname("root")?;
+    h.set_username("root")
+        .and_then(|()| h.set_groupname("root"))
+        .with_context(|| format!("{path}: owner names"))?;
     h.set_mtime(mtime);
     h.set_size(size);
     h.set_cksum();
@@ -108,7 +112,8 @@ fn write_payload(w: impl Write, files: &[PayloadFile], source_date_epoch: i64) -
         match file {
             None => {
                 let h = tar_header(&path, tar::EntryType::Directory, 0o755, 0, mtime)?;
-                tar.append(&h, io::empty())?;
+                tar.append(&h, io::empty())
+                    .with_context(|| format!("adding {path} to the payload"))?;
             }
             Some(f) => match &f.contents {
                 Contents::Bytes(b) => {
@@ -119,11 +124,15 @@ fn write_payload(w: impl Write, files: &[PayloadFile], source_date_epoch: i64) -
                         b.len() as u64,
                         mtime,
                     )?;
-                    tar.append(&h, b.as_slice())?;
+                    tar.append(&h, b.as_slice())
+                        .with_context(|| format!("adding {path} to the payload"))?;
                 }
                 Contents::File(p) => {
                     let file = File::open(p).with_context(|| format!("opening {}", p.display()))?;
-                    let len = file.metadata()?.len();
+                    let len = file
+                        .metadata()
+                        .with_context(|| format!("reading {}", p.display()))?
+                        .len();
                     let h = tar_header(&path, tar::EntryType::Regular, f.mode, len, mtime)?;
                     tar.append(&h, file.take(len))
                         .with_context(|| format!("adding {} to the payload", p.display()))?;
@@ -131,7 +140,9 @@ fn write_payload(w: impl Write, files: &[PayloadFile], source_date_epoch: i64) -
             },
         }
     }
-    tar.into_inner()?.flush()?;
+    tar.into_inner()
+        .and_then(|mut w| w.flush())
+        .context("writing the payload")?;
     Ok(())
 }
 
@@ -151,13 +162,16 @@ pub fn write_installer(
     write_payload(&mut hw, files, source_date_epoch)
         .with_context(|| format!("writing the installer payload {}", scratch.display()))?;
     let (mut payload, sha1, size) = hw.finish();
-    payload.flush()?;
+    payload
+        .flush()
+        .with_context(|| format!("writing {}", scratch.display()))?;
 
     let out = File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
     let mut w = BufWriter::with_capacity(1 << 20, out);
-    w.write_all(header(image, size, &sha1).as_bytes())?;
-    w.write_all(MARKER.as_bytes())?;
-    w.write_all(b"\n")?;
+    w.write_all(header(image, size, &sha1).as_bytes())
+        .and_then(|()| w.write_all(MARKER.as_bytes()))
+        .and_then(|()| w.write_all(b"\n"))
+        .with_context(|| format!("writing {}", dest.display()))?;
     let mut payload =
         File::open(scratch).with_context(|| format!("opening {}", scratch.display()))?;
     io::copy(&mut payload, &mut w).with_context(|| format!("writing {}", dest.display()))?;

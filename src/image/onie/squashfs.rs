@@ -23,9 +23,13 @@ use std::io::{self, BufWriter, Read, Seek, SeekFrom, Take};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
 use backhand::compression::{CompressionOptions, Compressor, Zstd};
 use backhand::{FilesystemCompressor, FilesystemWriter, NodeHeader};
+
+use crate::image::error::{Context, ImageError, refuse};
+
+/// Errors here are the image outputs' own.
+type Result<T, E = ImageError> = std::result::Result<T, E>;
 
 /// Block size: 1 MiB, as SONiC's `mksquashfs -b 1M`.
 const BLOCK_SIZE: u32 = 1 << 20;
@@ -124,7 +128,7 @@ pub fn write_from_tar(tar: &Path, dest: &Path, source_date_epoch: i64) -> Result
         if let Some(exts) = entry.pax_extensions().ok().flatten() {
             for ext in exts.flatten() {
                 if ext.key().is_ok_and(|k| k.starts_with("SCHILY.xattr.")) {
-                    bail!(
+                    refuse!(
                         "{}: /{path} has extended attribute {}, which the squashfs writer cannot store",
                         tar.display(),
                         ext.key().unwrap_or("?").trim_start_matches("SCHILY.xattr.")
@@ -155,7 +159,7 @@ pub fn write_from_tar(tar: &Path, dest: &Path, source_date_epoch: i64) -> Result
                 fs.set_root_gid(header.gid);
                 Ok(())
             } else {
-                bail!("{}: `./` is not a directory", tar.display());
+                refuse!("{}: `./` is not a directory", tar.display());
             }
         } else if kind.is_dir() {
             fs.push_dir(&path, header)
@@ -168,7 +172,7 @@ pub fn write_from_tar(tar: &Path, dest: &Path, source_date_epoch: i64) -> Result
         } else if kind.is_hard_link() {
             let to = normalise(&target()?);
             let Some(&range) = data.get(&to) else {
-                bail!(
+                refuse!(
                     "{}: hard link /{path} to /{to}, which is not an earlier regular file",
                     tar.display()
                 );
@@ -186,7 +190,7 @@ pub fn write_from_tar(tar: &Path, dest: &Path, source_date_epoch: i64) -> Result
         } else if kind.is_fifo() {
             fs.push_fifo(&path, header)
         } else {
-            bail!(
+            refuse!(
                 "{}: /{path} has a tar entry type the squashfs cannot hold ({:?})",
                 tar.display(),
                 kind

@@ -1,8 +1,9 @@
 //! Throwaway OpenPGP signing keys and Debian-style signatures.
 //!
-//! Keys are ed25519 (v4, primary key signs), generated once per process from a
-//! fixed seed and a fixed creation time, so the fingerprint is the same on
-//! every run. Signatures carry a caller-chosen creation time, and ed25519 is
+//! Keys are ed25519 (v4), generated from a fixed seed and a fixed creation
+//! time, so the fingerprint is the same on every run. The primary signs, or,
+//! as Debian's archive keys do, only certifies a separate signing subkey
+//! ([`TestKey::seeded`] with `subkey`). Signatures carry a caller-chosen creation time, and ed25519 is
 //! deterministic, so the same text signed at the same time gives the same bytes.
 
 use std::path::Path;
@@ -10,12 +11,12 @@ use std::sync::OnceLock;
 
 use pgp::composed::{
     ArmorOptions, CleartextSignedMessage, DetachedSignature, KeyType, SecretKeyParamsBuilder,
-    SignedPublicKey, SignedSecretKey,
+    SignedPublicKey, SignedSecretKey, SubkeyParamsBuilder,
 };
 use pgp::crypto::hash::HashAlgorithm;
 use pgp::packet::{PacketTrait, SignatureConfig, SignatureType, Subpacket, SubpacketData};
 use pgp::ser::Serialize;
-use pgp::types::{KeyDetails, Password, Timestamp};
+use pgp::types::{KeyDetails, Password, SigningKey, Timestamp};
 use rand::SeedableRng;
 
 /// Creation time of every test key: 2020-01-01T00:00:00Z, well before any
@@ -61,15 +62,41 @@ impl TestKey {
 
     /// Generates a key from `seed`; prefer [`TestKey::primary`] / [`TestKey::wrong`].
     pub fn generate(seed: u64, uid: &str) -> TestKey {
+        TestKey::make(seed, uid, false)
+    }
+
+    /// A key of its own per `seed` (User ID `Test Archive SEED`), for tests that
+    /// need several. With `subkey`, the primary only certifies and a separate
+    /// subkey signs (the binding signature's time is not pinned: only the
+    /// fingerprint is the same on every run, not the keyring bytes).
+    pub fn seeded(seed: u64, subkey: bool) -> TestKey {
+        TestKey::make(
+            seed,
+            &format!("Test Archive {seed} <test@127.0.0.1>"),
+            subkey,
+        )
+    }
+
+    fn make(seed: u64, uid: &str, subkey: bool) -> TestKey {
         let rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let params = SecretKeyParamsBuilder::default()
+        let mut params = SecretKeyParamsBuilder::default();
+        params
             .key_type(KeyType::Ed25519Legacy)
             .can_certify(true)
-            .can_sign(true)
+            .can_sign(!subkey)
             .created_at(Timestamp::from_secs(KEY_CREATED))
-            .primary_user_id(uid.to_string())
-            .build()
-            .expect("test key parameters");
+            .primary_user_id(uid.to_string());
+        if subkey {
+            params.subkeys(vec![
+                SubkeyParamsBuilder::default()
+                    .key_type(KeyType::Ed25519Legacy)
+                    .can_sign(true)
+                    .created_at(Timestamp::from_secs(KEY_CREATED))
+                    .build()
+                    .expect("test subkey parameters"),
+            ]);
+        }
+        let params = params.build().expect("test key parameters");
         let mut secret = params.generate(rng).expect("generate test key");
         pin_self_signatures(&mut secret);
         let public = SignedPublicKey::from(secret.clone());
@@ -93,6 +120,22 @@ impl TestKey {
         &self.public
     }
 
+    /// The secret key, for signatures the helpers here do not make.
+    pub fn secret(&self) -> &SignedSecretKey {
+        &self.secret
+    }
+
+    /// The key that signs: the signing subkey if there is one, else the primary.
+    // Boxed: pgp implements `SigningKey` for `Box<&dyn SigningKey>`, not for
+    // `&dyn SigningKey`, and its signing functions take `&impl SigningKey`.
+    #[allow(clippy::redundant_allocation)]
+    fn signer(&self) -> Box<&dyn SigningKey> {
+        match self.secret.secret_subkeys.first() {
+            Some(sub) => Box::new(&sub.key),
+            None => Box::new(&*self.secret),
+        }
+    }
+
     /// Writes the binary keyring to `path` (creating parent directories).
     pub fn write_keyring(&self, path: &Path) -> std::io::Result<()> {
         if let Some(parent) = path.parent() {
@@ -102,17 +145,18 @@ impl TestKey {
     }
 
     fn config(&self, typ: SignatureType, created: u32) -> SignatureConfig {
-        let mut config = SignatureConfig::v4(typ, self.secret.algorithm(), HashAlgorithm::Sha256);
+        let signer = self.signer();
+        let mut config = SignatureConfig::v4(typ, signer.algorithm(), HashAlgorithm::Sha256);
         config.hashed_subpackets = vec![
             Subpacket::regular(SubpacketData::SignatureCreationTime(Timestamp::from_secs(
                 created,
             )))
             .expect("creation time subpacket"),
-            Subpacket::regular(SubpacketData::IssuerFingerprint(self.secret.fingerprint()))
+            Subpacket::regular(SubpacketData::IssuerFingerprint(signer.fingerprint()))
                 .expect("issuer fingerprint subpacket"),
         ];
         config.unhashed_subpackets = vec![
-            Subpacket::regular(SubpacketData::IssuerKeyId(self.secret.legacy_key_id()))
+            Subpacket::regular(SubpacketData::IssuerKeyId(signer.legacy_key_id()))
                 .expect("issuer key id subpacket"),
         ];
         config
@@ -122,7 +166,7 @@ impl TestKey {
     /// (unix seconds).
     pub fn clearsign(&self, text: &str, created: u32) -> String {
         let config = self.config(SignatureType::Text, created);
-        let msg = CleartextSignedMessage::new(text, config, &*self.secret, &Password::empty())
+        let msg = CleartextSignedMessage::new(text, config, &self.signer(), &Password::empty())
             .expect("clear-sign");
         msg.to_armored_string(ArmorOptions::default())
             .expect("armor clear-signed message")
@@ -132,7 +176,7 @@ impl TestKey {
     pub fn detached_sign(&self, data: &[u8], created: u32) -> String {
         let config = self.config(SignatureType::Binary, created);
         let sig = config
-            .sign(&*self.secret, &Password::empty(), data)
+            .sign(&self.signer(), &Password::empty(), data)
             .expect("detached signature");
         DetachedSignature::new(sig)
             .to_armored_string(ArmorOptions::default())

@@ -1,0 +1,17 @@
+//! Deterministic compression of fixture files.
+
+use std::io::Write;
+
+/// xz-compresses `data` (preset 6, as Debian's archive tools do).
+pub fn xz(data: &[u8]) -> Vec<u8> {
+    let mut enc = liblzma::write::XzEncoder::new(Vec::new(), 6);
+    enc.write_all(data).expect("xz in memory");
+    enc.finish().expect("xz in memory")
+}
+
+/// gzip-compresses (header mtime 0, so deterministic).
+pub fn gz(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(9));
+    enc.write_all(data).expect("gzip in memory");
+    enc.finish().expect("gzip in memory")
+}
