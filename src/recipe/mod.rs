@@ -23,6 +23,7 @@ mod parse;
 pub mod publish;
 mod python;
 mod raw;
+mod source;
 mod step;
 #[cfg(test)]
 mod tests;
