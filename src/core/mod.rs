@@ -5,6 +5,7 @@
 
 pub mod atomic;
 pub mod bounded;
+pub mod cpu;
 pub mod digest;
 
 pub use debcore::{deb822, package, relation, version};
