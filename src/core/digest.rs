@@ -99,3 +99,30 @@ pub fn hash_reader(reader: &mut impl Read, hasher: &mut Sha256) -> io::Result<u6
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remembered_digest_is_used_until_the_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"one").unwrap();
+        let real = sha256_hex(b"one");
+        assert_eq!(hash_file_memo(&p).unwrap(), (real.clone(), 3));
+        // A recorded digest is taken as is: the file is not read again.
+        remember(&p, "recorded");
+        assert_eq!(hash_file_memo(&p).unwrap().0, "recorded");
+        // A hard link is the same file.
+        let link = dir.path().join("link");
+        std::fs::hard_link(&p, &link).unwrap();
+        remember(&link, "recorded");
+        assert_eq!(memoized(&p).unwrap().0, "recorded");
+        // Any write changes the change time (and here the size): read again.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&p, b"two!").unwrap();
+        assert_eq!(hash_file_memo(&p).unwrap(), (sha256_hex(b"two!"), 4));
+        assert_eq!(memoized(&link).unwrap().0, sha256_hex(b"two!"));
+    }
+}

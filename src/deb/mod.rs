@@ -330,12 +330,15 @@ fn walk_reader(
     }
 }
 
+/// What [`walk_with`] hands the decompressed data.tar stream to.
+pub(crate) type DataSink<'a, T> = &'a mut dyn FnMut(&mut dyn Read) -> Result<T, UnpackError>;
+
 /// Reads the members of the .deb `file`: the control members, then, when
 /// `data` is given, hands it the decompressed data.tar stream.
 pub(crate) fn walk_with<T>(
     deb: &Path,
     file: &mut dyn Read,
-    mut data: Option<&mut dyn FnMut(&mut dyn Read) -> Result<T, UnpackError>>,
+    mut data: Option<DataSink<'_, T>>,
 ) -> Result<(ControlFiles, Option<T>), UnpackError> {
     let read_err = |what: &str, error: io::Error| UnpackError::Read {
         deb: deb.to_path_buf(),

@@ -490,10 +490,16 @@ pub fn run(args: &BuildArgs) -> Result<BuildReport> {
         Some(tar) => (tar, Reuse::CachedRootfs),
         None => {
             let mut reuse = Reuse::Assembled;
+            let start = Stamp::now();
             let tar = cache.insert_with(&plan.recipe.name, &plan.rootfs_key, |w| {
                 plan.assemble_tar(&plan.out_root, w, Some(&stage))
                     .map(|(_, r)| reuse = r)
             })?;
+            if !args.quiet {
+                // Up to the rootfs tar: what a bootstrapper alone makes
+                // (bench/build-vs-mmdebstrap.sh reads this line).
+                eprintln!("  rootfs: {}", timing(start));
+            }
             (tar, reuse)
         }
     };
