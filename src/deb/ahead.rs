@@ -19,7 +19,7 @@ use super::{ControlFiles, ExtractOptions, HashingReader, UnpackError, Unpacked};
 /// Size of one decompressed chunk.
 const CHUNK: usize = 1 << 20;
 /// Chunks queued per package: at most this many MiB decompressed ahead.
-const QUEUE: usize = 32;
+const QUEUE: usize = 8;
 
 /// What the reading thread sends.
 enum Msg {
