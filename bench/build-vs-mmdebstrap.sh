@@ -14,10 +14,13 @@
 #    (rootfs.tar, OCI layout, SBOMs, package list, and the recipe's disk
 #    image or ONIE installer) — more work than mmdebstrap's single tar. The
 #    rootfs-only time (up to the rootfs tar, as mmdebstrap's output) is
-#    reported too, from the `rootfs:` line imgbuild prints. Components
-#    (sonic-p4's bmv2) are not in mmdebstrap's work: their cache
-#    (`@components`) is kept between runs and warmed by one untimed build,
-#    and their packages are left out of the package-set comparison.
+#    reported too, from the `rootfs:` line imgbuild prints. Two caches that
+#    do not depend on the image are kept between runs and warmed by one
+#    untimed build: components (`@components`, sonic-p4's bmv2, which
+#    mmdebstrap does not build; their packages are left out of the
+#    package-set comparison) and the tools tree (`@tools-*`, the locked
+#    mkfs/grub/qemu-img, the counterpart of a host's installed tools; set
+#    COLD_TOOLS=1 to assemble it in every timed run).
 # 3. mmdebstrap (timed): `--variant=custom --include=NAME:ARCH=VERSION...`
 #    of exactly the lock's packages, root mode, output a tar, from the
 #    loopback repository (it downloads from the local mirror: mmdebstrap has
@@ -51,10 +54,12 @@ mirror_serve "$work"
 ws=$(dirname "$(dirname "$lock")")
 ib_build=(env IMGBUILD_CACHE="$work/ib-cache" "$imgbuild" -C "$ws" --offline
     build "$name" --vendor "$work/seed" --out "$work/ib-out")
-# Everything but the component cache goes before each run.
-ib_prep='rm -rf "$work/ib-out"; find "$work/ib-cache/rootfs" -mindepth 1 -maxdepth 1 ! -name @components -exec rm -rf {} + 2>/dev/null || true'
-if grep -q '^\[\[component\]\]' "$ws/recipes/$name.toml"; then
-    echo "warming the component cache (one untimed build) ..." >&2
+# Everything but the component and tools caches goes before each run.
+keep=(! -name @components ! -name '@tools-*')
+[ -n "${COLD_TOOLS:-}" ] && keep=(! -name @components)
+ib_prep='rm -rf "$work/ib-out"; find "$work/ib-cache/rootfs" -mindepth 1 -maxdepth 1 "${keep[@]}" -exec rm -rf {} + 2>/dev/null || true'
+if grep -q '^\[\[component\]\]\|^tools *=' "$ws/recipes/$name.toml"; then
+    echo "warming the component and tools caches (one untimed build) ..." >&2
     "${ib_build[@]}" -q >"$work/warm.out" 2>&1 || { tail -n 30 "$work/warm.out" >&2; exit 1; }
 fi
 time_cmd imgbuild "$work" "$ib_prep" -- "${ib_build[@]}"
