@@ -15,6 +15,7 @@
 # printed but marked as not a result and the exit code is 3.
 #
 # Environment: RUNS (passed on; default 3 here), BENCH_DIR, MAX_LOAD,
+# BUILD_RECIPE (the build comparison's recipe; default r2lab-node),
 # IMGBUILD (default target/release/imgbuild, built if missing), MIRRORS.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -53,7 +54,9 @@ run() { # NAME SCRIPT ARGS...
 }
 run solve "$here/bench/solve-vs-apt.sh" "$here/recipes/$recipe.toml"
 run fetch "$here/bench/fetch-vs-apt.sh" "$here/locks/$recipe.lock"
-run build "$here/bench/build-vs-mmdebstrap.sh" "$here/locks/$recipe.lock"
+# The build comparison uses a recipe without components unless told
+# (BUILD_RECIPE): mmdebstrap has nothing like sonic-p4's bmv2 build.
+run build "$here/bench/build-vs-mmdebstrap.sh" "$here/locks/${BUILD_RECIPE:-r2lab-node}.lock"
 run pypi "$here/bench/pypi-vs-uv.sh" "$here/recipes/$recipe.toml"
 end_load=$(cut -d' ' -f1-3 /proc/loadavg)
 

@@ -347,3 +347,34 @@ fn two_assemblies_are_identical() {
     b.assemble().unwrap();
     assert_eq!(listing(&a.root()), listing(&b.root()));
 }
+
+/// A store blob of the locked size but other bytes is named as such, not as
+/// the unpack or format error it also causes: each package is hashed as it
+/// is read (by the thread that reads it ahead of extraction).
+#[test]
+fn a_blob_with_other_bytes_is_a_digest_mismatch() {
+    for (what, change) in [
+        ("a byte flipped near the end", 0usize),
+        ("garbage of the same size", 1usize),
+    ] {
+        let fx = Fixture::new(&distro());
+        let sha = fx.lock.package("app").unwrap().sha256.clone();
+        let path = fx.store().path_of(&sha);
+        let mut bytes = fs::read(&path).unwrap();
+        if change == 0 {
+            let at = bytes.len() - 10;
+            bytes[at] ^= 0x55;
+        } else {
+            bytes.iter_mut().for_each(|b| *b = 0x42);
+        }
+        let mut perms = fs::metadata(&path).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perms.set_readonly(false);
+        fs::set_permissions(&path, perms).unwrap();
+        fs::write(&path, &bytes).unwrap();
+        let err = fx.assemble().unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("sha256 mismatch"), "{what}: {text}");
+        assert!(text.contains("app "), "{what}: {text}");
+    }
+}

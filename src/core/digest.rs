@@ -1,6 +1,7 @@
 //! sha256 digests, the one hash that names everything in the store, the
 //! caches and the locks.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
@@ -26,6 +27,62 @@ pub fn hash_file(path: &Path) -> io::Result<(String, u64)> {
     Ok((hex::encode(hasher.finalize()), size))
 }
 
+/// What identifies one version of a file's contents: device, inode, size,
+/// and the modification and change times to the nanosecond (any write
+/// moves the change time, a hard link shares all of them).
+type Stamp = (u64, u64, u64, i64, i64, i64, i64);
+
+/// Digests of files this process wrote or hashed (see [`remember`]).
+static MEMO: std::sync::Mutex<BTreeMap<Stamp, String>> = std::sync::Mutex::new(BTreeMap::new());
+
+fn stamp(meta: &std::fs::Metadata) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    (
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+    )
+}
+
+/// Records that the file at `path`, as it is now, hashes to `sha256`: the
+/// writer of an artifact that hashed it while writing says so, and
+/// [`hash_file_memo`] of the same file (or a hard link to it) does not read
+/// it again. Best effort: nothing is recorded if `path` cannot be stat'ed.
+pub fn remember(path: &Path, sha256: &str) {
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && meta.is_file()
+    {
+        let mut memo = MEMO.lock().unwrap_or_else(|e| e.into_inner());
+        memo.insert(stamp(&meta), sha256.to_string());
+    }
+}
+
+/// The sha256 recorded for the file at `path` as it is now, if any.
+pub fn memoized(path: &Path) -> Option<(String, u64)> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let memo = MEMO.lock().unwrap_or_else(|e| e.into_inner());
+    memo.get(&stamp(&meta)).map(|sha| (sha.clone(), meta.len()))
+}
+
+/// [`hash_file`], without reading a file this process has hashed or
+/// written with a known digest since it last changed (see [`remember`]).
+pub fn hash_file_memo(path: &Path) -> io::Result<(String, u64)> {
+    if let Some(known) = memoized(path) {
+        return Ok(known);
+    }
+    let before = std::fs::symlink_metadata(path)?;
+    let (sha, size) = hash_file(path)?;
+    // Only when nothing changed the file while it was read.
+    if std::fs::symlink_metadata(path).is_ok_and(|after| stamp(&after) == stamp(&before)) {
+        remember(path, &sha);
+    }
+    Ok((sha, size))
+}
+
 /// Feeds everything `reader` yields into `hasher`; returns the byte count.
 pub fn hash_reader(reader: &mut impl Read, hasher: &mut Sha256) -> io::Result<u64> {
     let mut buf = vec![0u8; 256 * 1024];
@@ -40,5 +97,32 @@ pub fn hash_reader(reader: &mut impl Read, hasher: &mut Sha256) -> io::Result<u6
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remembered_digest_is_used_until_the_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"one").unwrap();
+        let real = sha256_hex(b"one");
+        assert_eq!(hash_file_memo(&p).unwrap(), (real.clone(), 3));
+        // A recorded digest is taken as is: the file is not read again.
+        remember(&p, "recorded");
+        assert_eq!(hash_file_memo(&p).unwrap().0, "recorded");
+        // A hard link is the same file.
+        let link = dir.path().join("link");
+        std::fs::hard_link(&p, &link).unwrap();
+        remember(&link, "recorded");
+        assert_eq!(memoized(&p).unwrap().0, "recorded");
+        // Any write changes the change time (and here the size): read again.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&p, b"two!").unwrap();
+        assert_eq!(hash_file_memo(&p).unwrap(), (sha256_hex(b"two!"), 4));
+        assert_eq!(memoized(&link).unwrap().0, sha256_hex(b"two!"));
     }
 }

@@ -7,6 +7,7 @@
 pub mod atomic;
 pub mod bounded;
 pub mod context;
+pub mod cpu;
 pub mod digest;
 pub mod timestamp;
 

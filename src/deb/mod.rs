@@ -23,7 +23,10 @@
 //!
 //! Data is not fsync'ed: an image build that is interrupted starts over.
 
+mod ahead;
 mod tree;
+
+pub use ahead::ReadAhead;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -286,7 +289,7 @@ pub fn unpack_checked(
 }
 
 /// A reader that hashes what passes through it.
-struct HashingReader<R> {
+pub(crate) struct HashingReader<R> {
     inner: R,
     hasher: sha2::Sha256,
     size: u64,
@@ -317,6 +320,26 @@ fn walk_reader(
     file: &mut dyn Read,
     extract: Option<(&Path, &ExtractOptions)>,
 ) -> Result<Walked, UnpackError> {
+    match extract {
+        None => walk_with::<()>(deb, file, None).map(|(c, _)| (c, None)),
+        Some((root, options)) => walk_with(
+            deb,
+            file,
+            Some(&mut |reader: &mut dyn Read| extract_data(deb, reader, root, options)),
+        ),
+    }
+}
+
+/// What [`walk_with`] hands the decompressed data.tar stream to.
+pub(crate) type DataSink<'a, T> = &'a mut dyn FnMut(&mut dyn Read) -> Result<T, UnpackError>;
+
+/// Reads the members of the .deb `file`: the control members, then, when
+/// `data` is given, hands it the decompressed data.tar stream.
+pub(crate) fn walk_with<T>(
+    deb: &Path,
+    file: &mut dyn Read,
+    mut data: Option<DataSink<'_, T>>,
+) -> Result<(ControlFiles, Option<T>), UnpackError> {
     let read_err = |what: &str, error: io::Error| UnpackError::Read {
         deb: deb.to_path_buf(),
         what: what.to_string(),
@@ -361,13 +384,13 @@ fn walk_reader(
         } else if let Some(ext) = name.strip_prefix("data.tar") {
             let control =
                 control.ok_or_else(|| format("data.tar comes before control.tar".into()))?;
-            let Some((root, options)) = extract else {
+            let Some(data) = data.as_mut() else {
                 return Ok((control, None));
             };
-            let reader = decompress(ext, &mut entry)
+            let mut reader = decompress(ext, &mut entry)
                 .ok_or_else(|| format(format!("unknown compression of {name}")))?;
-            let paths = extract_data(deb, reader, root, options)?;
-            return Ok((control, Some(paths)));
+            let out = data(&mut reader)?;
+            return Ok((control, Some(out)));
         } else {
             return Err(format(format!("unexpected member '{name}'")));
         }
@@ -429,7 +452,7 @@ fn read_control_tar(reader: impl Read) -> Result<ControlFiles, ControlErr> {
     }
 }
 
-fn extract_data(
+pub(crate) fn extract_data(
     deb: &Path,
     reader: impl Read,
     root: &Path,

@@ -113,6 +113,33 @@ impl Manifest {
 
 /// Adds every regular file under `dir` (named `prefix` + name) to `out`.
 fn collect(dir: &Path, prefix: &str, out: &mut Vec<Artifact>) -> Result<(), OutputError> {
+    let mut files = Vec::new();
+    list(dir, prefix, &mut files)?;
+    // Files hashed in parallel (a disk image and its qcow2 copy are GBs);
+    // one whose digest its writer recorded is not read again.
+    use rayon::prelude::*;
+    let hashed = files
+        .into_par_iter()
+        .map(|(rel, path)| {
+            let (sha256, size) = crate::core::digest::hash_file_memo(&path)
+                .map_err(OutputError::io("hashing", &path))?;
+            Ok(Artifact {
+                path: rel,
+                size,
+                sha256,
+            })
+        })
+        .collect::<Result<Vec<_>, OutputError>>()?;
+    out.extend(hashed);
+    Ok(())
+}
+
+/// Every regular file under `dir`: (relative path, path).
+fn list(
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<(String, std::path::PathBuf)>,
+) -> Result<(), OutputError> {
     for entry in fs::read_dir(dir).map_err(OutputError::io("listing", dir))? {
         let entry = entry.map_err(OutputError::io("listing", dir))?;
         let path = entry.path();
@@ -128,14 +155,9 @@ fn collect(dir: &Path, prefix: &str, out: &mut Vec<Artifact>) -> Result<(), Outp
             .file_type()
             .map_err(OutputError::io("reading", &path))?;
         if ft.is_dir() {
-            collect(&path, &format!("{rel}/"), out)?;
+            list(&path, &format!("{rel}/"), out)?;
         } else if ft.is_file() {
-            let (sha256, size) = hash_file(&path).map_err(OutputError::io("hashing", &path))?;
-            out.push(Artifact {
-                path: rel,
-                size,
-                sha256,
-            });
+            out.push((rel, path));
         } else {
             return Err(OutputError::Unsupported {
                 path,

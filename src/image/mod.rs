@@ -72,6 +72,13 @@ pub fn rootfs_file_name(compression: Compression) -> String {
 /// manifest.json          every file above with size and sha256
 /// ```
 pub fn emit(rootfs_tar: &Path, dir: &Path, info: &ImageInfo<'_>) -> Result<Manifest, OutputError> {
+    emit_common(rootfs_tar, dir, info)?;
+    write_manifest(dir, info)
+}
+
+/// The files of [`emit`] but `manifest.json`: it can run while other
+/// outputs are written into `dir`, and [`write_manifest`] then lists them all.
+pub fn emit_common(rootfs_tar: &Path, dir: &Path, info: &ImageInfo<'_>) -> Result<(), OutputError> {
     let rootfs = dir.join(rootfs_file_name(info.compression));
     copy_compressed(rootfs_tar, &rootfs, info.compression)?;
 
@@ -86,14 +93,38 @@ pub fn emit(rootfs_tar: &Path, dir: &Path, info: &ImageInfo<'_>) -> Result<Manif
     write_synced(&dir.join("sbom.cdx.json"), &sbom)?;
     let spdx = spdx::spdx(info.lock, info.source_date_epoch);
     write_synced(&dir.join("sbom.spdx.json"), &spdx)?;
+    Ok(())
+}
 
+/// Writes `manifest.json`, listing every file in `dir`.
+pub fn write_manifest(dir: &Path, info: &ImageInfo<'_>) -> Result<Manifest, OutputError> {
     let manifest = Manifest::scan(dir, info)?;
     write_synced(&dir.join(manifest::FILE_NAME), &manifest.to_json())?;
     Ok(manifest)
 }
 
-/// Copies `src` to `dest` through `compression`, then syncs `dest`.
+/// Copies `src` to `dest` through `compression`, then syncs `dest`. An
+/// uncompressed copy is a hard link where it can be (same file system, `src`
+/// mode 0644, as rootfs cache entries are): the bytes are the same and
+/// nothing is read or written. The cache never writes an entry in place (a
+/// new one is a new file), and checks its sha256 before every use.
 fn copy_compressed(src: &Path, dest: &Path, compression: Compression) -> Result<(), OutputError> {
+    use std::os::unix::fs::PermissionsExt;
+    if compression == Compression::None
+        && fs::metadata(src).is_ok_and(|m| m.permissions().mode() & 0o7777 == 0o644)
+    {
+        let known = crate::core::digest::memoized(src);
+        if fs::hard_link(src, dest).is_ok() {
+            // An artifact is durable (the cache does not sync its entries).
+            File::open(dest)
+                .and_then(|f| f.sync_all())
+                .map_err(OutputError::io("syncing", dest))?;
+            if let Some((sha, _)) = known {
+                crate::core::digest::remember(dest, &sha);
+            }
+            return Ok(());
+        }
+    }
     let mut input = File::open(src).map_err(OutputError::io("opening", src))?;
     let file = File::create(dest).map_err(OutputError::io("creating", dest))?;
     let mut enc = compression

@@ -281,10 +281,21 @@ fn write_layer(tar: &Path, blobs: &Path) -> Result<(String, Descriptor), OutputE
     let mut enc = Compression::Gzip
         .encoder(compressed)
         .map_err(OutputError::io("compressing into", &tmp))?;
-    let mut plain = HashingWriter::new(&mut enc);
-    io::copy(&mut BufReader::with_capacity(1 << 20, input), &mut plain)
-        .map_err(OutputError::io("compressing into", &tmp))?;
-    let (_, diff_id, _) = plain.finish();
+    // The tar's digest is usually known (the rootfs cache checked it):
+    // then it is not computed again.
+    let known = crate::core::digest::memoized(tar).map(|(sha, _)| sha);
+    let mut reader = BufReader::with_capacity(1 << 20, input);
+    let diff_id = match known {
+        Some(sha) => {
+            io::copy(&mut reader, &mut enc).map_err(OutputError::io("compressing into", &tmp))?;
+            sha
+        }
+        None => {
+            let mut plain = HashingWriter::new(&mut enc);
+            io::copy(&mut reader, &mut plain).map_err(OutputError::io("compressing into", &tmp))?;
+            plain.finish().1
+        }
+    };
     let (buffered, digest, size) = enc
         .finish()
         .map_err(OutputError::io("compressing into", &tmp))?
@@ -296,6 +307,7 @@ fn write_layer(tar: &Path, blobs: &Path) -> Result<(String, Descriptor), OutputE
         .map_err(OutputError::io("writing", &tmp))?;
     let dest = blobs.join(&digest);
     fs::rename(&tmp, &dest).map_err(OutputError::io("renaming into place", &dest))?;
+    crate::core::digest::remember(&dest, &digest);
     Ok((
         format!("sha256:{diff_id}"),
         Descriptor {

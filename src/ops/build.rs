@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
+use crate::core::cpu::Stamp;
 use crate::fetch::{Store, vendor_dir};
 use crate::image::{self, Compression, ImageInfo, Manifest};
 use crate::lock::Lockfile;
@@ -239,24 +240,49 @@ impl Plan {
             source_date_epoch: self.assemble.source_date_epoch,
             rootfs_key: &self.rootfs_key,
         };
-        let outputs = image::outputs_of(&self.recipe);
+        let count = image::outputs_of(&self.recipe).len();
         let progress = PhaseLine::for_terminal(self.quiet);
-        progress.phase("outputs", Some(outputs.len() as u64 + 1));
-        let mut lines = Vec::new();
-        for output in &outputs {
-            progress.item(output.describe());
-            lines.extend(image::outputs::emit_all(
-                std::slice::from_ref(output),
-                &ctx,
-            )?);
-        }
-        progress.item("rootfs tar, OCI layout, SBOM, manifest");
-        let mut manifest = image::emit(tar, dir, &self.info())?;
+        progress.phase("outputs", Some(count as u64 + 1));
+        // The recipe's outputs (mostly the tools tree's programs: mkfs,
+        // qemu-img, squashfs) and the common ones (mostly gzip of the OCI
+        // layer) are independent files in `dir`: written side by side, on
+        // two cores; the manifest then lists them all.
+        let info = self.info();
+        let (recipe_outputs, common) = std::thread::scope(|scope| {
+            let recipe_outputs = scope.spawn(|| -> Result<_> {
+                let mut lines = Vec::new();
+                let mut timings = Vec::new();
+                for output in &image::outputs_of(&self.recipe) {
+                    progress.item(output.describe());
+                    let start = Stamp::now();
+                    lines.extend(image::outputs::emit_all(
+                        std::slice::from_ref(output),
+                        &ctx,
+                    )?);
+                    timings.push(format!("{} {}", output.describe(), timing(start)));
+                }
+                Ok((lines, timings))
+            });
+            let start = Stamp::now();
+            let common = image::emit_common(tar, dir, &info)
+                .map(|()| format!("rootfs tar, OCI layout, SBOMs {}", timing(start)));
+            let recipe_outputs = recipe_outputs
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (recipe_outputs, common)
+        });
+        let (lines, mut timings) = recipe_outputs?;
+        timings.push(common?);
+        progress.item("manifest");
+        let start = Stamp::now();
+        let mut manifest = image::write_manifest(dir, &info)?;
+        timings.push(format!("manifest {}", timing(start)));
         progress.phase_done();
         if !self.quiet {
             for line in lines {
                 eprintln!("  {line}");
             }
+            eprintln!("  outputs: {}", timings.join(", "));
         }
         if !self.lock.python.is_empty() {
             manifest.python_built = crate::pypi::layer::built_from_tar(tar)?;
@@ -328,9 +354,13 @@ impl Plan {
                 )
                 .with_context(context)?;
                 if let Some(stage) = stage {
+                    let staging = Stamp::now();
                     stage.insert_with(name, &self.packages_key, |w| {
                         write_tree_with_devices(&root, w, &opts, &report.devices).map(drop)
                     })?;
+                    if !self.quiet {
+                        eprintln!("  package stage cached: {}", timing(staging));
+                    }
                 }
                 (report, Reuse::Assembled)
             }
@@ -355,7 +385,21 @@ impl Plan {
             let phases: Vec<String> = report
                 .phases
                 .iter()
-                .map(|(name, d)| format!("{name} {:.1}s", d.as_secs_f64()))
+                .zip(
+                    report
+                        .phase_cpu
+                        .iter()
+                        .map(Some)
+                        .chain(std::iter::repeat(None)),
+                )
+                .map(|((name, d), cpu)| match cpu {
+                    Some(c) => format!(
+                        "{name} {:.1}s (cpu {:.1}s)",
+                        d.as_secs_f64(),
+                        c.as_secs_f64()
+                    ),
+                    None => format!("{name} {:.1}s", d.as_secs_f64()),
+                })
                 .collect();
             eprintln!("  phases: {}", phases.join(", "));
             if let Some(top) = slowest {
@@ -368,8 +412,12 @@ impl Plan {
             }
         }
         progress.phase("archive", None);
+        let archiving = Stamp::now();
         let stats = write_tree_with_devices(&root, w, &opts, &report.devices)?;
         progress.phase_done();
+        if !self.quiet {
+            eprintln!("  archive: {}", timing(archiving));
+        }
         if !stats.skipped.is_empty() && !self.quiet {
             eprintln!(
                 "warning: {} socket(s) left out of the rootfs tar: {}",
@@ -379,6 +427,12 @@ impl Plan {
         }
         Ok((stats, reuse))
     }
+}
+
+/// `12.3s (cpu 20.1s)`: the wall and CPU time since `start`.
+fn timing(start: Stamp) -> String {
+    let (wall, cpu) = start.elapsed();
+    format!("{:.1}s (cpu {:.1}s)", wall.as_secs_f64(), cpu.as_secs_f64())
 }
 
 /// The image's hostname: the recipe name when it is a valid host name label,
@@ -436,10 +490,16 @@ pub fn run(args: &BuildArgs) -> Result<BuildReport> {
         Some(tar) => (tar, Reuse::CachedRootfs),
         None => {
             let mut reuse = Reuse::Assembled;
+            let start = Stamp::now();
             let tar = cache.insert_with(&plan.recipe.name, &plan.rootfs_key, |w| {
                 plan.assemble_tar(&plan.out_root, w, Some(&stage))
                     .map(|(_, r)| reuse = r)
             })?;
+            if !args.quiet {
+                // Up to the rootfs tar: what a bootstrapper alone makes
+                // (bench/build-vs-mmdebstrap.sh reads this line).
+                eprintln!("  rootfs: {}", timing(start));
+            }
             (tar, reuse)
         }
     };

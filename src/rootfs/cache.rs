@@ -33,8 +33,9 @@ use crate::pack::{Compression, OutputError};
 pub const CACHE_ENV: &str = "IMGBUILD_CACHE";
 
 /// Bump when the rootfs or its tar changes for the same inputs, to orphan
-/// older cache entries and output directories.
-const KEY_FORMAT: &str = "imgbuild-rootfs-key v1";
+/// older cache entries and output directories. v2: the package stage has
+/// no initramfs (made once, after the steps).
+const KEY_FORMAT: &str = "imgbuild-rootfs-key v2";
 
 /// Everything the assembled rootfs depends on.
 #[derive(Debug, Clone)]
@@ -246,7 +247,10 @@ impl RootfsCache {
         let sidecar = sidecar(&tar);
         let recorded = fs::read_to_string(&sidecar).ok()?;
         match hash_file(&tar) {
-            Ok((sha, _)) if sha == recorded.trim() => Some(tar),
+            Ok((sha, _)) if sha == recorded.trim() => {
+                crate::core::digest::remember(&tar, &sha);
+                Some(tar)
+            }
             _ => {
                 let _ = fs::remove_file(&tar);
                 let _ = fs::remove_file(&sidecar);
@@ -273,12 +277,17 @@ impl RootfsCache {
             .tempfile_in(&dir)
             .map_err(OutputError::io("creating a temp file in", &dir))?;
         let (file, tmp_path) = tmp.into_parts();
+        // 0644, not the temp file's 0600: `out/RECIPE/rootfs.tar` may be a
+        // hard link to this file.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .map_err(OutputError::io("chmod", &tmp_path))?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
         make(&mut w)?;
+        // Not synced: a cache entry needs no durability (the sidecar's
+        // sha256 is checked before every use, a torn entry is dropped).
         let file = w
             .into_inner()
             .map_err(|e| e.into_error())
-            .and_then(|f| f.sync_all().map(|()| f))
             .map_err(OutputError::io("writing", &tmp_path))?;
         drop(file);
         let (sha, _) = hash_file(&tmp_path).map_err(OutputError::io("hashing", &tmp_path))?;
@@ -289,6 +298,7 @@ impl RootfsCache {
         tmp_path
             .persist(&dest)
             .map_err(|e| OutputError::io("renaming into place", &dest)(e.error))?;
+        crate::core::digest::remember(&dest, &sha);
         self.prune(recipe, &dest);
         Ok(dest)
     }

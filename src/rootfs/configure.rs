@@ -12,10 +12,16 @@
 //!    made ready (their preinsts, then `dpkg --configure` of them and all they
 //!    depend on — dpkg's rule that a pre-dependency is configured before the
 //!    dependant is touched), then its own `preinst install`;
-//! 4. `dpkg --configure -a`, which configures the rest in dependency order and
-//!    runs the triggers activated meanwhile; then the file triggers that
-//!    dpkg would have activated while unpacking are activated with
-//!    `dpkg-trigger` and processed by another `dpkg --configure -a`.
+//! 4. the file triggers that dpkg would have activated while unpacking are
+//!    activated with `dpkg-trigger` (dpkg records them for the packages
+//!    already configured and drops them for the others, whose postinst
+//!    handles their files); then `dpkg --configure -a` configures the rest
+//!    in dependency order and runs every trigger pending, each once.
+//!
+//! With initramfs-tools in the image, every dpkg run gets `INITRD=No`: the
+//! initramfs is not made while configuring (where Debian makes it twice:
+//! the kernel's hook, then initramfs-tools' trigger) but once, when every
+//! package is configured (see `initramfs.rs`).
 //!
 //! dpkg always gets `--force-confdef --force-confold --force-unsafe-io`
 //! (no prompts, no fsync: an interrupted build starts over). Preinsts are run
@@ -129,7 +135,13 @@ impl Runner<'_> {
                 self.prepare(i, &mut guard)?;
             }
         }
-        self.dpkg(&["--configure", "-a"], "configure all packages")?;
+        // The file triggers dpkg would have activated while unpacking, before
+        // the run that configures the rest: as in a one-run dpkg install, a
+        // trigger of a package that is configured already (the base set,
+        // pre-dependencies) is processed in that run, and one of a package
+        // still unpacked is dropped — its `postinst configure` sees every
+        // file anyway. (Activated after it, every interested package ran
+        // its trigger a second time on a tree its postinst had handled.)
         let paths = activated_file_triggers(self.pkgs, lists);
         if !paths.is_empty() && self.root.join("usr/bin/dpkg-trigger").exists() {
             let mut argv: Vec<OsString> = [
@@ -149,7 +161,17 @@ impl Runner<'_> {
                 "activate file triggers",
                 "dpkg-trigger",
             )?;
-            self.dpkg(&["--configure", "-a"], "process file triggers")?;
+        }
+        self.dpkg(&["--configure", "-a"], "configure all packages")?;
+        for version in super::initramfs::missing(self.root) {
+            let argv = super::initramfs::make_command(&version);
+            self.sandbox(
+                argv,
+                Vec::new(),
+                DPKG_TIMEOUT,
+                "make the initramfs",
+                &format!("linux {version}"),
+            )?;
         }
         let pending: Vec<String> = dpkgdb::read_status(self.root)?
             .into_iter()
@@ -227,10 +249,17 @@ impl Runner<'_> {
         let mut argv: Vec<OsString> = vec!["dpkg".into()];
         argv.extend(DPKG_FORCE.iter().map(OsString::from));
         argv.extend(args.iter().map(OsString::from));
-        let env = vec![(
+        let mut env = vec![(
             "DEBCONF_NONINTERACTIVE_SEEN".to_string(),
             "true".to_string(),
         )];
+        if super::initramfs::deferred(self.root) {
+            // initramfs-tools' kernel hook skips `update-initramfs -c`, and
+            // its trigger (`-u`) finds no initramfs to update: the image's
+            // initramfs is made once, when every package is configured
+            // (see `initramfs.rs`), not twice.
+            env.push(("INITRD".to_string(), "No".to_string()));
+        }
         self.sandbox(argv, env, DPKG_TIMEOUT, what, "dpkg")
     }
 

@@ -28,6 +28,7 @@
 pub mod cache;
 mod configure;
 mod dpkgdb;
+mod initramfs;
 mod normalize;
 mod order;
 mod report;
@@ -38,7 +39,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rayon::prelude::*;
 
@@ -48,6 +49,7 @@ use report::PhaseGuard;
 pub use report::{Reporter, Silent};
 pub use time::{default_source_date_epoch, parse_rfc2822};
 
+use crate::core::cpu::Stamp;
 use crate::core::version::DebVersion;
 use crate::deb::{self, ExtractOptions, UnpackError};
 use crate::fetch::Store;
@@ -108,6 +110,9 @@ pub struct AssembleReport {
     pub merged_usr: bool,
     /// Wall time of each phase, in order.
     pub phases: Vec<(String, Duration)>,
+    /// CPU time of each phase (this process and the commands it ran), in
+    /// the order of `phases`.
+    pub phase_cpu: Vec<Duration>,
     /// The commands run in the sandbox, in order (empty without scripts).
     pub scripts: Vec<ScriptRun>,
     /// Things worth knowing that did not stop the build (overlapping files).
@@ -256,12 +261,12 @@ pub fn assemble_packages_with(
         packages: lock.packages.len(),
         ..AssembleReport::default()
     };
-    let mut phase_start = Instant::now();
+    let mut phase_start = Stamp::now();
     let mut phase = |report: &mut AssembleReport, name: &str| {
-        report
-            .phases
-            .push((name.to_string(), phase_start.elapsed()));
-        phase_start = Instant::now();
+        let (wall, cpu) = phase_start.elapsed();
+        report.phases.push((name.to_string(), wall));
+        report.phase_cpu.push(cpu);
+        phase_start = Stamp::now();
     };
     let empty = fs::read_dir(dest).map(|mut d| d.next().is_none());
     if !empty.map_err(RootfsError::io(dest))? {
@@ -323,9 +328,30 @@ pub fn assemble_packages_with(
         Ok::<_, RootfsError>(u.paths)
     };
     let unpacking = PhaseGuard::start(progress, "unpack", Some(install.len() as u64));
+    // The next packages are read, hashed and decompressed on other threads
+    // while one is extracted (in install order, on this thread).
+    let ahead = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
+    let mut queue: std::collections::VecDeque<deb::ReadAhead> = Default::default();
+    let mut next = 0;
     for &i in &install {
+        while next < install.len() && queue.len() < ahead {
+            let j = install[next];
+            queue.push_back(deb::ReadAhead::start(&debs[j], &lock.packages[j].sha256));
+            next += 1;
+        }
         progress.item(&pkgs[i].label());
-        lists[i] = unpack_one(i, &mut report.devices)?;
+        let reading = queue.pop_front().expect("queued in order");
+        let u = reading
+            .unpack(dest, &options)
+            .map_err(|source| RootfsError::Unpack {
+                package: pkgs[i].label(),
+                source,
+            })?;
+        for d in u.devices {
+            report.devices.retain(|o| o.path != d.path);
+            report.devices.push(d);
+        }
+        lists[i] = u.paths;
     }
     for i in resolve_overlaps(dest, &pkgs, &install, &mut lists, &mut report.warnings) {
         unpack_one(i, &mut report.devices)?;
@@ -393,20 +419,23 @@ pub fn finish_with(
     progress: &dyn Reporter,
 ) -> Result<(), RootfsError> {
     let _umask = UmaskGuard::set(0o022);
-    let mut phase_start = Instant::now();
+    let mut phase_start = Stamp::now();
+    let mut phase = |report: &mut AssembleReport, name: &str| {
+        let (wall, cpu) = phase_start.elapsed();
+        report.phases.push((name.to_string(), wall));
+        report.phase_cpu.push(cpu);
+        phase_start = Stamp::now();
+    };
     if !steps.is_empty() {
         let _stepping = PhaseGuard::start(progress, "steps", Some(steps.len() as u64));
         report.steps = steps::apply_with(dest, steps, &StepSandbox::for_assembly(opts), progress)
             .map_err(|e| RootfsError::Step(Box::new(e)))?;
-        report.phases.push(("steps".into(), phase_start.elapsed()));
-        phase_start = Instant::now();
+        phase(report, "steps");
     }
     let normalizing = PhaseGuard::start(progress, "normalize", None);
     report.normalize = normalize(dest, opts.source_date_epoch, &opts.hostname)?;
     drop(normalizing);
-    report
-        .phases
-        .push(("normalize".into(), phase_start.elapsed()));
+    phase(report, "normalize");
     Ok(())
 }
 

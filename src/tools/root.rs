@@ -116,6 +116,7 @@ impl ToolsRoot {
         // `@` cannot start a recipe name: no entry of a recipe collides with it.
         let entry = format!("@tools-{name}");
         let key = tools_key(lock);
+        let mut assembled = None;
         let tar = match cache.get(&entry, &key) {
             Some(tar) => tar,
             None => cache.insert_with(&entry, &key, |w| -> Result<()> {
@@ -124,9 +125,19 @@ impl ToolsRoot {
                 make_root_dir(&root)?;
                 let devices = assemble(lock, store, &root, source_date_epoch)?;
                 write_tree_with_devices(&root, w, &TarOptions { source_date_epoch }, &devices)?;
+                assembled = Some(tmp);
                 Ok(())
             })?,
         };
+        // Just assembled: that tree is used as it is, not restored from the
+        // tar it was archived to (the same files; only unclamped mtimes
+        // differ, which no tool run reads).
+        if let Some(dir) = assembled {
+            return Ok(ToolsRoot {
+                dir,
+                source_date_epoch,
+            });
+        }
         let dir = private_dir(work, ".tools-")?;
         let root = dir.path().join("root");
         make_root_dir(&root)?;

@@ -171,16 +171,22 @@ pub fn emit(
         .with_context(|| format!("writing the boot area of {}", raw.display()))?;
     drop(file);
 
-    tools.run(&in_tools(&[
-        "qemu-img",
-        "convert",
-        "-f",
-        "raw",
-        "-O",
-        "qcow2",
-        "/work/disk.raw",
-        "/work/disk.qcow2",
-    ]))?;
+    // disk.raw is complete: hashed (for the manifest) while qemu-img reads it.
+    let (raw_sha, converted) = std::thread::scope(|scope| {
+        let hashing = scope.spawn(|| crate::core::digest::hash_file(&raw));
+        let converted = tools.run(&in_tools(&[
+            "qemu-img",
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "qcow2",
+            "/work/disk.raw",
+            "/work/disk.qcow2",
+        ]));
+        (hashing.join(), converted)
+    });
+    converted?;
 
     let mut written = Vec::new();
     for name in [RAW, QCOW2] {
@@ -194,6 +200,9 @@ pub fn emit(
         fs::rename(&from, &to)
             .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
         written.push(to);
+    }
+    if let Ok(Ok((sha, _))) = raw_sha {
+        crate::core::digest::remember(&out_dir.join(RAW), &sha);
     }
     Ok(written)
 }
