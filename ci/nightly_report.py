@@ -45,10 +45,12 @@ def is_security(suite):
 
 
 def source_package(filename, name):
-    """The Debian source package from a pool path: pool/COMP/PREFIX/SOURCE/FILE."""
+    """The Debian source package from a pool path: pool/COMP/PREFIX/SOURCE/FILE,
+    or pool/updates/COMP/PREFIX/SOURCE/FILE on the security archive: the
+    directory holding the file, in either layout."""
     parts = (filename or "").split("/")
     if len(parts) >= 5 and parts[0] == "pool":
-        return parts[3]
+        return parts[-2]
     return name
 
 

@@ -191,7 +191,7 @@ fn new_lock() -> String {
     OLD_LOCK
         .replace(
             "version = \"252.30-1~deb12u2\"\narchitecture = \"amd64\"\nsource = \"bookworm\"\nfilename = \"pool/main/s/systemd/libsystemd0_252.30-1~deb12u2_amd64.deb\"",
-            "version = \"252.31-1~deb12u1\"\narchitecture = \"amd64\"\nsource = \"bookworm-security\"\nfilename = \"pool/main/s/systemd/libsystemd0_252.31-1~deb12u1_amd64.deb\"",
+            "version = \"252.31-1~deb12u1\"\narchitecture = \"amd64\"\nsource = \"bookworm-security\"\nfilename = \"pool/updates/main/s/systemd/libsystemd0_252.31-1~deb12u1_amd64.deb\"",
         )
         .replace("2.36-9+deb12u9", "2.36-9+deb12u10")
         .replace(
