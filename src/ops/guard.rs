@@ -1,4 +1,5 @@
-//! One imgbuild at a time per workspace, and the leftovers of killed runs.
+//! One imgbuild at a time per workspace (and per rootfs cache, which
+//! several workspaces may share), and the leftovers of killed runs.
 //!
 //! [`Guard::acquire`] takes an exclusive `flock` on `<workspace>/.imgbuild.lock`
 //! (waiting, and saying so, while another `build` or `verify` of the same
@@ -31,6 +32,8 @@ pub const KEPT_MARKER: &str = "KEPT";
 #[derive(Debug)]
 pub struct Guard {
     _file: File,
+    /// The rootfs cache's own lock.
+    _cache_file: File,
     /// What was removed when it was taken.
     pub removed: Vec<PathBuf>,
 }
@@ -44,49 +47,17 @@ impl Guard {
         cache_dir: &Path,
         quiet: bool,
     ) -> Result<Guard> {
-        let path = workspace.join(LOCK_FILE);
-        // flock needs no write access: a workspace shared read-only with
-        // another user (a rootless build of root's checkout) still locks.
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .or_else(|e| match e.kind() {
-                io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
-                    File::open(&path)
-                }
-                _ => Err(e),
-            })
-            .with_context(|| format!("opening the workspace lock {}", path.display()))?;
-        use rustix::fs::{FlockOperation, flock};
-        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => {
-                if !quiet {
-                    let holder = fs::read_to_string(&path).unwrap_or_default();
-                    eprintln!(
-                        "Waiting for another imgbuild working in {} (lock {}{})…",
-                        workspace.display(),
-                        path.display(),
-                        match holder.trim() {
-                            "" => String::new(),
-                            pid => format!(", held by pid {pid}"),
-                        }
-                    );
-                }
-                flock(&file, FlockOperation::LockExclusive)
-                    .with_context(|| format!("locking {}", path.display()))?;
-            }
-            Err(e) => {
-                return Err(io::Error::from(e))
-                    .with_context(|| format!("locking {}", path.display()));
-            }
-        }
-        // Who holds it, for the message of the next one (informational).
-        let _ = file.set_len(0);
-        let _ = writeln!(file, "{}", std::process::id());
+        let file = lock(&workspace.join(LOCK_FILE), workspace, quiet)?;
+        // The rootfs cache may be shared by several workspaces (it defaults
+        // to next to the vendor store, and the nightly's work tree shares
+        // the project's): its leftovers are only ours to remove while no
+        // imgbuild of ANY workspace uses it, so it has a lock of its own,
+        // always taken, always second (one order: no deadlock). Seen in a
+        // real night: a build of the checkout removed the tar the nightly's
+        // build of its work tree was storing.
+        fs::create_dir_all(cache_dir)
+            .with_context(|| format!("creating the cache {}", cache_dir.display()))?;
+        let cache_file = lock(&cache_dir.join(LOCK_FILE), cache_dir, quiet)?;
         let mut removed = Vec::new();
         clean_out_dir(out_root, &mut removed)?;
         clean_cache(cache_dir, &mut removed)?;
@@ -103,9 +74,55 @@ impl Guard {
         }
         Ok(Guard {
             _file: file,
+            _cache_file: cache_file,
             removed,
         })
     }
+}
+
+/// Takes an exclusive `flock` on `path` (the lock of `dir`), waiting, and
+/// saying so, while another imgbuild holds it; writes our pid into it.
+fn lock(path: &Path, dir: &Path, quiet: bool) -> Result<File> {
+    // flock needs no write access: a workspace shared read-only with
+    // another user (a rootless build of root's checkout) still locks.
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .or_else(|e| match e.kind() {
+            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => File::open(path),
+            _ => Err(e),
+        })
+        .with_context(|| format!("opening the lock {}", path.display()))?;
+    use rustix::fs::{FlockOperation, flock};
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            if !quiet {
+                let holder = fs::read_to_string(path).unwrap_or_default();
+                eprintln!(
+                    "Waiting for another imgbuild working in {} (lock {}{})…",
+                    dir.display(),
+                    path.display(),
+                    match holder.trim() {
+                        "" => String::new(),
+                        pid => format!(", held by pid {pid}"),
+                    }
+                );
+            }
+            flock(&file, FlockOperation::LockExclusive)
+                .with_context(|| format!("locking {}", path.display()))?;
+        }
+        Err(e) => {
+            return Err(io::Error::from(e)).with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    // Who holds it, for the message of the next one (informational).
+    let _ = file.set_len(0);
+    let _ = writeln!(file, "{}", std::process::id());
+    Ok(file)
 }
 
 /// Whether `name` in the output directory is one of imgbuild's temp names.
@@ -208,6 +225,42 @@ fn remove_tree(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two workspaces sharing one cache: while the first holds its guard,
+    /// the second waits, and the first's temp tar in the cache survives.
+    #[test]
+    fn a_shared_cache_is_cleaned_only_when_no_workspace_uses_it() {
+        let top = tempfile::tempdir().unwrap();
+        // The cache inside the first workspace, as `<project>/.imgbuild-cache`
+        // is when a second work tree uses the project's vendor store.
+        let (a, b) = (top.path().join("a"), top.path().join("b"));
+        let cache = a.join(".imgbuild-cache");
+        for d in [&a, &b] {
+            fs::create_dir_all(d).unwrap();
+        }
+        let first = Guard::acquire(&a, &a.join("out"), &cache, true).unwrap();
+        let entry = cache.join("img");
+        fs::create_dir_all(&entry).unwrap();
+        let storing = entry.join(".tmp-abc.tar");
+        fs::write(&storing, "being written").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (b2, cache2) = (b.clone(), cache.clone());
+        let second = std::thread::spawn(move || {
+            let g = Guard::acquire(&b2, &b2.join("out"), &cache2, true).unwrap();
+            tx.send(g.removed.clone()).unwrap();
+        });
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(500))
+                .is_err(),
+            "the second workspace did not wait for the shared cache"
+        );
+        assert!(storing.exists(), "removed while in use");
+        drop(first);
+        let removed = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        second.join().unwrap();
+        assert_eq!(removed, std::slice::from_ref(&storing));
+        assert!(!storing.exists());
+    }
 
     #[test]
     fn only_our_own_temp_names_are_stale() {
