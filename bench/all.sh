@@ -4,6 +4,9 @@
 #
 #   bench/all.sh [RECIPE]        (default: sonic-p4; needs root and the live archive)
 #
+# RECIPE is the Python comparison's ([python] layer); solve, fetch and build
+# use DEB_RECIPE (default r2lab-node, no components).
+#
 # Runs, in this order: solve vs `apt-get -s`, fetch vs `apt-get download`,
 # build vs mmdebstrap, Python resolution vs `uv pip compile`. Each script's own
 # report goes to $BENCH_DIR/all/NAME.txt; this prints the table, with the
@@ -14,7 +17,7 @@
 # the load rose above it by the end (something else started), the table is
 # printed but marked as not a result and the exit code is 3.
 #
-# Environment: RUNS (passed on; default 3 here), BENCH_DIR, MAX_LOAD,
+# Environment: RUNS (passed on; default 3 here), BENCH_DIR, MAX_LOAD, DEB_RECIPE,
 # BUILD_RECIPE (the build comparison's recipe; default r2lab-node),
 # IMGBUILD (default target/release/imgbuild, built if missing), MIRRORS.
 set -euo pipefail
@@ -52,16 +55,18 @@ run() { # NAME SCRIPT ARGS...
         status=1
     fi
 }
-run solve "$here/bench/solve-vs-apt.sh" "$here/recipes/$recipe.toml"
-run fetch "$here/bench/fetch-vs-apt.sh" "$here/locks/$recipe.lock"
-# The build comparison uses a recipe without components unless told
-# (BUILD_RECIPE): mmdebstrap has nothing like sonic-p4's bmv2 build.
-run build "$here/bench/build-vs-mmdebstrap.sh" "$here/locks/${BUILD_RECIPE:-r2lab-node}.lock"
+# The Debian comparisons use a recipe without components unless told
+# (DEB_RECIPE, BUILD_RECIPE): apt and mmdebstrap have nothing like
+# sonic-p4's bmv2 build, and the apt-side scripts cannot pin its git source.
+deb_recipe=${DEB_RECIPE:-r2lab-node}
+run solve "$here/bench/solve-vs-apt.sh" "$here/recipes/$deb_recipe.toml"
+run fetch "$here/bench/fetch-vs-apt.sh" "$here/locks/$deb_recipe.lock"
+run build "$here/bench/build-vs-mmdebstrap.sh" "$here/locks/${BUILD_RECIPE:-$deb_recipe}.lock"
 run pypi "$here/bench/pypi-vs-uv.sh" "$here/recipes/$recipe.toml"
 end_load=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo
-echo "bench/all.sh $recipe — $started, $(nproc) cores, RUNS=$RUNS"
+echo "bench/all.sh $recipe (Debian: $deb_recipe) — $started, $(nproc) cores, RUNS=$RUNS"
 echo "load average (1, 5, 15 min): start $start_load, end $end_load"
 echo
 printf '| %s | %s | %s | %s | %s |\n' measure peer peer imgbuild ratio

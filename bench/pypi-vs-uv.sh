@@ -94,7 +94,7 @@ printf '%-6s %10s %10s\n' "" imgbuild uv
 for mode in cold warm; do
     i=${result[imgbuild-$mode]}; u=${result[uv-$mode]}
     printf '%-6s %9.3fs %9.3fs   ratio %.2fx\n' "$mode" "$i" "$u" "$(echo "$i / $u" | bc -l)"
-    summary "Python resolution, $mode (wall)" "uv pip compile" "${u}s" "${i}s" "$(printf '%.2f' "$(echo "$i / $u" | bc -l)")"
+    summary "Python resolution, $mode (wall)" "uv pip compile" "$(printf '%.2fs' "$u")" "$(printf '%.2fs' "$i")" "$(printf '%.2f' "$(echo "$i / $u" | bc -l)")"
 done
 # Same answer? (uv lists the same pins, normalised names, no comments.)
 grep -v '^ *#' "$work/uv.txt" | sed 's/ .*//' | tr 'A-Z_' 'a-z-' | sort >"$work/uv.pins"
