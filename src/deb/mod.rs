@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 
 pub use crate::pack::tar::DeviceNode;
 use sha2::Digest as _;
-use tree::{Fail, Meta, Node, Tree};
+use tree::{Fail, Node, Tree};
 
 /// Why a package could not be read or unpacked. Every variant names the .deb.
 #[derive(Debug, thiserror::Error)]
@@ -482,7 +482,7 @@ pub(crate) fn extract_data(
             reason,
         };
         let comps = tree::components(&raw).map_err(refused)?;
-        let meta = meta(&mut entry).map_err(read_err)?;
+        let meta = tree::meta(&mut entry).map_err(read_err)?;
         let link = entry.link_name_bytes().map(|l| l.into_owned());
         let header = entry.header();
         let kind = header.entry_type();
@@ -550,56 +550,4 @@ pub(crate) fn extract_data(
         paths.push(tree::list_path(&comps));
     }
     Ok((paths, devices))
-}
-
-/// Header metadata, with pax `uid`/`gid`/`mtime` overrides (the header field
-/// is only read when there is none) and `SCHILY.xattr.*` records.
-fn meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
-    let (mut uid, mut gid, mut mtime) = (None, None, None);
-    let mut xattrs = Vec::new();
-    if let Some(pax) = entry.pax_extensions()? {
-        for ext in pax {
-            let ext = ext?;
-            let value = ext.value_bytes();
-            // pax times may have a fraction ("1700000000.5"); whole seconds are kept.
-            let number = || {
-                std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|v| v.split('.').next()?.parse::<i64>().ok())
-                    .ok_or_else(|| {
-                        io::Error::other(format!(
-                            "bad pax number {:?}",
-                            String::from_utf8_lossy(value)
-                        ))
-                    })
-            };
-            match ext.key_bytes() {
-                b"uid" => uid = Some(number()? as u32),
-                b"gid" => gid = Some(number()? as u32),
-                b"mtime" => mtime = Some(number()?),
-                key => {
-                    if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                        xattrs.push((name.to_vec(), value.to_vec()));
-                    }
-                }
-            }
-        }
-    }
-    let header = entry.header();
-    Ok(Meta {
-        mode: header.mode()?,
-        uid: match uid {
-            Some(u) => u,
-            None => header.uid()? as u32,
-        },
-        gid: match gid {
-            Some(g) => g,
-            None => header.gid()? as u32,
-        },
-        mtime: match mtime {
-            Some(m) => m,
-            None => header.mtime()? as i64,
-        },
-        xattrs,
-    })
 }

@@ -391,6 +391,58 @@ fn timestamps(mtime: i64) -> Timestamps {
     }
 }
 
+/// Header metadata, with pax `uid`/`gid`/`mtime` overrides (the header field
+/// is only read when there is none) and `SCHILY.xattr.*` records.
+pub(super) fn meta<R: std::io::Read>(entry: &mut tar::Entry<'_, R>) -> std::io::Result<Meta> {
+    let (mut uid, mut gid, mut mtime) = (None, None, None);
+    let mut xattrs = Vec::new();
+    if let Some(pax) = entry.pax_extensions()? {
+        for ext in pax {
+            let ext = ext?;
+            let value = ext.value_bytes();
+            // pax times may have a fraction ("1700000000.5"); whole seconds are kept.
+            let number = || {
+                std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.split('.').next()?.parse::<i64>().ok())
+                    .ok_or_else(|| {
+                        std::io::Error::other(format!(
+                            "bad pax number {:?}",
+                            String::from_utf8_lossy(value)
+                        ))
+                    })
+            };
+            match ext.key_bytes() {
+                b"uid" => uid = Some(number()? as u32),
+                b"gid" => gid = Some(number()? as u32),
+                b"mtime" => mtime = Some(number()?),
+                key => {
+                    if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                        xattrs.push((name.to_vec(), value.to_vec()));
+                    }
+                }
+            }
+        }
+    }
+    let header = entry.header();
+    Ok(Meta {
+        mode: header.mode()?,
+        uid: match uid {
+            Some(u) => u,
+            None => header.uid()? as u32,
+        },
+        gid: match gid {
+            Some(g) => g,
+            None => header.gid()? as u32,
+        },
+        mtime: match mtime {
+            Some(m) => m,
+            None => header.mtime()? as i64,
+        },
+        xattrs,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
