@@ -137,12 +137,17 @@ EOF
 export APT_CONFIG=$work/apt.conf
 
 # --- 2. apt-get update (network, once) ------------------------------------
-if [ "${REFRESH:-0}" = 1 ] || ! ls "$work"/state/lists/*_Packages* >/dev/null 2>&1; then
+# Lists of another recipe's sources (the same BENCH_DIR reused) are stale:
+# refresh whenever the generated sources.list differs from the last update's.
+if [ "${REFRESH:-0}" = 1 ] || ! ls "$work"/state/lists/*_Packages* >/dev/null 2>&1 ||
+    ! cmp -s "$work/etc/sources.list" "$work/state/sources.list.updated"; then
+    rm -f "$work"/state/lists/*_Packages* "$work"/state/lists/*Release*
     echo "apt-get update into $work/state/lists ..." >&2
     $TIME -f '%e %M' -o "$work/update.time" apt-get -q update >"$work/update.log" 2>&1 ||
         { cat "$work/update.log" >&2; exit 1; }
     read -r upd_s upd_kb <"$work/update.time"
     echo "apt-get update: ${upd_s}s, peak RSS $((upd_kb / 1024)) MiB" >&2
+    cp "$work/etc/sources.list" "$work/state/sources.list.updated"
 fi
 
 # Essential + Priority: required, from the highest-priority suites only (as the
