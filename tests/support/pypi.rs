@@ -243,6 +243,23 @@ impl PyIndex {
     }
 
     /// Adds an sdist (no `.metadata` file: its PKG-INFO is read); returns its bytes.
+    /// Serves `data` as `filename` of project `name` (no Requires-Python,
+    /// not yanked, no separate metadata file).
+    fn add_plain_file(&mut self, name: &str, filename: String, data: &[u8]) {
+        std::fs::write(self.root.join("files").join(&filename), data).unwrap();
+        self.projects
+            .entry(name.to_string())
+            .or_default()
+            .push(FileEntry {
+                filename,
+                sha256: sha(data),
+                size: data.len(),
+                requires_python: None,
+                yanked: false,
+                metadata_sha256: None,
+            });
+    }
+
     /// A legacy `.zip` sdist (only PKG-INFO inside), as old releases have.
     pub fn zip_sdist(&mut self, name: &str, version: &str) {
         let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
@@ -258,35 +275,13 @@ impl PyIndex {
         .unwrap();
         let data = zip.finish().unwrap().into_inner();
         let filename = format!("{name}-{version}.zip");
-        std::fs::write(self.root.join("files").join(&filename), &data).unwrap();
-        self.projects
-            .entry(name.to_string())
-            .or_default()
-            .push(FileEntry {
-                filename,
-                sha256: sha(&data),
-                size: data.len(),
-                requires_python: None,
-                yanked: false,
-                metadata_sha256: None,
-            });
+        self.add_plain_file(name, filename, &data);
     }
 
     pub fn sdist(&mut self, name: &str, version: &str, module: &str) -> Vec<u8> {
         let data = sdist_bytes(name, version, module);
         let filename = format!("{name}-{version}.tar.gz");
-        std::fs::write(self.root.join("files").join(&filename), &data).unwrap();
-        self.projects
-            .entry(name.to_string())
-            .or_default()
-            .push(FileEntry {
-                filename,
-                sha256: sha(&data),
-                size: data.len(),
-                requires_python: None,
-                yanked: false,
-                metadata_sha256: None,
-            });
+        self.add_plain_file(name, filename, &data);
         data
     }
 
