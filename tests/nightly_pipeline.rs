@@ -299,23 +299,8 @@ fn nightly_publishes_a_refreshed_lock_once_and_refuses_an_irreproducible_one() {
         .unwrap()
         .to_string();
     let pulled = keys.path().join("pulled");
-    let out = Command::new(env!("CARGO_BIN_EXE_imgbuild"))
-        .args([
-            "pull",
-            &format!("{target}@{drift_md}"),
-            "--insecure",
-            "--verify-key",
-        ])
-        .arg(&public)
-        .arg("-o")
-        .arg(&pulled)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::publishing::pull(&ws, &format!("{target}@{drift_md}"), Some(&public), &pulled)
+        .assert_success();
     assert_eq!(
         std::fs::read(pulled.join("drift.md")).unwrap(),
         std::fs::read(ws.path().join("out/nightly/edge/drift.md")).unwrap()
