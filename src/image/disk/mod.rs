@@ -2,16 +2,18 @@
 //! (`out/NAME/disk.raw` and `disk.qcow2`), made without mounting anything
 //! and with the locked tools tree only ([`crate::tools`]):
 //!
-//! 1. the rootfs tar is extracted into a private tree by the tools tree's
-//!    GNU tar (owners, modes, xattrs kept), and the disk's own files are
-//!    added: `/etc/fstab` (root by UUID), `/boot/grub/grub.cfg` (the newest
-//!    `/boot/vmlinuz-V` with its `initrd.img-V`, serial console) and GRUB's
-//!    i386-pc modules in `/boot/grub/i386-pc` (as `grub-install` would);
-//!    mtimes are clamped to SOURCE_DATE_EPOCH;
-//! 2. `mkfs.ext4 -d TREE` writes the ext4 root filesystem straight into the
-//!    sparse image file at offset 1 MiB (partition 1), with the recipe's
-//!    filesystem UUID and directory hash seed, and `E2FSPROGS_FAKE_TIME`
-//!    for every timestamp mke2fs would take from the clock;
+//! 1. the disk's own files are made in a small overlay tree: `/etc/fstab`
+//!    (root by UUID), `/boot/grub/grub.cfg` (the newest `/boot/vmlinuz-V`
+//!    with its `initrd.img-V`, serial console) and GRUB's i386-pc modules in
+//!    `/boot/grub/i386-pc` (as `grub-install` would);
+//! 2. `mkfs.ext4 -d -` writes the ext4 root filesystem straight into the
+//!    sparse image file at offset 1 MiB (partition 1), reading the rootfs
+//!    tar as it streams in through libarchive, with the overlay merged in
+//!    ([`stream`]: nothing is extracted, owners, modes, xattrs and hard
+//!    links come from the tar), with the recipe's filesystem UUID and
+//!    directory hash seed, and `E2FSPROGS_FAKE_TIME` for every timestamp
+//!    mke2fs would take from the clock; mtimes are those of the tar
+//!    (clamped to SOURCE_DATE_EPOCH);
 //! 3. `grub-mkimage -O i386-pc` makes core.img with an embedded early
 //!    configuration that finds the root by UUID; [`mbr::boot_area`] writes
 //!    the partition table, GRUB's boot.img and core.img into the first MiB;
