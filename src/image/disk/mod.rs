@@ -77,6 +77,12 @@ pub fn emit(
     work: &Path,
     source_date_epoch: i64,
 ) -> Result<Vec<PathBuf>> {
+    if !has_libarchive(&tools.root()) {
+        refuse!(
+            "the tools tree of `{title}` has no libarchive.so.13, which mkfs.ext4 needs to \
+             read the rootfs tar: add `libarchive13t64` to the recipe's `tools` and re-solve"
+        );
+    }
     let tmp = tempfile::Builder::new()
         .prefix(".disk-")
         .tempdir_in(work)
@@ -299,6 +305,16 @@ fn tar_producer(
         *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
     });
     (producer, outcome)
+}
+
+/// Whether the tools tree has the libarchive mke2fs opens at run time
+/// (in `/usr/lib` or a multiarch directory under it).
+fn has_libarchive(tools_root: &Path) -> bool {
+    const NAME: &str = "libarchive.so.13";
+    let lib = tools_root.join("usr/lib");
+    lib.join(NAME).exists()
+        || fs::read_dir(&lib)
+            .is_ok_and(|entries| entries.flatten().any(|e| e.path().join(NAME).exists()))
 }
 
 /// The paths the disk's own files take over from the rootfs.
