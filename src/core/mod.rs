@@ -9,6 +9,7 @@ pub mod bounded;
 pub mod context;
 pub mod cpu;
 pub mod digest;
+pub mod scratch;
 pub mod timestamp;
 
 pub use debcore::{deb822, package, relation, version};

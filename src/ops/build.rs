@@ -23,6 +23,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use crate::core::cpu::Stamp;
+use crate::core::scratch::Removals;
 use crate::fetch::{Store, vendor_dir};
 use crate::image::{self, Compression, ImageInfo, Manifest};
 use crate::lock::Lockfile;
@@ -317,6 +318,7 @@ impl Plan {
         work: &Path,
         w: &mut impl Write,
         stage: Option<&RootfsCache>,
+        removals: &Removals,
     ) -> Result<(TarStats, Reuse)> {
         fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
         let tmp = tempfile::Builder::new()
@@ -423,6 +425,8 @@ impl Plan {
         let archiving = Stamp::now();
         let stats = write_tree_with_devices(&root, w, &opts, &report.devices)?;
         progress.phase_done();
+        // The tree is not needed any more: unlinked while the outputs are written.
+        removals.remove(tmp);
         if !self.quiet {
             eprintln!("  archive: {}", timing(archiving));
         }
@@ -492,6 +496,8 @@ pub fn run(args: &BuildArgs) -> Result<BuildReport> {
 
     fs::create_dir_all(&plan.out_root)
         .with_context(|| format!("creating {}", plan.out_root.display()))?;
+    // Dropped last: the scratch trees are gone when the build returns.
+    let removals = Removals::default();
     let cache = RootfsCache::new(&plan.cache_dir);
     let stage = RootfsCache::new(&cache::stage_dir(&plan.cache_dir));
     // The tools tree does not depend on the image: made while the rootfs is.
@@ -511,7 +517,7 @@ pub fn run(args: &BuildArgs) -> Result<BuildReport> {
             let mut reuse = Reuse::Assembled;
             let start = Stamp::now();
             let tar = cache.insert_with(&plan.recipe.name, &plan.rootfs_key, |w| {
-                plan.assemble_tar(&plan.out_root, w, Some(&stage))
+                plan.assemble_tar(&plan.out_root, w, Some(&stage), &removals)
                     .map(|(_, r)| reuse = r)
             })?;
             if !args.quiet {

@@ -9,6 +9,7 @@
 //! them when installed, both builds are kept for inspection, and an error
 //! (non-zero exit) says all of it.
 
+use crate::core::scratch::Removals;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Read;
@@ -183,7 +184,10 @@ fn build_once(plan: &Plan, dir: &Path, umask: u32) -> Result<OneBuild> {
     let tar = dir.join("rootfs.tar");
     let out = dir.join("out");
     let result = with_umask(umask, || -> Result<Manifest> {
-        write_tar_file(&tar, |w| plan.assemble_tar(dir, w, None).map(drop))?;
+        write_tar_file(&tar, |w| {
+            plan.assemble_tar(dir, w, None, &Removals::default())
+                .map(drop)
+        })?;
         fs::create_dir(&out).with_context(|| format!("creating {}", out.display()))?;
         plan.emit(&tar, &out, dir, None)
     });

@@ -1,0 +1,57 @@
+//! Scratch directories removed on a thread of their own: a build tree is
+//! tens of thousands of files, and unlinking them need not hold up the
+//! outputs. Whoever owns a [`Removals`] waits for every removal when it is
+//! dropped, so nothing is left behind when the command returns.
+
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+/// Removals in flight; each is waited for when this is dropped.
+#[derive(Debug, Default)]
+pub struct Removals {
+    running: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Removals {
+    /// Removes `dir` (and everything in it) in the background.
+    pub fn remove(&self, dir: tempfile::TempDir) {
+        let handle = std::thread::spawn(move || drop(dir));
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle);
+    }
+}
+
+impl Drop for Removals {
+    fn drop(&mut self) {
+        let handles = std::mem::take(self.running.get_mut().unwrap_or_else(|e| e.into_inner()));
+        for handle in handles {
+            let _ = handle.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_directory_is_gone_once_the_removals_are_dropped() {
+        let parent = tempfile::tempdir().unwrap();
+        let mut paths = Vec::new();
+        let removals = Removals::default();
+        for i in 0..3 {
+            let dir = tempfile::tempdir_in(parent.path()).unwrap();
+            for j in 0..50 {
+                std::fs::create_dir_all(dir.path().join(format!("d{i}/{j}"))).unwrap();
+                std::fs::write(dir.path().join(format!("d{i}/{j}/f")), b"x").unwrap();
+            }
+            paths.push(dir.path().to_path_buf());
+            removals.remove(dir);
+        }
+        drop(removals);
+        assert!(paths.iter().all(|p| !p.exists()));
+        assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 0);
+    }
+}
