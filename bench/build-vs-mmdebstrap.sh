@@ -53,7 +53,7 @@ mirror_serve "$work"
 # --- imgbuild: warm store ---------------------------------------------------------
 ws=$(dirname "$(dirname "$lock")")
 ib_build=(env IMGBUILD_CACHE="$work/ib-cache" "$imgbuild" -C "$ws" --offline
-    build "$name" --vendor "$work/seed" --out "$work/ib-out")
+    build "$name" --vendor "$SEED_DIR" --out "$work/ib-out")
 # Everything but the component and tools caches goes before each run.
 keep=(! -name @components ! -name '@tools-*')
 [ -n "${COLD_TOOLS:-}" ] && keep=(! -name @components)
