@@ -73,7 +73,9 @@ run() { # NAME SCRIPT ARGS...
         why=$(grep -v '^[[:space:]]*$' "$out/$name.err" | tail -n 1 | tr '\t|' '  ' | cut -c1-160)
         [ "$rc" = 124 ] && why="timed out after ${BENCH_TIMEOUT:-5400}s"
         echo "bench/all.sh: $name failed (exit $rc; see $out/$name.err): $why" >&2
-        printf '%s\t%s\t\t\t%s\n' "$name: FAILED (exit $rc)" "${why:-no message}" "see $out/$name.err" >>"$BENCH_SUMMARY"
+        # (no empty field: `read` would merge consecutive tabs)
+        printf '%s\t%s\t%s\t%s\t%s\n' "$name: FAILED (exit $rc)" "${why:-no message}" "–" "–" \
+            "see $out/$name.err" >>"$BENCH_SUMMARY"
         status=1
     fi
 }
