@@ -4,8 +4,8 @@
 #
 #   bench/all.sh [RECIPE]        (default: sonic-p4; needs root and the live archive)
 #
-# RECIPE is the Python comparison's ([python] layer); solve, fetch and build
-# use DEB_RECIPE (default r2lab-node, no components).
+# RECIPE is the Python comparison's ([python] layer); solve, fetch, build,
+# the no-op paths and push use DEB_RECIPE (default r2lab-node, no components).
 #
 # Runs, in this order: solve vs `apt-get -s` (solve-vs-apt.sh), fetch vs
 # `apt-get download` (fetch-vs-apt.sh), build vs mmdebstrap
