@@ -288,6 +288,25 @@ fn stdin_bytes_and_exit_codes_body() {
 }
 
 #[test]
+fn sync_calls_return_at_once() {
+    as_root_and_user("sync_calls_return_at_once", sync_calls_return_at_once_body);
+}
+
+/// fsync of /dev/null fails with EINVAL when the kernel runs it (checked on
+/// the host first); in the sandbox it is not run and returns 0.
+fn sync_calls_return_at_once_body() {
+    let script = "dd if=/dev/null of=/dev/null conv=fsync status=none && \
+                  dd if=/dev/null of=/dev/null conv=fdatasync status=none && echo suppressed";
+    let host = Command::new("bash").args(["-c", script]).output().unwrap();
+    assert!(!host.status.success(), "fsync of /dev/null ran on the host");
+    let r = Root::new();
+    let Some(out) = run(&r.spec(script)) else {
+        return;
+    };
+    assert_eq!(stdout(&out), "suppressed\n");
+}
+
+#[test]
 fn the_timeout_kills_the_whole_sandbox() {
     as_root_and_user(
         "the_timeout_kills_the_whole_sandbox",

@@ -19,12 +19,85 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// sha256 (lower-case hex) and size of a file's contents.
+/// sha256 (lower-case hex) and size of a file's contents. Holes of a
+/// sparse file (a disk image is mostly holes) are hashed from a zero buffer
+/// instead of being read: the kernel would only zero-fill pages to copy.
 pub fn hash_file(path: &Path) -> io::Result<(String, u64)> {
     let mut file = File::open(path)?;
     let mut hasher = Sha256::new();
+    let size = file.metadata()?.len();
+    if hash_sparse(&file, size, &mut hasher)? {
+        return Ok((hex::encode(hasher.finalize()), size));
+    }
     let size = hash_reader(&mut file, &mut hasher)?;
     Ok((hex::encode(hasher.finalize()), size))
+}
+
+/// A block of zeros to hash holes from.
+static ZEROS: [u8; 256 * 1024] = [0; 256 * 1024];
+
+/// Hashes the first `size` bytes of `file` extent by extent
+/// (`SEEK_DATA`/`SEEK_HOLE`). `Ok(false)` when the filesystem cannot say
+/// where the data is and nothing was hashed yet (then read it plainly).
+fn hash_sparse(file: &File, size: u64, hasher: &mut Sha256) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
+    let seek = |from: u64, whence: libc::c_int| -> io::Result<Option<u64>> {
+        // SAFETY: lseek on an open descriptor; no memory is passed.
+        let r = unsafe { libc::lseek(file.as_raw_fd(), from as libc::off_t, whence) };
+        if r >= 0 {
+            return Ok(Some(r as u64));
+        }
+        let e = io::Error::last_os_error();
+        // ENXIO: no data at or after `from` (the rest is a hole).
+        if e.raw_os_error() == Some(libc::ENXIO) {
+            return Ok(None);
+        }
+        Err(e)
+    };
+    let zeros = |hasher: &mut Sha256, mut n: u64| {
+        while n > 0 {
+            let k = n.min(ZEROS.len() as u64) as usize;
+            hasher.update(&ZEROS[..k]);
+            n -= k as u64;
+        }
+    };
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut pos = 0u64;
+    while pos < size {
+        let data = match seek(pos, libc::SEEK_DATA) {
+            Ok(d) => d.unwrap_or(size).min(size),
+            Err(e) if pos == 0 && e.raw_os_error() == Some(libc::EINVAL) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        zeros(hasher, data - pos);
+        if data == size {
+            break;
+        }
+        let end = seek(data, libc::SEEK_HOLE)?.unwrap_or(size).min(size);
+        if end <= data {
+            return Err(io::Error::other("SEEK_HOLE went backwards"));
+        }
+        let mut at = data;
+        while at < end {
+            let want = (end - at).min(buf.len() as u64) as usize;
+            let n = match file.read_at(&mut buf[..want], at) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the file shrank while it was hashed",
+                    ));
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            hasher.update(&buf[..n]);
+            at += n as u64;
+        }
+        pos = end;
+    }
+    Ok(true)
 }
 
 /// What identifies one version of a file's contents: device, inode, size,
@@ -103,6 +176,28 @@ pub fn hash_reader(reader: &mut impl Read, hasher: &mut Sha256) -> io::Result<u6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sparse_files_hash_as_their_bytes() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sparse");
+        let f = File::create(&p).unwrap();
+        // Holes before, between and after data; data across a buffer size.
+        f.set_len(3 << 20).unwrap();
+        f.write_all_at(&[7u8; 5000], 1 << 20).unwrap();
+        f.write_all_at(&[9u8; 300_000], (2 << 20) - 100).unwrap();
+        drop(f);
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(hash_file(&p).unwrap(), (sha256_hex(&bytes), 3 << 20));
+        // All hole, and empty.
+        for (name, len) in [("hole", 1u64 << 20), ("empty", 0)] {
+            let q = dir.path().join(name);
+            File::create(&q).unwrap().set_len(len).unwrap();
+            let zeros = vec![0u8; len as usize];
+            assert_eq!(hash_file(&q).unwrap(), (sha256_hex(&zeros), len));
+        }
+    }
 
     #[test]
     fn a_remembered_digest_is_used_until_the_file_changes() {

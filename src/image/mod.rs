@@ -36,7 +36,7 @@ pub mod spdx;
 pub use crate::pack::{Compression, HashingWriter, OutputError, write_atomic};
 pub use error::ImageError;
 pub use manifest::{Artifact, Manifest};
-pub use outputs::{EmitContext, ImageOutput, outputs_of};
+pub use outputs::{EmitContext, ImageOutput, needs_tools, outputs_of};
 
 use crate::lock::Lockfile;
 

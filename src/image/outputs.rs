@@ -9,7 +9,7 @@ use crate::fetch::Store;
 use crate::lock::Lockfile;
 use crate::recipe::Recipe;
 use crate::rootfs::cache::RootfsCache;
-use crate::tools::{ToolsError, ToolsRoot};
+use crate::tools::{ToolsAhead, ToolsError, ToolsRoot};
 
 use super::ImageError;
 use super::error::Context;
@@ -35,11 +35,16 @@ pub struct EmitContext<'a> {
     pub source_date_epoch: i64,
     /// Key of the assembled rootfs (derives default image versions).
     pub rootfs_key: &'a str,
+    /// The tools tree, if its preparation was started ahead ([`ToolsAhead`]).
+    pub tools_ahead: Option<&'a ToolsAhead>,
 }
 
 impl EmitContext<'_> {
     /// The locked tools tree, assembled (or taken from the cache) on demand.
     pub fn tools(&self) -> Result<ToolsRoot, ToolsError> {
+        if let Some(ready) = self.tools_ahead.and_then(ToolsAhead::take) {
+            return ready;
+        }
         ToolsRoot::prepare(
             self.lock,
             self.store,
@@ -78,6 +83,11 @@ pub fn outputs_of(recipe: &Recipe) -> Vec<Box<dyn ImageOutput + '_>> {
         outputs.push(Box::new(super::disk::DiskOutput(disk)));
     }
     outputs
+}
+
+/// Whether any output of `recipe` runs the locked tools tree (the disk image).
+pub fn needs_tools(recipe: &Recipe) -> bool {
+    recipe.disk.is_some()
 }
 
 /// Writes every output of `outputs`, each error naming the output and recipe.

@@ -33,6 +33,7 @@ use crate::recipe::Recipe;
 use crate::rootfs::Reporter as _;
 use crate::rootfs::cache::{self, KeyInputs, RootfsCache};
 use crate::rootfs::{self, AssembleOptions};
+use crate::tools::ToolsAhead;
 
 /// The arguments of `imgbuild build`.
 #[derive(Debug, Clone, Default)]
@@ -228,7 +229,13 @@ impl Plan {
     /// outputs first ([`image::outputs_of`]: the ONIE installer, the disk
     /// image), then the common ones and `manifest.json`, which lists them
     /// all (and the wheels built from sdists into the image).
-    pub(crate) fn emit(&self, tar: &Path, dir: &Path, work: &Path) -> Result<Manifest> {
+    pub(crate) fn emit(
+        &self,
+        tar: &Path,
+        dir: &Path,
+        work: &Path,
+        tools_ahead: Option<&ToolsAhead>,
+    ) -> Result<Manifest> {
         let ctx = image::EmitContext {
             recipe: &self.recipe,
             lock: &self.lock,
@@ -239,6 +246,7 @@ impl Plan {
             work,
             source_date_epoch: self.assemble.source_date_epoch,
             rootfs_key: &self.rootfs_key,
+            tools_ahead,
         };
         let count = image::outputs_of(&self.recipe).len();
         let progress = PhaseLine::for_terminal(self.quiet);
@@ -486,6 +494,17 @@ pub fn run(args: &BuildArgs) -> Result<BuildReport> {
         .with_context(|| format!("creating {}", plan.out_root.display()))?;
     let cache = RootfsCache::new(&plan.cache_dir);
     let stage = RootfsCache::new(&cache::stage_dir(&plan.cache_dir));
+    // The tools tree does not depend on the image: made while the rootfs is.
+    let tools_ahead =
+        (!plan.lock.tools.is_empty() && image::needs_tools(&plan.recipe)).then(|| {
+            ToolsAhead::start(
+                plan.lock.clone(),
+                plan.store.clone(),
+                plan.cache_dir.clone(),
+                plan.out_root.clone(),
+                plan.assemble.source_date_epoch,
+            )
+        });
     let (tar, reuse) = match cache.get(&plan.recipe.name, &plan.rootfs_key) {
         Some(tar) => (tar, Reuse::CachedRootfs),
         None => {
@@ -503,13 +522,18 @@ pub fn run(args: &BuildArgs) -> Result<BuildReport> {
             (tar, reuse)
         }
     };
-    let manifest = emit_into(&plan, &tar, &dest)?;
+    let manifest = emit_into(&plan, &tar, &dest, tools_ahead.as_ref())?;
     done(report(manifest, reuse))
 }
 
 /// Writes every output from `tar` into a temp directory next to `dest` and
 /// swaps it in; the previous outputs (if any) are deleted afterwards.
-fn emit_into(plan: &Plan, tar: &Path, dest: &Path) -> Result<Manifest> {
+fn emit_into(
+    plan: &Plan,
+    tar: &Path,
+    dest: &Path,
+    tools_ahead: Option<&ToolsAhead>,
+) -> Result<Manifest> {
     let parent = dest.parent().unwrap_or(Path::new("."));
     let tmp = tempfile::Builder::new()
         .prefix(&format!("{}.tmp-", plan.recipe.name))
@@ -520,7 +544,7 @@ fn emit_into(plan: &Plan, tar: &Path, dest: &Path) -> Result<Manifest> {
     if !plan.quiet {
         eprintln!("Writing outputs of {}…", plan.recipe.name);
     }
-    let manifest = plan.emit(tar, tmp.path(), parent)?;
+    let manifest = plan.emit(tar, tmp.path(), parent, tools_ahead)?;
     let old = image::publish_dir(tmp.path(), dest)?;
     // After an exchange the temp path holds the old outputs, removed with
     // `tmp`; after a plain rename it no longer exists. With the fallback the

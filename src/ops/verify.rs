@@ -185,7 +185,7 @@ fn build_once(plan: &Plan, dir: &Path, umask: u32) -> Result<OneBuild> {
     let result = with_umask(umask, || -> Result<Manifest> {
         write_tar_file(&tar, |w| plan.assemble_tar(dir, w, None).map(drop))?;
         fs::create_dir(&out).with_context(|| format!("creating {}", out.display()))?;
-        plan.emit(&tar, &out, dir)
+        plan.emit(&tar, &out, dir, None)
     });
     Ok(OneBuild {
         manifest: result?,

@@ -167,7 +167,7 @@ impl Runner<'_> {
             let argv = super::initramfs::make_command(&version);
             self.sandbox(
                 argv,
-                Vec::new(),
+                super::initramfs::make_env(),
                 DPKG_TIMEOUT,
                 "make the initramfs",
                 &format!("linux {version}"),

@@ -75,6 +75,15 @@ pub(crate) fn make_command(version: &str) -> Vec<OsString> {
     .collect()
 }
 
+/// The environment of [`make_command`]: mkinitramfs copies the kernel's
+/// modules into `$TMPDIR` (default `/var/tmp`, in the tree, on disk) before
+/// archiving them; the sandbox's `/tmp` is a fresh tmpfs, so the copy and
+/// its removal never touch the disk. The archive's members are named
+/// relative to that directory: the initramfs has the same bytes.
+pub(crate) fn make_env() -> Vec<(String, String)> {
+    vec![("TMPDIR".to_string(), "/tmp".to_string())]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,6 +69,32 @@ pub enum Input {
     Inherit,
     /// These bytes, then end of file.
     Bytes(Vec<u8>),
+    /// What a function writes while the command runs, then end of file.
+    Producer(Producer),
+}
+
+/// A function that writes a command's stdin from a thread of its own
+/// ([`Input::Producer`]): input too big to hold in memory, made as it is
+/// read. What it could not write (the command stopped reading, or its own
+/// source failed) is the caller's to record and check; the command only
+/// sees its input end.
+#[derive(Clone)]
+pub struct Producer(std::sync::Arc<WriteFn>);
+
+/// The function inside a [`Producer`].
+type WriteFn = dyn Fn(&mut dyn Write) + Send + Sync;
+
+impl Producer {
+    /// Wraps `write`, called once per run with the pipe to the command.
+    pub fn new(write: impl Fn(&mut dyn Write) + Send + Sync + 'static) -> Producer {
+        Producer(std::sync::Arc::new(write))
+    }
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Producer")
+    }
 }
 
 /// Where stdout or stderr of the sandboxed command goes.
@@ -319,7 +345,7 @@ fn spawn_and_wait(
     cmd.stdin(match spec.stdin {
         Input::Null => Stdio::null(),
         Input::Inherit => Stdio::inherit(),
-        Input::Bytes(_) => Stdio::piped(),
+        Input::Bytes(_) | Input::Producer(_) => Stdio::piped(),
     });
     let stream = |s: Stream| match s {
         Stream::Null => Stdio::null(),
@@ -354,6 +380,10 @@ fn spawn_and_wait(
             let bytes = bytes.clone();
             // A command that does not read all its input is not an error.
             Some(std::thread::spawn(move || drop(pipe.write_all(&bytes))))
+        }
+        (Input::Producer(producer), Some(mut pipe)) => {
+            let producer = producer.clone();
+            Some(std::thread::spawn(move || (producer.0)(&mut pipe)))
         }
         _ => None,
     };

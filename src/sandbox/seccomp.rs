@@ -276,22 +276,46 @@ fn i386_bypass() -> Vec<sock_filter> {
     }
 }
 
+/// Calls that only ask for written data to reach the disk: they return 0
+/// at once, as under `systemd-nspawn --suppress-sync` or eatmydata. A build
+/// tree is scratch (thrown away on any failure, and imgbuild syncs the
+/// artifacts it keeps itself), and dpkg alone syncs ~1,500 times per image.
+/// Native calls only: an i386 program's syncs still run.
+const SUPPRESSED_SYNC: &[libc::c_long] = &[
+    libc::SYS_fsync,
+    libc::SYS_fdatasync,
+    libc::SYS_syncfs,
+    libc::SYS_sync,
+    libc::SYS_sync_file_range,
+];
+
 /// The native part of the second filter: `clone3` → ENOSYS; on x86-64 the
-/// x32 bit → ENOSYS; else allow.
+/// x32 bit → ENOSYS; the [`SUPPRESSED_SYNC`] calls → 0 without running
+/// them; else allow.
 fn native_guard() -> Vec<sock_filter> {
     let enosys = libc::SECCOMP_RET_ERRNO | (libc::ENOSYS as u32);
+    // ERRNO with errno 0: the call is not run and returns 0.
+    let success = libc::SECCOMP_RET_ERRNO;
     let x32_bit = if cfg!(target_arch = "x86_64") {
         X32_SYSCALL_BIT
     } else {
         0
     };
-    vec![
+    let n = SUPPRESSED_SYNC.len() as u8;
+    let mut p = vec![
         insn(BPF_LD_W_ABS, 0, 0, NR_OFFSET),
-        insn(BPF_JMP_JEQ_K, 2, 0, libc::SYS_clone3 as u32),
-        insn(BPF_JMP_JSET_K, 1, 0, x32_bit),
+        insn(BPF_JMP_JEQ_K, 2 + n, 0, libc::SYS_clone3 as u32),
+        insn(BPF_JMP_JSET_K, 1 + n, 0, x32_bit),
+    ];
+    for (i, &nr) in SUPPRESSED_SYNC.iter().enumerate() {
+        p.push(insn(BPF_JMP_JEQ_K, 1 + n - i as u8, 0, nr as u32));
+    }
+    p.extend([
         insn(BPF_RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
         insn(BPF_RET_K, 0, 0, enosys),
-    ]
+        insn(BPF_RET_K, 0, 0, success),
+    ]);
+    p
 }
 
 /// The i386 policy: [`DENIED_I386`] → EPERM, `clone`/`unshare` with
@@ -390,6 +414,16 @@ mod tests {
         assert_eq!(eval(&f.guard, native, libc::SYS_clone3 as u32, 0), enosys);
         assert_eq!(
             eval(&f.guard, native, libc::SYS_getpid as u32, 0),
+            libc::SECCOMP_RET_ALLOW
+        );
+        for &nr in SUPPRESSED_SYNC {
+            assert_eq!(
+                eval(&f.guard, native, nr as u32, 0),
+                libc::SECCOMP_RET_ERRNO
+            );
+        }
+        assert_eq!(
+            eval(&f.guard, native, libc::SYS_write as u32, 0),
             libc::SECCOMP_RET_ALLOW
         );
         #[cfg(target_arch = "x86_64")]

@@ -20,8 +20,10 @@
 //! which is made by running the tree's own `ldconfig` in the sandbox. No
 //! postinst runs, so assembling the tree takes seconds, not minutes.
 
+mod ahead;
 mod error;
 mod root;
 
+pub use ahead::ToolsAhead;
 pub use error::ToolsError;
 pub use root::{ToolRun, ToolsRoot, tools_key};

@@ -12,7 +12,7 @@ use crate::lock::Lockfile;
 use crate::pack::tar::{TarOptions, write_tree_with_devices};
 use crate::rootfs::cache::RootfsCache;
 use crate::rootfs::{self, AssembleOptions};
-use crate::sandbox::{self, SandboxSpec, Status, Stream};
+use crate::sandbox::{self, Input, Producer, SandboxSpec, Status, Stream};
 
 use super::ToolsError;
 
@@ -59,6 +59,8 @@ pub struct ToolRun {
     pub env: Vec<(String, String)>,
     /// Time bound; default 30 minutes.
     pub timeout: Option<Duration>,
+    /// Standard input; default none (`/dev/null`).
+    pub stdin: Input,
 }
 
 impl ToolRun {
@@ -79,6 +81,12 @@ impl ToolRun {
     /// Adds a read-write bind of host `path` at `inside`.
     pub fn output(mut self, path: impl Into<PathBuf>, inside: impl Into<PathBuf>) -> ToolRun {
         self.outputs.push((path.into(), inside.into()));
+        self
+    }
+
+    /// Feeds the command's stdin from `producer` ([`Input::Producer`]).
+    pub fn stdin(mut self, producer: Producer) -> ToolRun {
+        self.stdin = Input::Producer(producer);
         self
     }
 
@@ -172,6 +180,7 @@ fn run_in(root: &Path, run: &ToolRun, source_date_epoch: i64) -> Result<Vec<u8>>
     spec.ro_binds = run.inputs.clone();
     spec.rw_binds = run.outputs.clone();
     spec.env = run.env.clone();
+    spec.stdin = run.stdin.clone();
     spec.source_date_epoch = u64::try_from(source_date_epoch).unwrap_or(0);
     spec.stdout = Stream::Capture;
     spec.stderr = Stream::Capture;

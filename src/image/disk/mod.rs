@@ -2,16 +2,18 @@
 //! (`out/NAME/disk.raw` and `disk.qcow2`), made without mounting anything
 //! and with the locked tools tree only ([`crate::tools`]):
 //!
-//! 1. the rootfs tar is extracted into a private tree by the tools tree's
-//!    GNU tar (owners, modes, xattrs kept), and the disk's own files are
-//!    added: `/etc/fstab` (root by UUID), `/boot/grub/grub.cfg` (the newest
-//!    `/boot/vmlinuz-V` with its `initrd.img-V`, serial console) and GRUB's
-//!    i386-pc modules in `/boot/grub/i386-pc` (as `grub-install` would);
-//!    mtimes are clamped to SOURCE_DATE_EPOCH;
-//! 2. `mkfs.ext4 -d TREE` writes the ext4 root filesystem straight into the
-//!    sparse image file at offset 1 MiB (partition 1), with the recipe's
-//!    filesystem UUID and directory hash seed, and `E2FSPROGS_FAKE_TIME`
-//!    for every timestamp mke2fs would take from the clock;
+//! 1. the disk's own files are made in a small overlay tree: `/etc/fstab`
+//!    (root by UUID), `/boot/grub/grub.cfg` (the newest `/boot/vmlinuz-V`
+//!    with its `initrd.img-V`, serial console) and GRUB's i386-pc modules in
+//!    `/boot/grub/i386-pc` (as `grub-install` would);
+//! 2. `mkfs.ext4 -d -` writes the ext4 root filesystem straight into the
+//!    sparse image file at offset 1 MiB (partition 1), reading the rootfs
+//!    tar as it streams in through libarchive, with the overlay merged in
+//!    ([`stream`]: nothing is extracted, owners, modes, xattrs and hard
+//!    links come from the tar), with the recipe's filesystem UUID and
+//!    directory hash seed, and `E2FSPROGS_FAKE_TIME` for every timestamp
+//!    mke2fs would take from the clock; mtimes are those of the tar
+//!    (clamped to SOURCE_DATE_EPOCH);
 //! 3. `grub-mkimage -O i386-pc` makes core.img with an embedded early
 //!    configuration that finds the root by UUID; [`mbr::boot_area`] writes
 //!    the partition table, GRUB's boot.img and core.img into the first MiB;
@@ -22,14 +24,17 @@
 
 pub mod config;
 pub mod mbr;
+pub mod stream;
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::image::error::{Context, ImageError, refuse};
 use crate::recipe::Disk;
-use crate::rootfs::clamp_tree;
+use crate::sandbox::Producer;
 use crate::tools::{ToolRun, ToolsRoot};
 
 /// Errors here are the image outputs' own.
@@ -72,7 +77,12 @@ pub fn emit(
     work: &Path,
     source_date_epoch: i64,
 ) -> Result<Vec<PathBuf>> {
-    refuse_device_nodes(title, rootfs_tar)?;
+    if !has_libarchive(&tools.root()) {
+        refuse!(
+            "the tools tree of `{title}` has no libarchive.so.13, which mkfs.ext4 needs to \
+             read the rootfs tar: add `libarchive13t64` to the recipe's `tools` and re-solve"
+        );
+    }
     let tmp = tempfile::Builder::new()
         .prefix(".disk-")
         .tempdir_in(work)
@@ -80,37 +90,15 @@ pub fn emit(
     let dir = tmp.path();
     fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
         .with_context(|| format!("chmod {}", dir.display()))?;
-    let tree = dir.join("tree");
-    fs::create_dir(&tree).with_context(|| format!("creating {}", tree.display()))?;
-    fs::set_permissions(&tree, fs::Permissions::from_mode(0o755))
-        .with_context(|| format!("chmod {}", tree.display()))?;
-    let in_tools = |argv: &[&str]| {
-        ToolRun::new(argv.iter().copied())
-            .input(rootfs_tar, "/in/rootfs.tar")
-            .output(dir, "/work")
-    };
-
-    tools.run(&in_tools(&[
-        "tar",
-        "--extract",
-        "--file=/in/rootfs.tar",
-        "--directory=/work/tree",
-        "--same-permissions",
-        "--same-owner",
-        "--numeric-owner",
-        "--xattrs",
-        "--xattrs-include=*",
-    ]))?;
-    add_boot_files(title, disk, tools, &tree)?;
-    clamp_tree(&tree, source_date_epoch)
-        .with_context(|| format!("clamping mtimes in {}", tree.display()))?;
+    let in_tools = |argv: &[&str]| ToolRun::new(argv.iter().copied()).output(dir, "/work");
 
     let raw = dir.join(RAW);
     File::create(&raw)
         .and_then(|f| f.set_len(disk.size))
         .with_context(|| format!("creating {}", raw.display()))?;
     let fs_blocks = (disk.size - mbr::PART_START * mbr::SECTOR) / BLOCK;
-    tools.run(
+    let (producer, streamed) = tar_producer(title, disk, tools, rootfs_tar, dir, source_date_epoch);
+    let made = tools.run(
         &in_tools(&[
             "mkfs.ext4",
             "-F",
@@ -130,12 +118,38 @@ pub fn emit(
                 mbr::PART_START * mbr::SECTOR
             ),
             "-d",
-            "/work/tree",
+            "-",
             "/work/disk.raw",
             &fs_blocks.to_string(),
         ])
+        .stdin(producer)
         .env("E2FSPROGS_FAKE_TIME", source_date_epoch.to_string()),
-    )?;
+    );
+    // The stream's own failure (the rootfs tar unreadable, no kernel) says
+    // more than mkfs's complaint about a short archive; a pipe mkfs closed
+    // says less than mkfs's own error.
+    let streamed = streamed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .unwrap_or_else(|| {
+            Err(ImageError::Refused(
+                "mkfs.ext4 ended before reading the rootfs".into(),
+            ))
+        });
+    let merged = match (made, streamed) {
+        (Ok(_), Ok(merged)) => merged,
+        (Err(made), Err(ImageError::Io { source, .. }))
+            if source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            return Err(made.into());
+        }
+        (_, Err(streamed)) => return Err(streamed),
+        (Err(made), Ok(_)) => return Err(made.into()),
+    };
+    if !merged.devices.is_empty() {
+        refuse_device_nodes(title, rootfs_tar, &merged.devices)?;
+    }
 
     fs::write(dir.join("early.cfg"), config::early_cfg(&disk.uuid))
         .with_context(|| format!("writing {}", dir.join("early.cfg").display()))?;
@@ -166,8 +180,8 @@ pub fn emit(
         .write(true)
         .open(&raw)
         .with_context(|| format!("opening {}", raw.display()))?;
+    // Not synced here: the whole file is, once qemu-img has read it.
     file.write_all_at(&area, 0)
-        .and_then(|()| file.sync_all())
         .with_context(|| format!("writing the boot area of {}", raw.display()))?;
     drop(file);
 
@@ -207,15 +221,14 @@ pub fn emit(
     Ok(written)
 }
 
-/// The tree for `mkfs.ext4 -d` is extracted inside the sandbox, where a
-/// device node cannot be made: a rootfs with package device nodes is
-/// refused, naming each entry and the package whose dpkg file list has it
-/// (the rootfs tar and the OCI image carry them).
-fn refuse_device_nodes(title: &str, rootfs_tar: &Path) -> Result<()> {
+/// The disk holds no device nodes (never made on the build host, and kept
+/// out of the tree the disk was once made from): a rootfs with package
+/// device nodes is refused, naming each entry and the package whose dpkg
+/// file list has it (the rootfs tar and the OCI image carry them).
+fn refuse_device_nodes(title: &str, rootfs_tar: &Path, devices: &[String]) -> Result<()> {
     let file =
         File::open(rootfs_tar).with_context(|| format!("opening {}", rootfs_tar.display()))?;
     let mut archive = tar::Archive::new(std::io::BufReader::new(file));
-    let mut devices = Vec::new();
     let mut lists: Vec<(String, String)> = Vec::new();
     let read = |source: std::io::Error| ImageError::Io {
         what: format!("reading {}", rootfs_tar.display()),
@@ -223,12 +236,9 @@ fn refuse_device_nodes(title: &str, rootfs_tar: &Path) -> Result<()> {
     };
     for entry in archive.entries().map_err(read)? {
         let mut entry = entry.map_err(read)?;
-        let kind = entry.header().entry_type();
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let path = format!("/{}", name.trim_start_matches("./"));
-        if kind.is_character_special() || kind.is_block_special() {
-            devices.push(path);
-        } else if let Some(pkg) = path
+        if let Some(pkg) = path
             .strip_prefix("/var/lib/dpkg/info/")
             .and_then(|n| n.strip_suffix(".list"))
         {
@@ -236,9 +246,6 @@ fn refuse_device_nodes(title: &str, rootfs_tar: &Path) -> Result<()> {
             std::io::Read::read_to_string(&mut entry, &mut text).map_err(read)?;
             lists.push((pkg.to_string(), text));
         }
-    }
-    if devices.is_empty() {
-        return Ok(());
     }
     let named: Vec<String> = devices
         .iter()
@@ -257,19 +264,103 @@ fn refuse_device_nodes(title: &str, rootfs_tar: &Path) -> Result<()> {
     )
 }
 
-/// Writes `/etc/fstab`, `/boot/grub/grub.cfg` and GRUB's modules into `tree`.
-fn add_boot_files(title: &str, disk: &Disk, tools: &ToolsRoot, tree: &Path) -> Result<()> {
-    let boot = tree.join("boot");
-    let names: Vec<String> = fs::read_dir(&boot)
-        .with_context(|| format!("reading /boot of the rootfs of `{title}`"))?
-        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-        .collect();
-    let Some(kernel) = config::pick_kernel(names.iter().map(String::as_str)) else {
+/// The stdin of `mkfs.ext4 -d -` ([`stream::merge`] of the rootfs tar and
+/// the disk's own files, made under `dir`), and where its outcome is left.
+fn tar_producer(
+    title: &str,
+    disk: &Disk,
+    tools: &ToolsRoot,
+    rootfs_tar: &Path,
+    dir: &Path,
+    source_date_epoch: i64,
+) -> (Producer, Arc<Mutex<Option<Result<stream::Merged>>>>) {
+    let outcome = Arc::new(Mutex::new(None));
+    let (title, disk, tools_root) = (title.to_string(), disk.clone(), tools.root());
+    let (rootfs_tar, overlay_dir) = (rootfs_tar.to_path_buf(), dir.join("overlay"));
+    let slot = outcome.clone();
+    let producer = Producer::new(move |out| {
+        let result = (|| -> Result<stream::Merged> {
+            let file = File::open(&rootfs_tar)
+                .with_context(|| format!("opening {}", rootfs_tar.display()))?;
+            let mut input = std::io::BufReader::with_capacity(1 << 20, file);
+            let mut failure = None;
+            let merged = stream::merge(&mut input, out, &overlay_paths(), |boot| {
+                let made = boot_overlay(&title, &disk, &tools_root, &overlay_dir, boot)
+                    .and_then(|()| overlay_tar(&overlay_dir, source_date_epoch));
+                made.map_err(|e| {
+                    let text = e.to_string();
+                    failure = Some(e);
+                    std::io::Error::other(text)
+                })
+            });
+            match (merged, failure) {
+                (_, Some(e)) => Err(e),
+                (Ok(m), None) => Ok(m),
+                (Err(source), None) => Err(ImageError::Io {
+                    what: format!("streaming {} to mkfs.ext4", rootfs_tar.display()),
+                    source,
+                }),
+            }
+        })();
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+    });
+    (producer, outcome)
+}
+
+/// Whether the tools tree has the libarchive mke2fs opens at run time
+/// (in `/usr/lib` or a multiarch directory under it).
+fn has_libarchive(tools_root: &Path) -> bool {
+    const NAME: &str = "libarchive.so.13";
+    let lib = tools_root.join("usr/lib");
+    lib.join(NAME).exists()
+        || fs::read_dir(&lib)
+            .is_ok_and(|entries| entries.flatten().any(|e| e.path().join(NAME).exists()))
+}
+
+/// The paths the disk's own files take over from the rootfs.
+fn overlay_paths() -> BTreeSet<String> {
+    ["etc/fstab", "boot/grub/grub.cfg"]
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
+/// The overlay tree as a tar (mtimes clamped to `source_date_epoch`).
+fn overlay_tar(root: &Path, source_date_epoch: i64) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    crate::pack::tar::write_tree(
+        root,
+        &mut bytes,
+        &crate::pack::tar::TarOptions { source_date_epoch },
+    )
+    .map_err(|e| ImageError::Io {
+        what: format!("archiving {}", root.display()),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(bytes)
+}
+
+/// Writes `/etc/fstab`, `/boot/grub/grub.cfg` and GRUB's modules into a
+/// new overlay tree `tree`; `boot` holds the names in the rootfs's `/boot`.
+fn boot_overlay(
+    title: &str,
+    disk: &Disk,
+    tools_root: &Path,
+    tree: &Path,
+    boot_names: &[String],
+) -> Result<()> {
+    let Some(kernel) = config::pick_kernel(boot_names.iter().map(String::as_str)) else {
         refuse!(
             "the rootfs of `{title}` has no /boot/vmlinuz-V with a matching /boot/initrd.img-V; \
              a disk image needs a kernel and an initramfs (e.g. packages linux-image-amd64 and initramfs-tools)"
         );
     };
+    let boot = tree.join("boot");
+    for d in [tree, &tree.join("etc"), &boot] {
+        fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("chmod {}", d.display()))?;
+    }
     // Modes are set explicitly: the files and directories made here must not
     // depend on the caller's umask.
     write_file(&tree.join("etc/fstab"), &config::fstab(&disk.uuid))?;
@@ -286,7 +377,7 @@ fn add_boot_files(title: &str, disk: &Disk, tools: &ToolsRoot, tree: &Path) -> R
         &grub.join("grub.cfg"),
         &config::grub_cfg(title, &disk.uuid, &kernel),
     )?;
-    let lib = tools.root().join("usr/lib/grub/i386-pc");
+    let lib = tools_root.join("usr/lib/grub/i386-pc");
     let mut entries: Vec<PathBuf> = fs::read_dir(&lib)
         .with_context(|| {
             format!(

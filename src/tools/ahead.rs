@@ -1,0 +1,67 @@
+//! The tools tree prepared on a thread of its own while the rootfs is
+//! assembled: extracting it is work that does not depend on the image, and
+//! the configure phase leaves a core idle (maintainer scripts run one at a
+//! time).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use crate::fetch::Store;
+use crate::lock::Lockfile;
+use crate::rootfs::cache::RootfsCache;
+
+use super::{ToolsError, ToolsRoot};
+
+/// A [`ToolsRoot::prepare`] started ahead of its use. Dropped unused, it
+/// waits for the thread and removes the tree (nothing is left behind).
+#[derive(Debug)]
+pub struct ToolsAhead {
+    running: Mutex<Option<JoinHandle<Result<ToolsRoot, ToolsError>>>>,
+}
+
+impl ToolsAhead {
+    /// Starts preparing the tools tree of `lock` (see [`ToolsRoot::prepare`]).
+    pub fn start(
+        lock: Lockfile,
+        store: Store,
+        cache_dir: PathBuf,
+        work: PathBuf,
+        source_date_epoch: i64,
+    ) -> ToolsAhead {
+        let handle = std::thread::spawn(move || {
+            ToolsRoot::prepare(
+                &lock,
+                &store,
+                &RootfsCache::new(&cache_dir),
+                &work,
+                source_date_epoch,
+            )
+        });
+        ToolsAhead {
+            running: Mutex::new(Some(handle)),
+        }
+    }
+
+    /// The prepared tree (waiting for it); `None` once taken.
+    pub fn take(&self) -> Option<Result<ToolsRoot, ToolsError>> {
+        let handle = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        Some(handle.join().unwrap_or_else(|_| {
+            Err(ToolsError::Failed {
+                command: "preparing the tools tree".into(),
+                why: "its thread panicked".into(),
+                stderr: String::new(),
+            })
+        }))
+    }
+}
+
+impl Drop for ToolsAhead {
+    fn drop(&mut self) {
+        drop(self.take());
+    }
+}
