@@ -4,22 +4,36 @@
 #
 #   bench/all.sh [RECIPE]        (default: sonic-p4; needs root and the live archive)
 #
-# RECIPE is the Python comparison's ([python] layer); solve, fetch and build
-# use DEB_RECIPE (default r2lab-node, no components).
+# RECIPE is the Python comparison's ([python] layer); solve, fetch, build,
+# the no-op paths and push use DEB_RECIPE (default r2lab-node, no components).
 #
-# Runs, in this order: solve vs `apt-get -s`, fetch vs `apt-get download`,
-# build vs mmdebstrap, Python resolution vs `uv pip compile`. Each script's own
-# report goes to $BENCH_DIR/all/NAME.txt; this prints the table, with the
-# load average at the start and at the end.
+# Runs, in this order: solve vs `apt-get -s` (solve-vs-apt.sh), fetch vs
+# `apt-get download` (fetch-vs-apt.sh), build vs mmdebstrap
+# (build-vs-mmdebstrap.sh), the no-op paths against the issue's absolute
+# targets (noop.sh: unchanged build, `solve --locked` warm, a step-only
+# change), push vs `skopeo copy` (push-vs-skopeo.sh), Python resolution vs
+# `uv pip compile` (pypi-vs-uv.sh). Each script's own report goes to
+# $BENCH_DIR/all/NAME.txt, its stderr to NAME.err; this prints one table,
+# with the load average at the start and at the end. A script that fails
+# (or runs longer than BENCH_TIMEOUT seconds, default 5400) gets a FAILED
+# row with the last line of its error, and the others still run; the exit
+# code is then 1.
 #
 # Figures taken on a busy machine are not results: with a 1-minute load
 # average above MAX_LOAD (default 1.5) at the start, it refuses to run; if
 # the load rose above it by the end (something else started), the table is
 # printed but marked as not a result and the exit code is 3.
 #
+# The scripts share one seed store ($BENCH_DIR/seed: the lock's files,
+# downloaded once) and the no-op and push scripts one build cache
+# ($BENCH_DIR/build-cache), so the lock is fetched once and assembled from
+# scratch once outside the timed build comparison.
+#
 # Environment: RUNS (passed on; default 3 here), BENCH_DIR, MAX_LOAD, DEB_RECIPE,
 # BUILD_RECIPE (the build comparison's recipe; default r2lab-node),
-# IMGBUILD (default target/release/imgbuild, built if missing), MIRRORS.
+# IMGBUILD (default target/release/imgbuild, built if missing), MIRRORS,
+# BENCH_TIMEOUT, ONLY (space-separated names among solve fetch build noop
+# push pypi: run only those).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 recipe=${1:-sonic-p4}
@@ -47,11 +61,21 @@ export BENCH_SUMMARY=$out/summary.tsv
 : >"$BENCH_SUMMARY"
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 status=0
+export SEED=$BENCH_DIR_ROOT/seed BUILD_CACHE=$BENCH_DIR_ROOT/build-cache
 run() { # NAME SCRIPT ARGS...
-    local name=$1; shift
-    echo "== $name" >&2
-    if ! BENCH_DIR="$BENCH_DIR_ROOT/$name" "$@" >"$out/$name.txt" 2>"$out/$name.err"; then
-        echo "bench/all.sh: $name failed (see $out/$name.err)" >&2
+    local name=$1 rc=0 why; shift
+    [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $name "* ]] || return 0
+    echo "== $name ($(date -u +%H:%M:%S), load $(load1))" >&2
+    # timeout signals the script's whole process group (servers included).
+    BENCH_DIR="$BENCH_DIR_ROOT/$name" timeout -k 30 "${BENCH_TIMEOUT:-5400}" "$@" \
+        >"$out/$name.txt" 2>"$out/$name.err" || rc=$?
+    if [ "$rc" != 0 ]; then
+        why=$(grep -v '^[[:space:]]*$' "$out/$name.err" | tail -n 1 | tr '\t|' '  ' | cut -c1-160)
+        [ "$rc" = 124 ] && why="timed out after ${BENCH_TIMEOUT:-5400}s"
+        echo "bench/all.sh: $name failed (exit $rc; see $out/$name.err): $why" >&2
+        # (no empty field: `read` would merge consecutive tabs)
+        printf '%s\t%s\t%s\t%s\t%s\n' "$name: FAILED (exit $rc)" "${why:-no message}" "–" "–" \
+            "see $out/$name.err" >>"$BENCH_SUMMARY"
         status=1
     fi
 }
@@ -62,6 +86,8 @@ deb_recipe=${DEB_RECIPE:-r2lab-node}
 run solve "$here/bench/solve-vs-apt.sh" "$here/recipes/$deb_recipe.toml"
 run fetch "$here/bench/fetch-vs-apt.sh" "$here/locks/$deb_recipe.lock"
 run build "$here/bench/build-vs-mmdebstrap.sh" "$here/locks/${BUILD_RECIPE:-$deb_recipe}.lock"
+run noop "$here/bench/noop.sh" "$here/locks/$deb_recipe.lock"
+run push "$here/bench/push-vs-skopeo.sh" "$here/locks/$deb_recipe.lock"
 run pypi "$here/bench/pypi-vs-uv.sh" "$here/recipes/$recipe.toml"
 end_load=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -69,10 +95,11 @@ echo
 echo "bench/all.sh $recipe (Debian: $deb_recipe) — $started, $(nproc) cores, RUNS=$RUNS"
 echo "load average (1, 5, 15 min): start $start_load, end $end_load"
 echo
-printf '| %s | %s | %s | %s | %s |\n' measure peer peer imgbuild ratio
+printf '| %s | %s | %s | %s | %s |\n' measure peer peer imgbuild "ratio / verdict"
 printf '|---|---|---|---|---|\n'
 while IFS=$'\t' read -r measure peer pf if ratio; do
-    printf '| %s | %s | %s | %s | %s× |\n' "$measure" "$peer" "$pf" "$if" "$ratio"
+    [[ $ratio =~ ^[0-9.]+$ ]] && ratio="$ratio×"
+    printf '| %s | %s | %s | %s | %s |\n' "$measure" "$peer" "$pf" "$if" "$ratio"
 done <"$BENCH_SUMMARY"
 if above "$(load1)" "$max_load"; then
     echo

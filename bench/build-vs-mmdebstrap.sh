@@ -53,7 +53,7 @@ mirror_serve "$work"
 # --- imgbuild: warm store ---------------------------------------------------------
 ws=$(dirname "$(dirname "$lock")")
 ib_build=(env IMGBUILD_CACHE="$work/ib-cache" "$imgbuild" -C "$ws" --offline
-    build "$name" --vendor "$work/seed" --out "$work/ib-out")
+    build "$name" --vendor "$SEED_DIR" --out "$work/ib-out")
 # Everything but the component and tools caches goes before each run.
 keep=(! -name @components ! -name '@tools-*')
 [ -n "${COLD_TOOLS:-}" ] && keep=(! -name @components)
@@ -91,10 +91,12 @@ installed "$work/ib-out/$name/rootfs.tar" >"$work/ib-all.pkgs"
 installed "$work/mm.tar" >"$work/mm.pkgs"
 # Packages built from components are imgbuild's own (not in the lock).
 grep -Fxf "$work/mm.pkgs" "$work/ib-all.pkgs" >"$work/ib.pkgs" || true
+differ=""
 if diff -u "$work/mm.pkgs" "$work/ib.pkgs" >"$work/pkgs.diff"; then
     same="identical ($(wc -l <"$work/ib.pkgs") packages installed in both)"
 else
     same="DIFFERENT (see $work/pkgs.diff)"
+    differ=" — package sets DIFFER"
 fi
 
 echo
@@ -108,6 +110,6 @@ extra=$(($(wc -l <"$work/ib-all.pkgs") - $(wc -l <"$work/ib.pkgs")))
 note=""
 [ "$extra" -gt 0 ] && note="; $extra package(s) built from components left out"
 echo "package sets: $same$note"
-summary "build $name, warm store (wall)" "mmdebstrap" "${mm_s}s" "${ib_s}s" "$(ratio "$ib_s" "$mm_s")"
+summary "build $name, warm store (wall)$differ" "mmdebstrap" "${mm_s}s" "${ib_s}s" "$(ratio "$ib_s" "$mm_s")"
 summary "build $name, rootfs only (wall)" "mmdebstrap" "${mm_s}s" "${ib_root_s:-?}s" "$(ratio "${ib_root_s:-0}" "$mm_s")"
 summary "build $name, warm store (RSS)" "mmdebstrap" "${mm_m} MiB" "${ib_m} MiB" "$(ratio "$ib_m" "$mm_m")"

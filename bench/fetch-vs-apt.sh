@@ -2,25 +2,33 @@
 # Download the package files of a lock with imgbuild and with apt, from the
 # same loopback mirror, and compare wall time, CPU time and peak RSS.
 #
-#   bench/fetch-vs-apt.sh [LOCK]        (default: locks/sonic-p4.lock)
+#   bench/fetch-vs-apt.sh [LOCK]        (default: locks/r2lab-node.lock)
 #
 # The lock's workspace is the directory above `locks/`; its recipe
 # (`recipes/<lock name>.toml`) says where the files come from.
 #
 # 1. Seed (untimed, network once): `imgbuild fetch` of the lock into
-#    $BENCH_DIR/seed, a vendor store that persists between runs. Set
-#    IMPORT=/var/cache/apt/archives to adopt files already on disk first.
-# 2. Mirror: $BENCH_DIR/mirror/<source>/<filename> hard-linked from the seed,
-#    plus a flat, unsigned `Packages` index at its root listing the same files
-#    (for apt), served by `python3 -m http.server` on 127.0.0.1 only.
-# 3. imgbuild (timed): a scratch workspace with a recipe whose every source is
-#    a named archive pointed at the loopback mirror (`--mirror NAME=URL`) and
-#    a copy of the lock; `imgbuild fetch --quiet` into an empty vendor store.
+#    the seed store (SEED, else $BENCH_DIR/seed), a vendor store that
+#    persists between runs. Set IMPORT=/var/cache/apt/archives to adopt
+#    files already on disk first. (A lock with components also pins their
+#    sources, which the loopback mirror does not serve: r2lab-node has none.)
+# 2. Mirror (bench/lib/loopback-mirror.sh): $BENCH_DIR/mirror/<archive>/<filename>
+#    hard-linked from the seed (the real archive-relative layout, with each
+#    source's InRelease and indexes under <archive>/dists/<suite>/ from
+#    imgbuild's index cache), plus a flat, unsigned `Packages` index at its
+#    root listing the same files (for apt), served by `python3 -m http.server`
+#    on 127.0.0.1 only.
+# 3. imgbuild (timed): `imgbuild fetch --quiet` of the REAL recipe and lock
+#    (the lock audit included) with `--mirror ARCHIVE=http://127.0.0.1:PORT/ARCHIVE/`
+#    for every archive of the recipe, into an empty vendor store. The index
+#    cache is warm (the seed step's), as apt's lists are; COLD_INDEX=1 empties
+#    it before every run (the audit then downloads the InRelease files and
+#    indexes from the loopback mirror too, which apt's timed part does not).
 # 4. apt (timed): a private APT_CONFIG (own lists, cache, empty dpkg status;
 #    the host's apt state is not touched) whose only source is the loopback
 #    flat repository; `apt-get download NAME:ARCH=VERSION...` of exactly the
-#    lock's packages into an empty directory. `apt-get update` (local) is
-#    not timed.
+#    lock's packages and tools into an empty directory. `apt-get update`
+#    (local) is not timed.
 #
 # Cold means an empty store / download directory for every run; both tools
 # read the same bytes from the same server. No archive host name is written
@@ -30,12 +38,12 @@
 #
 # Environment: BENCH_DIR (default /tmp/imgbuild-bench/fetch-<lock name>),
 # RUNS (default 3; medians are reported), JOBS (imgbuild --jobs, default 8),
-# IMGBUILD (default target/release/imgbuild), IMPORT, MIRRORS.
+# IMGBUILD (default target/release/imgbuild), SEED, IMPORT, MIRRORS.
 set -euo pipefail
 . "$(dirname "$0")/lib/summary.sh"
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-lock=${1:-$here/locks/sonic-p4.lock}
+lock=${1:-$here/locks/r2lab-node.lock}
 lock=$(cd "$(dirname "$lock")" && pwd)/$(basename "$lock")
 name=$(basename "$lock" .lock)
 ws=$(dirname "$(dirname "$lock")")
@@ -48,7 +56,7 @@ for tool in apt-get python3 /usr/bin/time "$imgbuild"; do
     command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 2; }
 done
 
-# --- 1–2. seed store, loopback mirror, bench workspace ---------------------------
+# --- 1–2. seed store, loopback mirror ---------------------------
 . "$here/bench/lib/loopback-mirror.sh"
 mirror_setup "$lock" "$work"
 mirror_serve "$work"
@@ -73,21 +81,25 @@ export APT_CONFIG=$work/apt/apt.conf
 apt-get -q update >"$work/apt-update.log" 2>&1 || { cat "$work/apt-update.log" >&2; exit 1; }
 
 # --- 4. timing ----------------------------------------------------------------
-mapfile -t specs <"$work/apt-packages.txt"
+mapfile -t specs <"$work/apt-fetch.txt"
 time_cmd apt "$work/apt-dl" 'rm -f "$work"/apt-dl/*.deb' -- apt-get -q download "${specs[@]}"
 apt_s=$RESULT_S apt_c=$RESULT_CPU apt_m=$RESULT_MIB
 apt_n=$(find "$work/apt-dl" -name '*.deb' | wc -l)
 
-ib_args=(-C "$work/ws" fetch "$name" --vendor "$work/vendor" --jobs "$jobs" --quiet)
-while read -r a; do ib_args+=(--mirror "$a=$base/$a/"); done <"$work/mirrors.txt"
-time_cmd imgbuild "$work" 'rm -rf "$work/vendor"' -- "$imgbuild" "${ib_args[@]}"
+mapfile -t mirror_flags < <(mirror_args "$base")
+ib_args=(-C "$ws" fetch "$name" --vendor "$work/vendor" --jobs "$jobs" --quiet "${mirror_flags[@]}")
+idx=warm ib_cache=$INDEX_CACHE ib_prep='rm -rf "$work/vendor"'
+if [ -n "${COLD_INDEX:-}" ]; then # the audit downloads InRelease and indexes too
+    idx=cold ib_cache=$work/cold-index-cache ib_prep='rm -rf "$work/vendor" "$ib_cache"'
+fi
+time_cmd imgbuild "$work" "$ib_prep" -- env IMGBUILD_CACHE="$ib_cache" "$imgbuild" "${ib_args[@]}"
 ib_s=$RESULT_S ib_c=$RESULT_CPU ib_m=$RESULT_MIB
 ib_n=$(find "$work/vendor/sha256" -type f | wc -l)
 
 # --- 5. report ------------------------------------------------------------------
 mib=$(du -smL "$work/apt-dl" | cut -f1)
 echo
-echo "lock: $name  (${#specs[@]} packages, ~${mib} MiB; loopback mirror; cold; median of $runs runs; imgbuild --jobs $jobs)"
+echo "lock: $name  (${#specs[@]} packages and tools, ~${mib} MiB; loopback mirror; cold store, $idx index cache; median of $runs runs; imgbuild --jobs $jobs)"
 row() { printf '%-18s %6s %8s %8s %13s %9s %9s\n' "$@"; }
 row tool files wall_s cpu_s peak_rss_MiB wall/apt cpu/apt
 row "apt-get download" "$apt_n" "$apt_s" "$apt_c" "$apt_m" 1.00 1.00

@@ -89,16 +89,20 @@ for tool in imgbuild uv; do
     result[$tool-warm]=$(printf '%s\n' "${warm[@]}" | median)
 done
 
+grep -v '^ *#' "$work/uv.txt" | sed 's/ .*//' | tr 'A-Z_' 'a-z-' | sort >"$work/uv.pins"
+sort "$work/imgbuild.txt" >"$work/imgbuild.pins"
+differ=""
+cmp -s "$work/imgbuild.pins" "$work/uv.pins" || differ=" — pins differ"
 echo "target: python $pyver, $platform; requirements: $(tr '\n' ' ' <"$work/requirements.in")"
 printf '%-6s %10s %10s\n' "" imgbuild uv
 for mode in cold warm; do
     i=${result[imgbuild-$mode]}; u=${result[uv-$mode]}
     printf '%-6s %9.3fs %9.3fs   ratio %.2fx\n' "$mode" "$i" "$u" "$(echo "$i / $u" | bc -l)"
-    summary "Python resolution, $mode (wall)" "uv pip compile" "$(printf '%.2fs' "$u")" "$(printf '%.2fs' "$i")" "$(printf '%.2f' "$(echo "$i / $u" | bc -l)")"
+    summary "Python resolution, $mode (wall)$differ" "uv pip compile" "$(printf '%.2fs' "$u")" "$(printf '%.2fs' "$i")" "$(printf '%.2f' "$(echo "$i / $u" | bc -l)")"
 done
-# Same answer? (uv lists the same pins, normalised names, no comments.)
-grep -v '^ *#' "$work/uv.txt" | sed 's/ .*//' | tr 'A-Z_' 'a-z-' | sort >"$work/uv.pins"
-sort "$work/imgbuild.txt" >"$work/imgbuild.pins"
+# Same answer? (uv lists the same pins, normalised names, no comments; a
+# requirement the image's Debian packages satisfy is pinned by imgbuild at
+# the Debian version, e.g. python3-six, where uv picks PyPI's newest.)
 if diff -u "$work/imgbuild.pins" "$work/uv.pins" >"$work/pins.diff"; then
     echo "same pins: $(wc -l <"$work/imgbuild.pins") distributions"
 else

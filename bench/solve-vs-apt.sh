@@ -204,9 +204,11 @@ for p in tomllib.load(open(sys.argv[1], "rb"))["package"]:
     print(p["name"], p["version"])
 PY
 sort -o "$work/imgbuild-plan.txt" "$work/imgbuild-plan.txt"
+differ=""
 if cmp -s "$work/apt-plan.txt" "$work/imgbuild-plan.txt"; then
     same="identical to apt's plan"
 else
+    differ=" — plans DIFFER"
     same="DIFFERS from apt's plan: diff $work/apt-plan.txt $work/imgbuild-plan.txt"
 fi
 
@@ -226,7 +228,7 @@ row "imgbuild solve" warm "$ib_warm_s" "$ib_warm_c" "$ib_warm_m" "$(ratio "$ib_w
     "$(ratio "$ib_warm_c" "$apt_warm_c")" "$(ratio "$ib_warm_m" "$apt_warm_m")"
 echo "imgbuild's lock: $(wc -l <"$work/imgbuild-plan.txt") packages, $same"
 echo "apt's plan: $work/apt-plan.txt"
-summary "solve $name, cold (wall)" "apt-get -s" "${apt_cold_s}s" "${ib_cold_s}s" "$(ratio "$ib_cold_s" "$apt_cold_s")"
+summary "solve $name, cold (wall)$differ" "apt-get -s" "${apt_cold_s}s" "${ib_cold_s}s" "$(ratio "$ib_cold_s" "$apt_cold_s")"
 summary "solve $name, cold (RSS)" "apt-get -s" "${apt_cold_m} MiB" "${ib_cold_m} MiB" "$(ratio "$ib_cold_m" "$apt_cold_m")"
 summary "solve $name, warm (wall)" "apt-get -s" "${apt_warm_s}s" "${ib_warm_s}s" "$(ratio "$ib_warm_s" "$apt_warm_s")"
 summary "solve $name, warm (RSS)" "apt-get -s" "${apt_warm_m} MiB" "${ib_warm_m} MiB" "$(ratio "$ib_warm_m" "$apt_warm_m")"

@@ -1,15 +1,31 @@
 # Shared by the bench/*.sh scripts (sourced, not run): a loopback mirror made
-# of exactly the package files of a lock, and a timing helper.
+# of exactly the files of a lock, and a timing helper.
 #
-#   mirror_setup LOCK WORK   seeds WORK/seed with `imgbuild fetch` (network
-#                            only for missing files), builds WORK/mirror
-#                            (hard links + a flat unsigned `Packages`), a
-#                            bench workspace WORK/ws whose recipe points every
-#                            source at a named archive, and writes
-#                            WORK/apt-packages.txt (NAME:ARCH=VERSION per line),
-#                            WORK/arches.txt, WORK/mirrors.txt.
+#   seed_store LOCK          `imgbuild fetch` of LOCK into SEED_DIR ($SEED,
+#                            else $work/seed), a vendor store kept between
+#                            runs (network only for missing files).
+#   mirror_setup LOCK WORK   seed_store, then builds WORK/mirror:
+#                            - <archive>/<filename> for every [[package]] and
+#                              [[tool]] of the lock (hard links from the
+#                              seed store), <archive> being the recipe source's
+#                              `archive`: the real archive-relative layout;
+#                            - <archive>/dists/<suite>/InRelease and the
+#                              lock's indexes below it, from imgbuild's index
+#                              cache (the lock's own signed files), so that
+#                              `imgbuild fetch` of the real recipe and lock
+#                              with `--mirror ARCHIVE=URL/ARCHIVE/` works even
+#                              from a cold index cache;
+#                            - a flat, unsigned `Packages` at the root listing
+#                              the same package files, for apt and mmdebstrap.
+#                            Writes WORK/apt-packages.txt (the [[package]]s,
+#                            NAME:ARCH=VERSION per line), WORK/apt-fetch.txt
+#                            (packages and tools: every .deb the lock pins),
+#                            WORK/arches.txt and WORK/archives.txt (the
+#                            recipe's archive names, one a line).
 #   mirror_serve WORK        serves WORK/mirror on 127.0.0.1; sets MIRROR_URL
 #                            (http://127.0.0.1:PORT) and stops it on exit.
+#   mirror_args BASE         prints `--mirror` and `ARCHIVE=BASE/ARCHIVE/`, one
+#                            a line, for every archive of the recipe.
 #   time_cmd LABEL DIR PREP -- CMD...
 #                            PREP then CMD (in DIR) $runs times; sets
 #                            RESULT_S / RESULT_CPU / RESULT_MIB to the medians
@@ -19,9 +35,23 @@
 # Needs: $imgbuild (the binary), $runs, python3, curl, /usr/bin/time. No
 # archive host name is written anywhere: the seed step uses imgbuild's usual
 # mirror configuration (MIRRORS="NAME=URL ...", IMGBUILD_MIRROR_<NAME>, or
-# the host's apt sources).
+# the host's apt sources). INDEX_CACHE is imgbuild's index cache
+# (IMGBUILD_CACHE, else the XDG default), used by the seed step.
 
 TIME=/usr/bin/time
+INDEX_CACHE=${IMGBUILD_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/imgbuild}
+
+seed_store() { # LOCK: fetch it into $SEED_DIR (untimed; network only for missing files)
+    local lock=$1 name ws
+    name=$(basename "$lock" .lock)
+    ws=$(dirname "$(dirname "$lock")")
+    SEED_DIR=${SEED:-$work/seed}
+    local seed_args=(-C "$ws" fetch "$name" --vendor "$SEED_DIR" --quiet)
+    for m in ${MIRRORS:-}; do seed_args+=(--mirror "$m"); done
+    [ -n "${IMPORT:-}" ] && seed_args+=(--import "$IMPORT")
+    echo "seeding $SEED_DIR (imgbuild fetch; network only for missing files) ..." >&2
+    IMGBUILD_CACHE=$INDEX_CACHE "$imgbuild" "${seed_args[@]}"
+}
 
 mirror_setup() {
     local lock=$1 work=$2 name ws
@@ -30,50 +60,91 @@ mirror_setup() {
     [ -f "$lock" ] || { echo "no lock at $lock" >&2; exit 2; }
     [ -f "$ws/recipes/$name.toml" ] || { echo "no recipe $ws/recipes/$name.toml for $lock" >&2; exit 2; }
     mkdir -p "$work"
-    local seed_args=(-C "$ws" fetch "$name" --vendor "$work/seed" --quiet)
-    for m in ${MIRRORS:-}; do seed_args+=(--mirror "$m"); done
-    [ -n "${IMPORT:-}" ] && seed_args+=(--import "$IMPORT")
-    echo "seeding $work/seed (imgbuild fetch; network only for missing files) ..." >&2
-    "$imgbuild" "${seed_args[@]}"
+    seed_store "$lock"
 
     rm -rf "$work/mirror" "$work/ws"
-    mkdir -p "$work/mirror" "$work/ws/recipes/keys" "$work/ws/locks"
-    python3 - "$lock" "$work" <<'PY'
-import os, sys, tomllib
+    mkdir -p "$work/mirror"
+    python3 - "$lock" "$ws/recipes/$name.toml" "$work" "$INDEX_CACHE" "$SEED_DIR" <<'PY'
+import os, shutil, sys, tomllib
 from pathlib import Path
 
-lock_path, work = Path(sys.argv[1]), Path(sys.argv[2])
+lock_path, recipe_path, work, cache, seed = map(Path, sys.argv[1:6])
 lock = tomllib.load(open(lock_path, "rb"))
-mirror, seed = work / "mirror", work / "seed" / "sha256"
-sources = sorted({p["source"] for p in lock.get("package", [])})
-archive = {s: f"bench-{i}" for i, s in enumerate(sources)}
-stanzas, specs, arches = [], [], {lock["recipe"]["architecture"]}
-for p in lock.get("package", []):
-    rel = f"{archive[p['source']]}/{p['filename'].lstrip('./')}"
-    dest = mirror / rel
+mirror, seed = work / "mirror", seed / "sha256"
+
+def sources(path):
+    """name -> [[source]] table of a recipe, its `extends` chain first."""
+    r = tomllib.load(open(path, "rb"))
+    out = sources(path.parent / f"{r['extends']}.toml") if "extends" in r else {}
+    out.update({s["name"]: s for s in r.get("source", [])})
+    return out
+
+recipe = sources(recipe_path)
+archive = {}
+for s in lock.get("source", []):
+    src = recipe.get(s["name"])
+    if src is None:
+        sys.exit(f"{lock_path}: source `{s['name']}` is not in {recipe_path}")
+    if "archive" not in src:
+        sys.exit(f"{recipe_path}: source `{s['name']}` has a literal url, not an `archive`: "
+                 "the loopback mirror only stands in for named archives (--mirror ARCHIVE=URL)")
+    archive[s["name"]] = src["archive"]
+
+def place(src, dest):
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if not dest.exists():
-        os.link(seed / p["sha256"][:2] / p["sha256"], dest)
-    stanzas.append(
-        f"Package: {p['name']}\nVersion: {p['version']}\nArchitecture: {p['architecture']}\n"
-        f"Filename: {rel}\nSize: {p['size']}\nSHA256: {p['sha256']}\nDescription: bench\n")
-    arch = p["architecture"] if p["architecture"] != "all" else lock["recipe"]["architecture"]
-    arches.add(arch)
-    specs.append(f"{p['name']}:{arch}={p['version']}")
+    if dest.exists():
+        return
+    try:
+        os.link(src, dest)
+    except OSError:  # another file system
+        shutil.copyfile(src, dest)
+
+stanzas, seen, pkgs, every = [], set(), [], []
+arches = {lock["recipe"]["architecture"]}
+for section in ("package", "tool"):
+    for p in lock.get(section, []):
+        arch = p["architecture"] if p["architecture"] != "all" else lock["recipe"]["architecture"]
+        spec = f"{p['name']}:{arch}={p['version']}"
+        if section == "package":
+            pkgs.append(spec)
+        if (p["name"], p["architecture"], p["version"]) in seen:
+            continue
+        seen.add((p["name"], p["architecture"], p["version"]))
+        rel = f"{archive[p['source']]}/{p['filename'].lstrip('./')}"
+        place(seed / p["sha256"][:2] / p["sha256"], mirror / rel)
+        stanzas.append(
+            f"Package: {p['name']}\nVersion: {p['version']}\nArchitecture: {p['architecture']}\n"
+            f"Filename: {rel}\nSize: {p['size']}\nSHA256: {p['sha256']}\nDescription: bench\n")
+        arches.add(arch)
+        every.append(spec)
+# The lock's own signed files, where the audit of `imgbuild fetch` asks for
+# them when its index cache lacks them (a flat source's: at the base).
+for s in lock.get("source", []):
+    suite = "" if s["suite"].endswith("/") else f"dists/{s['suite']}/"
+    base = mirror / archive[s["name"]] / suite
+    inrelease = cache / "inrelease" / "sha256" / s["inrelease-sha256"]
+    if inrelease.exists():
+        place(inrelease, base / "InRelease")
+    else:
+        print(f"note: source `{s['name']}`: its InRelease is not in {cache}, not served",
+              file=sys.stderr)
+    for ix in s.get("indexes", []):
+        f = cache / "indexes" / "sha256" / ix["sha256"]
+        if f.exists():
+            place(f, base / ix["path"])
+            # Where a Release with `Acquire-By-Hash: yes` sends a client first.
+            place(f, base / os.path.dirname(ix["path"]) / "by-hash" / "SHA256" / ix["sha256"])
 (mirror / "Packages").write_text("\n".join(stanzas))
-(work / "apt-packages.txt").write_text("\n".join(specs) + "\n")
+(work / "apt-packages.txt").write_text("\n".join(pkgs) + "\n")
+(work / "apt-fetch.txt").write_text("\n".join(every) + "\n")
 (work / "arches.txt").write_text(" ".join(sorted(arches)) + "\n")
-(work / "mirrors.txt").write_text("".join(f"{a}\n" for a in archive.values()))
-# Same name as the original recipe, so the copied lock is found; every source
-# becomes a named archive, pointed at the loopback mirror by --mirror.
-(work / "ws/recipes/keys/unused.pgp").write_bytes(b"")
-recipe = [f'architecture = "{lock["recipe"]["architecture"]}"', 'packages = ["bench"]', ""]
-for s in sources:
-    recipe += ["[[source]]", f'name = "{s}"', f'archive = "{archive[s]}"', 'suite = "/"',
-               "components = []", 'keyring = "keys/unused.pgp"', "priority = 500", ""]
-(work / f"ws/recipes/{lock_path.stem}.toml").write_text("\n".join(recipe))
+(work / "archives.txt").write_text("".join(f"{a}\n" for a in sorted(set(archive.values()))))
 PY
-    cp "$lock" "$work/ws/locks/$name.lock"
+}
+
+mirror_args() {
+    local a
+    while read -r a; do printf -- '--mirror\n%s=%s/%s/\n' "$a" "$1" "$a"; done <"$work/archives.txt"
 }
 
 mirror_serve() {
