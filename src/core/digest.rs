@@ -103,12 +103,12 @@ fn hash_sparse(file: &File, size: u64, hasher: &mut Sha256) -> io::Result<bool> 
 /// What identifies one version of a file's contents: device, inode, size,
 /// and the modification and change times to the nanosecond (any write
 /// moves the change time, a hard link shares all of them).
-type Stamp = (u64, u64, u64, i64, i64, i64, i64);
+pub(crate) type Stamp = (u64, u64, u64, i64, i64, i64, i64);
 
 /// Digests of files this process wrote or hashed (see [`remember`]).
 static MEMO: std::sync::Mutex<BTreeMap<Stamp, String>> = std::sync::Mutex::new(BTreeMap::new());
 
-fn stamp(meta: &std::fs::Metadata) -> Stamp {
+pub(crate) fn stamp(meta: &std::fs::Metadata) -> Stamp {
     use std::os::unix::fs::MetadataExt;
     (
         meta.dev(),

@@ -10,6 +10,7 @@ pub mod context;
 pub mod cpu;
 pub mod digest;
 pub mod scratch;
+pub mod stamps;
 pub mod timestamp;
 
 pub use debcore::{deb822, package, relation, version};

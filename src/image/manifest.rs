@@ -11,6 +11,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{ImageInfo, OutputError};
+use crate::core::stamps::StampFile;
 use crate::fetch::store::hash_file;
 
 /// The manifest's file name inside an output directory.
@@ -97,19 +98,69 @@ impl Manifest {
         })
     }
 
-    /// Re-hashes every artifact under `dir`; returns the paths that are
-    /// missing or differ.
+    /// Re-hashes every artifact under `dir` (in parallel); returns the
+    /// paths that are missing or differ.
     pub fn check(&self, dir: &Path) -> Vec<String> {
-        self.artifacts
+        self.check_with(dir, None)
+    }
+
+    /// [`Manifest::check`], not reading again the files `stamps` remembers
+    /// unchanged since they were last found to match (and remembering those
+    /// it reads).
+    pub fn check_with(&self, dir: &Path, stamps: Option<&mut StampFile>) -> Vec<String> {
+        use rayon::prelude::*;
+        let differs = |a: &Artifact, found: std::io::Result<(String, u64)>| {
+            found.map_or(true, |(sha, size)| sha != a.sha256 || size != a.size)
+        };
+        let Some(stamps) = stamps else {
+            let mut bad: Vec<String> = self
+                .artifacts
+                .par_iter()
+                .filter(|a| differs(a, hash_file(&dir.join(&a.path))))
+                .map(|a| a.path.clone())
+                .collect();
+            bad.sort();
+            return bad;
+        };
+        let unknown: Vec<&Artifact> = self
+            .artifacts
             .iter()
             .filter(|a| {
-                hash_file(&dir.join(&a.path))
-                    .map_or(true, |(sha, size)| sha != a.sha256 || size != a.size)
+                stamps
+                    .known(&dir.join(&a.path))
+                    .is_none_or(|(sha, size)| sha != a.sha256 || size != a.size)
             })
-            .map(|a| a.path.clone())
-            .collect()
+            .collect();
+        let hashed: Vec<Hashed<'_>> = unknown
+            .into_par_iter()
+            .map(|a| {
+                let path = dir.join(&a.path);
+                let before = fs::symlink_metadata(&path).ok();
+                (a, before, hash_file(&path))
+            })
+            .collect();
+        let mut bad = Vec::new();
+        for (a, before, found) in hashed {
+            let path = dir.join(&a.path);
+            match (&found, before) {
+                (Ok((sha, size)), Some(before)) if *sha == a.sha256 && *size == a.size => {
+                    stamps.record(&path, &before, sha);
+                }
+                _ => bad.push(a.path.clone()),
+            }
+            drop(found);
+        }
+        bad.sort();
+        bad
     }
 }
+
+/// An artifact, its metadata before hashing, and what hashing found.
+type Hashed<'a> = (
+    &'a Artifact,
+    Option<fs::Metadata>,
+    std::io::Result<(String, u64)>,
+);
 
 /// Adds every regular file under `dir` (named `prefix` + name) to `out`.
 fn collect(dir: &Path, prefix: &str, out: &mut Vec<Artifact>) -> Result<(), OutputError> {

@@ -26,6 +26,7 @@ use super::compress::zstd_cached;
 use super::media;
 pub use super::oci::{Descriptor, ImageManifest, Index};
 use super::sign::{self, SigningKey};
+use crate::core::stamps::StampFile;
 use crate::image::Manifest as OutManifest;
 use crate::image::oci::rfc3339;
 use crate::lock::Lockfile;
@@ -174,7 +175,12 @@ impl Plan {
                 format!("holds recipe `{}`, not `{}`", out.recipe, opts.recipe.name),
             ));
         }
-        let changed = out.check(dir);
+        // Files found unchanged by an earlier publication are not read
+        // again (see `core::stamps`): a second push of the same image is
+        // what a registry answers, not a re-hash of every artifact.
+        let mut stamps = StampFile::load(&opts.cache_dir.join("checked.json"));
+        let changed = out.check_with(dir, Some(&mut stamps));
+        stamps.save();
         if !changed.is_empty() {
             return Err(out_err(
                 dir,

@@ -1,0 +1,139 @@
+//! Digests remembered between runs by file stamp (device, inode, size,
+//! modification and change times), as git's index remembers which files
+//! are clean: `imgbuild publish` checks every artifact against
+//! `manifest.json`, and a second publication of unchanged files reads none
+//! of them again. Any write to a file moves its change time, which the
+//! user cannot set; a stamp recorded less than [`SETTLED`] after the file's
+//! last change is not trusted (file times have a coarse clock, so a write in
+//! the same tick as the hashing could leave the stamp as it was).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::digest::{Stamp, hash_file, stamp};
+
+/// How long after a file's last change its stamp can be trusted.
+const SETTLED: Duration = Duration::from_secs(2);
+
+/// A file of remembered digests (JSON; unreadable or damaged means empty).
+#[derive(Debug, Default)]
+pub struct StampFile {
+    path: PathBuf,
+    entries: BTreeMap<String, (Stamp, String)>,
+    changed: bool,
+}
+
+impl StampFile {
+    /// Loads `path` (nothing remembered when it is missing or damaged).
+    pub fn load(path: &Path) -> StampFile {
+        let entries = std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        StampFile {
+            path: path.to_path_buf(),
+            entries,
+            changed: false,
+        }
+    }
+
+    /// The remembered sha256 and size of `file`, if its stamp is the one
+    /// recorded.
+    pub fn known(&self, file: &Path) -> Option<(String, u64)> {
+        let meta = std::fs::symlink_metadata(file).ok()?;
+        let key = file.to_string_lossy();
+        let (recorded, sha) = self.entries.get(key.as_ref())?;
+        (*recorded == stamp(&meta)).then(|| (sha.clone(), meta.len()))
+    }
+
+    /// Records that `file` hashes to `sha256`, if it has not changed since
+    /// `before` (its metadata before hashing) and has settled.
+    pub fn record(&mut self, file: &Path, before: &std::fs::Metadata, sha256: &str) {
+        let Ok(after) = std::fs::symlink_metadata(file) else {
+            return;
+        };
+        let settled = std::os::unix::fs::MetadataExt::ctime(&after)
+            .checked_add(SETTLED.as_secs() as i64)
+            .is_some_and(|t| {
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .is_ok_and(|now| (now.as_secs() as i64) > t)
+            });
+        if stamp(&after) == stamp(before) && settled {
+            let key = file.to_string_lossy().into_owned();
+            self.entries
+                .insert(key, (stamp(&after), sha256.to_string()));
+            self.changed = true;
+        }
+    }
+
+    /// sha256 and size of `file`: remembered, or hashed and recorded.
+    pub fn hash(&mut self, file: &Path) -> std::io::Result<(String, u64)> {
+        if let Some(known) = self.known(file) {
+            return Ok(known);
+        }
+        let before = std::fs::symlink_metadata(file)?;
+        let (sha, size) = hash_file(file)?;
+        self.record(file, &before, &sha);
+        Ok((sha, size))
+    }
+
+    /// Writes the record back (best effort: it only saves time).
+    pub fn save(&self) {
+        if !self.changed {
+            return;
+        }
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Ok(bytes) = serde_json::to_vec(&self.entries) {
+            let _ = super::atomic::write_atomic(
+                &self.path,
+                &bytes,
+                0o600,
+                super::atomic::Durability::Atomic,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_settled_unchanged_file_is_not_read_again_and_any_write_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("artifact");
+        std::fs::write(&f, b"one").unwrap();
+        let record = dir.path().join("stamps.json");
+        let mut s = StampFile::load(&record);
+        // Just written: hashed, but not recorded (not settled yet).
+        assert_eq!(
+            s.hash(&f).unwrap().0,
+            super::super::digest::sha256_hex(b"one")
+        );
+        assert!(s.known(&f).is_none());
+        // Settled (recorded as if hashed later): remembered across loads.
+        let meta = std::fs::symlink_metadata(&f).unwrap();
+        s.entries.insert(
+            f.to_string_lossy().into_owned(),
+            (stamp(&meta), "remembered".into()),
+        );
+        s.changed = true;
+        s.save();
+        let mut again = StampFile::load(&record);
+        assert_eq!(again.hash(&f).unwrap().0, "remembered");
+        // A write (same size) changes the stamp: read again.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&f, b"two").unwrap();
+        assert_eq!(
+            again.hash(&f).unwrap().0,
+            super::super::digest::sha256_hex(b"two")
+        );
+        // A damaged record is an empty one.
+        std::fs::write(&record, b"{not json").unwrap();
+        assert!(StampFile::load(&record).known(&f).is_none());
+    }
+}
