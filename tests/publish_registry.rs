@@ -194,6 +194,24 @@ fn publish_round_trip_with_skopeo_and_signed_pull() {
         bad.stderr
     );
     assert!(!refused.join("disk.raw").exists());
+
+    // Once settled, the artifacts' stamps are recorded and a publication
+    // does not read them again; one changed in place (same size) since is
+    // still caught, and nothing is sent.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    publish().assert_success();
+    let sbom = ws.path().join("out").join(NAME).join("sbom.cdx.json");
+    let mut bytes = fs::read(&sbom).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] = if bytes[at] == b' ' { b'\t' } else { b' ' };
+    fs::write(&sbom, &bytes).unwrap();
+    let tampered = publish().assert_failure();
+    assert!(
+        tampered.stderr.contains("changed since the build")
+            && tampered.stderr.contains("sbom.cdx.json"),
+        "{}",
+        tampered.stderr
+    );
 }
 
 #[test]
