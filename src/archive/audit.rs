@@ -29,7 +29,7 @@
 //! `[[python]]` entries are checked against the PyPI index's project pages
 //! instead ([`crate::pypi::audit`]; that index is not signed).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -463,7 +463,9 @@ async fn audit_source(
             .join(", ")
     );
     let n = tokio::task::spawn_blocking(move || -> Result<usize, ArchiveError> {
-        let wanted: HashSet<&str> = entries.iter().map(|e| e.package.name.as_str()).collect();
+        let mut wanted: Vec<&str> = entries.iter().map(|e| e.package.name.as_str()).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
         let mut records: Vec<BinaryPackage> = Vec::new();
         for (path, text, hash) in &texts {
             let shown = format!("{suite_dir}{path}");
@@ -475,7 +477,7 @@ async fn audit_source(
                 &source_name,
                 path,
                 index,
-                |name| wanted.contains(name),
+                &wanted,
             )?);
         }
         let mut by_name: HashMap<&str, Vec<&BinaryPackage>> = HashMap::new();

@@ -98,7 +98,7 @@ impl Cache {
             path: path.clone(),
             error,
         })?;
-        if map.len() as u64 != want.size || sha256_hex(&map) != want.sha256 {
+        if map.len() as u64 != want.size || hash_map_released(&map) != want.sha256 {
             drop(map);
             let _ = std::fs::remove_file(&path);
             return Ok(None);
@@ -148,9 +148,13 @@ impl Cache {
         self.root.join("indexes").join("snapshot").join(sha256)
     }
 
-    /// The record snapshot of the verified index `sha256`, if cached.
-    pub(crate) fn read_snapshot(&self, sha256: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.snapshot_path(sha256)).ok()
+    /// The record snapshot of the verified index `sha256`, if cached:
+    /// mapped, as a solve reads only the tables and the few records it
+    /// looks up (it is checked against its text when opened).
+    pub(crate) fn read_snapshot(&self, sha256: &str) -> Option<memmap2::Mmap> {
+        let file = std::fs::File::open(self.snapshot_path(sha256)).ok()?;
+        // SAFETY: as for `read_plain`: written once by rename, never in place.
+        unsafe { memmap2::Mmap::map(&file) }.ok()
     }
 
     /// Stores the record snapshot of the verified index `sha256`.
@@ -158,9 +162,20 @@ impl Cache {
         write_atomic(&self.snapshot_path(sha256), data)
     }
 
-    /// Stores the decompressed form of the verified index `sha256`.
-    pub(crate) fn store_plain(&self, sha256: &str, data: &[u8]) -> Result<(), ArchiveError> {
-        write_atomic(&self.plain_path(sha256), data)
+    /// Stores the decompressed form of the verified index `sha256`, which
+    /// `fill` writes into the (not yet visible) file and checks; the file
+    /// appears only if `fill` succeeds.
+    pub(crate) fn store_plain_with(
+        &self,
+        sha256: &str,
+        fill: impl FnOnce(&std::fs::File) -> std::io::Result<()>,
+    ) -> Result<(), ArchiveError> {
+        use crate::core::atomic::{Durability, write_atomic_with};
+        let path = self.plain_path(sha256);
+        let dir = path.parent().expect("cache paths have a parent");
+        std::fs::create_dir_all(dir)
+            .and_then(|()| write_atomic_with(&path, 0o644, Durability::Atomic, fill))
+            .map_err(|error| ArchiveError::Cache { path, error })
     }
 
     /// Where the last verified InRelease for `location` and `suite` lives.
@@ -219,6 +234,30 @@ impl Cache {
     ) -> Result<(), ArchiveError> {
         write_atomic(&self.inrelease_path(location, suite), data)
     }
+}
+
+/// The sha256 of a mapped file, read in slices that are unmapped from the
+/// process again once hashed: the pages stay in the page cache, but a solve
+/// that then touches a few hundred stanzas does not carry the whole 50 MB
+/// text in its resident set.
+pub(crate) fn hash_map_released(map: &memmap2::Mmap) -> String {
+    use sha2::Digest;
+    const SLICE: usize = 4 << 20;
+    let _ = map.advise(memmap2::Advice::Sequential);
+    let mut hasher = sha2::Sha256::new();
+    let mut at = 0;
+    while at < map.len() {
+        let end = (at + SLICE).min(map.len());
+        hasher.update(&map[at..end]);
+        // SAFETY: a read-only, private file mapping: dropping its pages only
+        // means the next access reads them from the file again (the same
+        // bytes: cache files are never modified in place).
+        let _ =
+            unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, at, end - at) };
+        at = end;
+    }
+    let _ = map.advise(memmap2::Advice::Random);
+    hex::encode(hasher.finalize())
 }
 
 /// Writes a cache file atomically (creating its directory).
