@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::cache::Cache;
+use super::cache::{Cache, HashedPlain};
 use super::fetch::{Ctx, Plan, cache_key, index_bytes, inrelease};
 use super::mirror::Mirrors;
 use super::release::Release;
@@ -157,6 +157,16 @@ pub fn audit_lock(
             ));
         }
     }
+    // The texts are hashed from the start, while keyrings load and
+    // signatures are checked: the hash is most of a warm audit.
+    let prehash = Arc::new(Prehash::start(
+        &Cache::new(&opts.cache_dir),
+        lock.sources
+            .iter()
+            .filter(|s| all.iter().any(|e| e.package.source == s.name))
+            .flat_map(|s| &s.indexes)
+            .map(|ix| ix.sha256.to_ascii_lowercase()),
+    ));
     let mut jobs = Vec::new();
     // Sources usually share a keyring; parse each file once.
     let mut keyrings: HashMap<std::path::PathBuf, Arc<Keyring>> = HashMap::new();
@@ -231,8 +241,8 @@ pub fn audit_lock(
             let tasks: Vec<_> = jobs
                 .into_iter()
                 .map(|(plan, mirror_err, locked, mine)| {
-                    let (ctx, lock) = (ctx.clone(), lock_name2.clone());
-                    tokio::spawn(audit_source(ctx, plan, mirror_err, locked, mine, lock))
+                    let (ctx, lock, pre) = (ctx.clone(), lock_name2.clone(), prehash.clone());
+                    tokio::spawn(audit_source(ctx, pre, plan, mirror_err, locked, mine, lock))
                 })
                 .collect();
             let mut counts = Vec::with_capacity(tasks.len());
@@ -261,6 +271,7 @@ pub fn audit_lock(
 /// Audits one lock source and its entries; returns how many entries matched.
 async fn audit_source(
     ctx: Arc<Ctx>,
+    prehash: Arc<Prehash>,
     mut plan: Plan,
     mirror_err: Option<String>,
     locked: LockedSource,
@@ -416,7 +427,10 @@ async fn audit_source(
         let plain_hash = release.sha256.get(base).cloned();
         let cached = {
             let (cache, sha) = (&ctx.cache, &hash.sha256);
-            tokio::task::block_in_place(|| cache.read_plain(sha, plain_hash.as_ref()))?
+            tokio::task::block_in_place(|| match prehash.take(sha) {
+                Some(hashed) => Ok(cache.accept_plain(sha, hashed?, plain_hash.as_ref())),
+                None => cache.read_plain(sha, plain_hash.as_ref()),
+            })?
         };
         let text: IndexText = match cached {
             Some(map) => Arc::new(map),
@@ -511,6 +525,48 @@ async fn audit_source(
     .await
     .map_err(|e| ArchiveError::Setup(e.to_string()))??;
     Ok((n, note, located.map(|l| (locked.name.clone(), l.ts))))
+}
+
+/// The cached decompressed texts of a lock's indexes, hashed on threads of
+/// their own from the start of the audit. A result is only used once the
+/// signed Release says what it must be ([`Cache::accept_plain`]); one that
+/// is never asked for (the suite moved on) is simply dropped.
+struct Prehash {
+    jobs: std::sync::Mutex<HashMap<String, PrehashJob>>,
+}
+
+type PrehashJob = std::thread::JoinHandle<Result<Option<HashedPlain>, ArchiveError>>;
+
+impl Prehash {
+    /// Starts hashing the cached text of each compressed index `sha256`.
+    fn start(cache: &Cache, sha256s: impl Iterator<Item = String>) -> Prehash {
+        let mut jobs = HashMap::new();
+        for sha in sha256s {
+            // The lock is input: only a well-formed hash names a cache file.
+            if !crate::core::digest::valid_sha256(&sha) || jobs.contains_key(&sha) {
+                continue;
+            }
+            let (cache, key) = (cache.clone(), sha.clone());
+            if let Ok(job) = std::thread::Builder::new()
+                .name("audit-hash".into())
+                .spawn(move || cache.hash_plain(&key))
+            {
+                jobs.insert(sha, job);
+            }
+        }
+        Prehash {
+            jobs: std::sync::Mutex::new(jobs),
+        }
+    }
+
+    /// The hashed text of index `sha256`, if it was started (waits for it).
+    fn take(&self, sha256: &str) -> Option<Result<Option<HashedPlain>, ArchiveError>> {
+        let job = self.jobs.lock().ok()?.remove(sha256)?;
+        Some(
+            job.join()
+                .unwrap_or_else(|_| Err(ArchiveError::Setup("hashing thread panicked".into()))),
+        )
+    }
 }
 
 /// Entries matched, the note on a fallback to the current index, and the

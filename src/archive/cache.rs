@@ -27,6 +27,13 @@ use super::release::FileHash;
 use super::verify::Verified;
 use crate::core::digest::sha256_hex;
 
+/// A cached decompressed index, mapped, and the sha256 of its bytes (not
+/// yet compared with anything).
+pub(crate) struct HashedPlain {
+    map: memmap2::Mmap,
+    sha256: String,
+}
+
 /// The cache rooted at a directory.
 #[derive(Clone)]
 pub(crate) struct Cache {
@@ -83,9 +90,19 @@ impl Cache {
         sha256: &str,
         want: Option<&FileHash>,
     ) -> Result<Option<memmap2::Mmap>, ArchiveError> {
-        let Some(want) = want else {
+        if want.is_none() {
             return Ok(None);
-        };
+        }
+        let hashed = self.hash_plain(sha256)?;
+        Ok(self.accept_plain(sha256, hashed, want))
+    }
+
+    /// The cached decompressed index of the verified file `sha256`, mapped,
+    /// with its size and sha256: the first half of [`Cache::read_plain`],
+    /// for a caller that hashes before it has the signed entry to compare
+    /// with (the lock audit, while it checks the signature). Not to be used
+    /// before [`Cache::accept_plain`] said yes.
+    pub(crate) fn hash_plain(&self, sha256: &str) -> Result<Option<HashedPlain>, ArchiveError> {
         let path = self.plain_path(sha256);
         let file = match std::fs::File::open(&path) {
             Ok(f) => f,
@@ -98,12 +115,25 @@ impl Cache {
             path: path.clone(),
             error,
         })?;
-        if map.len() as u64 != want.size || hash_map_released(&map) != want.sha256 {
-            drop(map);
-            let _ = std::fs::remove_file(&path);
-            return Ok(None);
+        let sha256 = hash_map_released(&map);
+        Ok(Some(HashedPlain { map, sha256 }))
+    }
+
+    /// The second half of [`Cache::read_plain`]: `hashed` (of the cached text
+    /// of `sha256`) if it matches `want`; a text that does not is removed.
+    pub(crate) fn accept_plain(
+        &self,
+        sha256: &str,
+        hashed: Option<HashedPlain>,
+        want: Option<&FileHash>,
+    ) -> Option<memmap2::Mmap> {
+        let (want, hashed) = (want?, hashed?);
+        if hashed.map.len() as u64 != want.size || hashed.sha256 != want.sha256 {
+            drop(hashed);
+            let _ = std::fs::remove_file(self.plain_path(sha256));
+            return None;
         }
-        Ok(Some(map))
+        Some(hashed.map)
     }
 
     /// Where the result of verifying InRelease `inrelease_sha256` with the
