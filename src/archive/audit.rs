@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::cache::{Cache, HashedPlain};
+use super::cache::Cache;
 use super::fetch::{Ctx, Plan, cache_key, index_bytes, inrelease};
 use super::mirror::Mirrors;
 use super::release::Release;
@@ -527,48 +527,6 @@ async fn audit_source(
     Ok((n, note, located.map(|l| (locked.name.clone(), l.ts))))
 }
 
-/// The cached decompressed texts of a lock's indexes, hashed on threads of
-/// their own from the start of the audit. A result is only used once the
-/// signed Release says what it must be ([`Cache::accept_plain`]); one that
-/// is never asked for (the suite moved on) is simply dropped.
-struct Prehash {
-    jobs: std::sync::Mutex<HashMap<String, PrehashJob>>,
-}
-
-type PrehashJob = std::thread::JoinHandle<Result<Option<HashedPlain>, ArchiveError>>;
-
-impl Prehash {
-    /// Starts hashing the cached text of each compressed index `sha256`.
-    fn start(cache: &Cache, sha256s: impl Iterator<Item = String>) -> Prehash {
-        let mut jobs = HashMap::new();
-        for sha in sha256s {
-            // The lock is input: only a well-formed hash names a cache file.
-            if !crate::core::digest::valid_sha256(&sha) || jobs.contains_key(&sha) {
-                continue;
-            }
-            let (cache, key) = (cache.clone(), sha.clone());
-            if let Ok(job) = std::thread::Builder::new()
-                .name("audit-hash".into())
-                .spawn(move || cache.hash_plain(&key))
-            {
-                jobs.insert(sha, job);
-            }
-        }
-        Prehash {
-            jobs: std::sync::Mutex::new(jobs),
-        }
-    }
-
-    /// The hashed text of index `sha256`, if it was started (waits for it).
-    fn take(&self, sha256: &str) -> Option<Result<Option<HashedPlain>, ArchiveError>> {
-        let job = self.jobs.lock().ok()?.remove(sha256)?;
-        Some(
-            job.join()
-                .unwrap_or_else(|_| Err(ArchiveError::Setup("hashing thread panicked".into()))),
-        )
-    }
-}
-
 /// Entries matched, the note on a fallback to the current index, and the
 /// snapshot the lock's InRelease was found at.
 type SourceAudit = (usize, Option<String>, Option<(String, Timestamp)>);
@@ -637,7 +595,9 @@ fn check_header(locked: &LockedSource, signer: &str, release: &Release) -> Resul
     Ok(())
 }
 
+mod prehash;
 mod stanza;
+use prehash::Prehash;
 pub use stanza::check_built_lock;
 use stanza::match_entry;
 #[cfg(test)]
