@@ -339,9 +339,14 @@ async fn load_one(
             let (ctx, plan) = (ctx.clone(), plan.clone());
             let (path, hash, plain_hash) = (path.clone(), hash.clone(), plain_hash.clone());
             async move {
+                // On the blocking pool, so that the texts of all indexes are
+                // hashed at the same time.
                 let cached = {
-                    let (cache, sha) = (&ctx.cache, &hash.sha256);
-                    tokio::task::block_in_place(|| cache.read_plain(sha, plain_hash.as_ref()))?
+                    let (cache, sha, want) =
+                        (ctx.cache.clone(), hash.sha256.clone(), plain_hash.clone());
+                    tokio::task::spawn_blocking(move || cache.read_plain(&sha, want.as_ref()))
+                        .await
+                        .map_err(|e| ArchiveError::Setup(e.to_string()))??
                 };
                 let text = match cached {
                     Some(map) => Arc::new(map) as IndexText,
