@@ -40,9 +40,10 @@ use super::release::Release;
 use super::snapshot_archive::{self, Timestamp};
 use super::transport::Transport;
 use super::verify::Keyring;
+use super::window::Plain;
 use super::{ArchiveError, FetchOptions, plain};
 use crate::core::digest::sha256_hex;
-use crate::core::package::{BinaryPackage, IndexText};
+use crate::core::package::BinaryPackage;
 use crate::lock::{LockedPackage, LockedSource, Lockfile};
 use crate::recipe::Recipe;
 
@@ -416,7 +417,7 @@ async fn audit_source(
         )));
     }
     // 3. The verified texts of its indexes.
-    let mut texts: Vec<(String, IndexText, super::release::FileHash)> = Vec::new();
+    let mut texts: Vec<(String, Plain, super::release::FileHash)> = Vec::new();
     for ix in &locked.indexes {
         let hash = release.sha256.get(&ix.path).expect("checked above").clone();
         let base = ix
@@ -432,8 +433,8 @@ async fn audit_source(
                 None => cache.read_plain(sha, plain_hash.as_ref()),
             })?
         };
-        let text: IndexText = match cached {
-            Some(map) => Arc::new(map),
+        let text: Plain = match cached {
+            Some(plain) => plain,
             None => {
                 if ctx.offline && ctx.cache.read_index(&hash)?.is_none() {
                     return Err(src_err(format!(

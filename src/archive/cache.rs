@@ -25,12 +25,14 @@ use std::path::{Path, PathBuf};
 use super::ArchiveError;
 use super::release::FileHash;
 use super::verify::Verified;
+use super::window::Plain;
 use crate::core::digest::sha256_hex;
 
 /// A cached decompressed index, mapped, and the sha256 of its bytes (not
 /// yet compared with anything).
 pub(crate) struct HashedPlain {
     map: memmap2::Mmap,
+    file: std::fs::File,
     sha256: String,
 }
 
@@ -89,7 +91,7 @@ impl Cache {
         &self,
         sha256: &str,
         want: Option<&FileHash>,
-    ) -> Result<Option<memmap2::Mmap>, ArchiveError> {
+    ) -> Result<Option<Plain>, ArchiveError> {
         if want.is_none() {
             return Ok(None);
         }
@@ -109,14 +111,17 @@ impl Cache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(ArchiveError::Cache { path, error }),
         };
-        // SAFETY: cache files are written once by rename and never modified in
-        // place; a concurrent writer replaces the directory entry, not this inode.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|error| ArchiveError::Cache {
+        let err = |error| ArchiveError::Cache {
             path: path.clone(),
             error,
-        })?;
-        let sha256 = hash_map_released(&map);
-        Ok(Some(HashedPlain { map, sha256 }))
+        };
+        // Hashed through the descriptor that is then mapped.
+        let sha256 = hash_file_released(&file).map_err(err)?;
+        // SAFETY: cache files are written once by rename and never modified in
+        // place; a concurrent writer replaces the directory entry, not this inode.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(err)?;
+        sparse(&map);
+        Ok(Some(HashedPlain { map, file, sha256 }))
     }
 
     /// The second half of [`Cache::read_plain`]: `hashed` (of the cached text
@@ -126,14 +131,17 @@ impl Cache {
         sha256: &str,
         hashed: Option<HashedPlain>,
         want: Option<&FileHash>,
-    ) -> Option<memmap2::Mmap> {
+    ) -> Option<Plain> {
         let (want, hashed) = (want?, hashed?);
         if hashed.map.len() as u64 != want.size || hashed.sha256 != want.sha256 {
             drop(hashed);
             let _ = std::fs::remove_file(self.plain_path(sha256));
             return None;
         }
-        Some(hashed.map)
+        Some(Plain {
+            text: std::sync::Arc::new(hashed.map),
+            file: Some(std::sync::Arc::new(hashed.file)),
+        })
     }
 
     /// Where the result of verifying InRelease `inrelease_sha256` with the
@@ -184,7 +192,9 @@ impl Cache {
     pub(crate) fn read_snapshot(&self, sha256: &str) -> Option<memmap2::Mmap> {
         let file = std::fs::File::open(self.snapshot_path(sha256)).ok()?;
         // SAFETY: as for `read_plain`: written once by rename, never in place.
-        unsafe { memmap2::Mmap::map(&file) }.ok()
+        let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+        sparse(&map);
+        Some(map)
     }
 
     /// Stores the record snapshot of the verified index `sha256`.
@@ -266,28 +276,38 @@ impl Cache {
     }
 }
 
-/// The sha256 of a mapped file, read in slices that are unmapped from the
-/// process again once hashed: the pages stay in the page cache, but a solve
-/// that then touches a few hundred stanzas does not carry the whole 50 MB
-/// text in its resident set.
-pub(crate) fn hash_map_released(map: &memmap2::Mmap) -> String {
+/// The sha256 of a file, read (not mapped) in 1 MiB slices: the pages stay
+/// in the page cache but never enter the process, so a solve that then
+/// touches a few hundred stanzas of the mapped text does not carry the whole
+/// 50 MB text in its resident set (a mapping faults in whole page-cache
+/// folios, which a text written in large writes is made of).
+pub(crate) fn hash_file_released(file: &std::fs::File) -> std::io::Result<String> {
     use sha2::Digest;
-    const SLICE: usize = 4 << 20;
-    let _ = map.advise(memmap2::Advice::Sequential);
+    use std::os::unix::fs::FileExt;
     let mut hasher = sha2::Sha256::new();
-    let mut at = 0;
-    while at < map.len() {
-        let end = (at + SLICE).min(map.len());
-        hasher.update(&map[at..end]);
-        // SAFETY: a read-only, private file mapping: dropping its pages only
-        // means the next access reads them from the file again (the same
-        // bytes: cache files are never modified in place).
-        let _ =
-            unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, at, end - at) };
-        at = end;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    loop {
+        let n = match file.read_at(&mut buf, at) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        at += n as u64;
     }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Tells the kernel a mapped cache file is read in a few scattered places:
+/// no read-ahead, and no huge-page mappings. A text written or read in large
+/// pieces sits in large page-cache folios, and one touch of a stanza would
+/// otherwise map a whole 2 MiB folio into the process; a few hundred touches
+/// then map most of a 50 MB text.
+pub(crate) fn sparse(map: &memmap2::Mmap) {
     let _ = map.advise(memmap2::Advice::Random);
-    hex::encode(hasher.finalize())
+    let _ = map.advise(memmap2::Advice::NoHugePage);
 }
 
 /// Writes a cache file atomically (creating its directory).

@@ -26,7 +26,7 @@ use super::transport::{Got, Transport};
 use super::verify::Keyring;
 use super::{ArchiveError, Mismatch};
 use crate::core::digest::sha256_hex;
-use crate::core::package::{BinaryPackage, IndexText};
+use crate::core::package::BinaryPackage;
 use crate::lock::LockedIndex;
 use crate::recipe::{Location, Recipe, Source};
 
@@ -349,7 +349,7 @@ async fn load_one(
                         .map_err(|e| ArchiveError::Setup(e.to_string()))??
                 };
                 let text = match cached {
-                    Some(map) => Arc::new(map) as IndexText,
+                    Some(plain) => plain,
                     None => {
                         let compressed = index_bytes(&ctx, &plan, &path, &hash, by_hash).await?;
                         let (cache, source_name) = (ctx.cache.clone(), plan.source.name.clone());

@@ -22,6 +22,7 @@ mod snapshot;
 pub mod snapshot_archive;
 mod transport;
 pub mod verify;
+mod window;
 mod xz;
 
 #[cfg(test)]

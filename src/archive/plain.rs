@@ -12,10 +12,11 @@ use std::sync::Arc;
 
 use super::ArchiveError;
 use super::cache::Cache;
-use super::cache::hash_map_released;
+use super::cache::hash_file_released;
 use super::decode::{DecodeError, decompress, decompress_into, parse_plain};
 use super::release::FileHash;
 use super::snapshot::{self, Damaged, Snapshot};
+use super::window::Plain;
 use crate::core::package::{BinaryPackage, IndexText};
 
 /// Decompresses the verified index `compressed` (`path`, listed with `hash`)
@@ -31,7 +32,7 @@ pub(super) fn decompress_verified(
     hash: &FileHash,
     plain_hash: Option<&FileHash>,
     compressed: &[u8],
-) -> Result<IndexText, ArchiveError> {
+) -> Result<Plain, ArchiveError> {
     let bad = |reason: String| ArchiveError::Decompress {
         source_name: source_name.to_string(),
         path: path.to_string(),
@@ -42,7 +43,7 @@ pub(super) fn decompress_verified(
             DecodeError::Decompress(reason) => bad(reason),
             DecodeError::Packages(e) => bad(e.to_string()),
         })?;
-        return Ok(Arc::new(plain));
+        return Ok(Plain::memory(Arc::new(plain)));
     };
     let mut failure = None;
     let mut mapped = None;
@@ -53,10 +54,11 @@ pub(super) fn decompress_verified(
         };
         let n = decompress_into(path, compressed, file, want.size)
             .map_err(|reason| refuse(&mut failure, reason))?;
+        let got = hash_file_released(file)?;
         // SAFETY: the temporary file this process just wrote, not visible to
         // any other until it is renamed, and never written again.
         let map = unsafe { memmap2::Mmap::map(file) }?;
-        let got = hash_map_released(&map);
+        crate::archive::cache::sparse(&map);
         if n != want.size || got != want.sha256 {
             return Err(refuse(
                 &mut failure,
@@ -67,15 +69,18 @@ pub(super) fn decompress_verified(
                 ),
             ));
         }
-        mapped = Some(map);
+        mapped = Some((map, file.try_clone()?));
         Ok(())
     });
     if let Some(e) = failure {
         return Err(e);
     }
     stored?;
-    let map = mapped.ok_or_else(|| bad("internal: no text after decompression".into()))?;
-    Ok(Arc::new(map))
+    let (map, file) = mapped.ok_or_else(|| bad("internal: no text after decompression".into()))?;
+    Ok(Plain {
+        text: Arc::new(map),
+        file: Some(Arc::new(file)),
+    })
 }
 
 /// One verified index as a solve reads it: its text (mapped) and its
@@ -83,7 +88,7 @@ pub(super) fn decompress_verified(
 #[derive(Clone)]
 pub(crate) struct IndexView {
     /// The verified, decompressed text.
-    pub(crate) text: IndexText,
+    pub(crate) text: Plain,
     /// Its snapshot, checked to fit the text.
     pub(crate) snap: Snapshot,
     /// The recipe source the index belongs to.
@@ -104,21 +109,21 @@ impl IndexView {
     /// every locked stanza from the verified text.
     pub(crate) fn open(
         cache: &Cache,
-        text: IndexText,
+        text: Plain,
         hash: &FileHash,
         index: &str,
         source_name: &str,
         path: &str,
         source: usize,
     ) -> Result<IndexView, ArchiveError> {
-        let len = (*text).as_ref().len();
+        let len = (*text.text).as_ref().len();
         let cached = cache
             .read_snapshot(&hash.sha256)
             .and_then(|map| Snapshot::open(Arc::new(map), len));
         Ok(IndexView {
             snap: match cached {
                 Some(s) => s,
-                None => parse_and_store(cache, &text, &hash.sha256, index, source_name, path)?,
+                None => parse_and_store(cache, &text.text, &hash.sha256, index, source_name, path)?,
             },
             text,
             source,
@@ -134,7 +139,7 @@ impl IndexView {
     pub(crate) fn rebuild(&mut self, cache: &Cache) -> Result<(), ArchiveError> {
         self.snap = parse_and_store(
             cache,
-            &self.text,
+            &self.text.text,
             &self.sha256,
             &self.index,
             &self.source_name,
@@ -145,7 +150,7 @@ impl IndexView {
 
     /// Every record, in index order.
     pub(crate) fn all(&self) -> Result<Vec<BinaryPackage>, Damaged> {
-        self.snap.all(&self.text, self.source)
+        self.snap.all(&self.text.reader(), self.source)
     }
 
     /// The records named in `names`, in index order.
@@ -154,7 +159,7 @@ impl IndexView {
         at.sort_unstable();
         at.dedup();
         at.into_iter()
-            .map(|i| self.snap.build(i, &self.text, self.source))
+            .map(|i| self.snap.build(i, &self.text.reader(), self.source))
             .collect()
     }
 }
@@ -197,7 +202,7 @@ fn parse_and_store(
 #[allow(clippy::too_many_arguments)]
 pub(super) fn records_named(
     cache: &Cache,
-    text: &IndexText,
+    text: &Plain,
     hash: &FileHash,
     index: &str,
     source_name: &str,

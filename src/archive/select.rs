@@ -47,7 +47,7 @@ impl debsolve::NameIndex for Catalog<'_> {
             for i in view.snap.named(name) {
                 let r = view
                     .snap
-                    .build(i, &view.text, view.source)
+                    .build(i, &view.text.reader(), view.source)
                     .map_err(|Damaged| ViewDamaged(v))?;
                 out.push(((v as u64) << 32 | i as u64, r));
             }

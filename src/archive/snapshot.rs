@@ -27,7 +27,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::core::package::{BinaryPackage, IndexText, MultiArch};
+use super::window::Text;
+use crate::core::package::{BinaryPackage, MultiArch};
 use crate::core::version::DebVersion;
 
 /// Format tag; bump when the encoding changes.
@@ -396,11 +397,12 @@ impl Snapshot {
         std::str::from_utf8(self.raw(i).name).map_err(|_| Damaged)
     }
 
-    /// Record `i` as a package of source `source` over `text`.
+    /// Record `i` as a package of source `source`, over its own copy of its
+    /// stanza read from `text` (see `window.rs`).
     pub(crate) fn build(
         &self,
         i: u32,
-        text: &IndexText,
+        text: &Text,
         source: usize,
     ) -> Result<BinaryPackage, Damaged> {
         let raw = self.raw(i);
@@ -416,6 +418,7 @@ impl Snapshot {
         if name.is_empty() {
             return Err(Damaged);
         }
+        let (stanza, span) = text.window(raw.span)?;
         let multi_arch = match raw.flags & 3 {
             1 => MultiArch::Same,
             2 => MultiArch::Foreign,
@@ -431,17 +434,13 @@ impl Snapshot {
             raw.flags & 8 != 0,
             provides,
             source,
-            text.clone(),
-            raw.span,
+            stanza,
+            span,
         ))
     }
 
     /// Every record, in index order.
-    pub(crate) fn all(
-        &self,
-        text: &IndexText,
-        source: usize,
-    ) -> Result<Vec<BinaryPackage>, Damaged> {
+    pub(crate) fn all(&self, text: &Text, source: usize) -> Result<Vec<BinaryPackage>, Damaged> {
         (0..self.records as u32)
             .map(|i| self.build(i, text, source))
             .collect()

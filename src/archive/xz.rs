@@ -139,23 +139,30 @@ pub(super) fn copy_at(
     mut at: u64,
     limit: u64,
 ) -> io::Result<u64> {
+    // Whole 1 MiB writes: decoders hand out a few kB per read.
     let mut buf = vec![0u8; 1 << 20];
     let mut written = 0u64;
     loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(written),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        written += n as u64;
+        let mut filled = 0;
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            return Ok(written);
+        }
+        written += filled as u64;
         if written > limit {
             return Err(io::Error::other(format!(
                 "decompresses to more than the {limit} bytes expected"
             )));
         }
-        file.write_all_at(&buf[..n], at)?;
-        at += n as u64;
+        file.write_all_at(&buf[..filled], at)?;
+        at += filled as u64;
     }
 }
 
