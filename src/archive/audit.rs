@@ -29,7 +29,7 @@
 //! `[[python]]` entries are checked against the PyPI index's project pages
 //! instead ([`crate::pypi::audit`]; that index is not signed).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -40,9 +40,10 @@ use super::release::Release;
 use super::snapshot_archive::{self, Timestamp};
 use super::transport::Transport;
 use super::verify::Keyring;
+use super::window::Plain;
 use super::{ArchiveError, FetchOptions, plain};
 use crate::core::digest::sha256_hex;
-use crate::core::package::{BinaryPackage, IndexText};
+use crate::core::package::BinaryPackage;
 use crate::lock::{LockedPackage, LockedSource, Lockfile};
 use crate::recipe::Recipe;
 
@@ -157,6 +158,16 @@ pub fn audit_lock(
             ));
         }
     }
+    // The texts are hashed from the start, while keyrings load and
+    // signatures are checked: the hash is most of a warm audit.
+    let prehash = Arc::new(Prehash::start(
+        &Cache::new(&opts.cache_dir),
+        lock.sources
+            .iter()
+            .filter(|s| all.iter().any(|e| e.package.source == s.name))
+            .flat_map(|s| &s.indexes)
+            .map(|ix| ix.sha256.to_ascii_lowercase()),
+    ));
     let mut jobs = Vec::new();
     // Sources usually share a keyring; parse each file once.
     let mut keyrings: HashMap<std::path::PathBuf, Arc<Keyring>> = HashMap::new();
@@ -231,8 +242,8 @@ pub fn audit_lock(
             let tasks: Vec<_> = jobs
                 .into_iter()
                 .map(|(plan, mirror_err, locked, mine)| {
-                    let (ctx, lock) = (ctx.clone(), lock_name2.clone());
-                    tokio::spawn(audit_source(ctx, plan, mirror_err, locked, mine, lock))
+                    let (ctx, lock, pre) = (ctx.clone(), lock_name2.clone(), prehash.clone());
+                    tokio::spawn(audit_source(ctx, pre, plan, mirror_err, locked, mine, lock))
                 })
                 .collect();
             let mut counts = Vec::with_capacity(tasks.len());
@@ -261,6 +272,7 @@ pub fn audit_lock(
 /// Audits one lock source and its entries; returns how many entries matched.
 async fn audit_source(
     ctx: Arc<Ctx>,
+    prehash: Arc<Prehash>,
     mut plan: Plan,
     mirror_err: Option<String>,
     locked: LockedSource,
@@ -405,7 +417,7 @@ async fn audit_source(
         )));
     }
     // 3. The verified texts of its indexes.
-    let mut texts: Vec<(String, IndexText, super::release::FileHash)> = Vec::new();
+    let mut texts: Vec<(String, Plain, super::release::FileHash)> = Vec::new();
     for ix in &locked.indexes {
         let hash = release.sha256.get(&ix.path).expect("checked above").clone();
         let base = ix
@@ -416,10 +428,13 @@ async fn audit_source(
         let plain_hash = release.sha256.get(base).cloned();
         let cached = {
             let (cache, sha) = (&ctx.cache, &hash.sha256);
-            tokio::task::block_in_place(|| cache.read_plain(sha, plain_hash.as_ref()))?
+            tokio::task::block_in_place(|| match prehash.take(sha) {
+                Some(hashed) => Ok(cache.accept_plain(sha, hashed?, plain_hash.as_ref())),
+                None => cache.read_plain(sha, plain_hash.as_ref()),
+            })?
         };
-        let text: IndexText = match cached {
-            Some(map) => Arc::new(map),
+        let text: Plain = match cached {
+            Some(plain) => plain,
             None => {
                 if ctx.offline && ctx.cache.read_index(&hash)?.is_none() {
                     return Err(src_err(format!(
@@ -463,7 +478,9 @@ async fn audit_source(
             .join(", ")
     );
     let n = tokio::task::spawn_blocking(move || -> Result<usize, ArchiveError> {
-        let wanted: HashSet<&str> = entries.iter().map(|e| e.package.name.as_str()).collect();
+        let mut wanted: Vec<&str> = entries.iter().map(|e| e.package.name.as_str()).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
         let mut records: Vec<BinaryPackage> = Vec::new();
         for (path, text, hash) in &texts {
             let shown = format!("{suite_dir}{path}");
@@ -475,7 +492,7 @@ async fn audit_source(
                 &source_name,
                 path,
                 index,
-                |name| wanted.contains(name),
+                &wanted,
             )?);
         }
         let mut by_name: HashMap<&str, Vec<&BinaryPackage>> = HashMap::new();
@@ -579,7 +596,9 @@ fn check_header(locked: &LockedSource, signer: &str, release: &Release) -> Resul
     Ok(())
 }
 
+mod prehash;
 mod stanza;
+use prehash::Prehash;
 pub use stanza::check_built_lock;
 use stanza::match_entry;
 #[cfg(test)]

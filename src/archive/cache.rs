@@ -25,7 +25,16 @@ use std::path::{Path, PathBuf};
 use super::ArchiveError;
 use super::release::FileHash;
 use super::verify::Verified;
+use super::window::Plain;
 use crate::core::digest::sha256_hex;
+
+/// A cached decompressed index, mapped, and the sha256 of its bytes (not
+/// yet compared with anything).
+pub(crate) struct HashedPlain {
+    map: memmap2::Mmap,
+    file: std::fs::File,
+    sha256: String,
+}
 
 /// The cache rooted at a directory.
 #[derive(Clone)]
@@ -82,28 +91,57 @@ impl Cache {
         &self,
         sha256: &str,
         want: Option<&FileHash>,
-    ) -> Result<Option<memmap2::Mmap>, ArchiveError> {
-        let Some(want) = want else {
+    ) -> Result<Option<Plain>, ArchiveError> {
+        if want.is_none() {
             return Ok(None);
-        };
+        }
+        let hashed = self.hash_plain(sha256)?;
+        Ok(self.accept_plain(sha256, hashed, want))
+    }
+
+    /// The cached decompressed index of the verified file `sha256`, mapped,
+    /// with its size and sha256: the first half of [`Cache::read_plain`],
+    /// for a caller that hashes before it has the signed entry to compare
+    /// with (the lock audit, while it checks the signature). Not to be used
+    /// before [`Cache::accept_plain`] said yes.
+    pub(crate) fn hash_plain(&self, sha256: &str) -> Result<Option<HashedPlain>, ArchiveError> {
         let path = self.plain_path(sha256);
         let file = match std::fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(ArchiveError::Cache { path, error }),
         };
-        // SAFETY: cache files are written once by rename and never modified in
-        // place; a concurrent writer replaces the directory entry, not this inode.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|error| ArchiveError::Cache {
+        let err = |error| ArchiveError::Cache {
             path: path.clone(),
             error,
-        })?;
-        if map.len() as u64 != want.size || sha256_hex(&map) != want.sha256 {
-            drop(map);
-            let _ = std::fs::remove_file(&path);
-            return Ok(None);
+        };
+        // Hashed through the descriptor that is then mapped.
+        let sha256 = hash_file_released(&file).map_err(err)?;
+        // SAFETY: cache files are written once by rename and never modified in
+        // place; a concurrent writer replaces the directory entry, not this inode.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(err)?;
+        sparse(&map);
+        Ok(Some(HashedPlain { map, file, sha256 }))
+    }
+
+    /// The second half of [`Cache::read_plain`]: `hashed` (of the cached text
+    /// of `sha256`) if it matches `want`; a text that does not is removed.
+    pub(crate) fn accept_plain(
+        &self,
+        sha256: &str,
+        hashed: Option<HashedPlain>,
+        want: Option<&FileHash>,
+    ) -> Option<Plain> {
+        let (want, hashed) = (want?, hashed?);
+        if hashed.map.len() as u64 != want.size || hashed.sha256 != want.sha256 {
+            drop(hashed);
+            let _ = std::fs::remove_file(self.plain_path(sha256));
+            return None;
         }
-        Ok(Some(map))
+        Some(Plain {
+            text: std::sync::Arc::new(hashed.map),
+            file: Some(std::sync::Arc::new(hashed.file)),
+        })
     }
 
     /// Where the result of verifying InRelease `inrelease_sha256` with the
@@ -148,9 +186,15 @@ impl Cache {
         self.root.join("indexes").join("snapshot").join(sha256)
     }
 
-    /// The record snapshot of the verified index `sha256`, if cached.
-    pub(crate) fn read_snapshot(&self, sha256: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.snapshot_path(sha256)).ok()
+    /// The record snapshot of the verified index `sha256`, if cached:
+    /// mapped, as a solve reads only the tables and the few records it
+    /// looks up (it is checked against its text when opened).
+    pub(crate) fn read_snapshot(&self, sha256: &str) -> Option<memmap2::Mmap> {
+        let file = std::fs::File::open(self.snapshot_path(sha256)).ok()?;
+        // SAFETY: as for `read_plain`: written once by rename, never in place.
+        let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+        sparse(&map);
+        Some(map)
     }
 
     /// Stores the record snapshot of the verified index `sha256`.
@@ -158,9 +202,20 @@ impl Cache {
         write_atomic(&self.snapshot_path(sha256), data)
     }
 
-    /// Stores the decompressed form of the verified index `sha256`.
-    pub(crate) fn store_plain(&self, sha256: &str, data: &[u8]) -> Result<(), ArchiveError> {
-        write_atomic(&self.plain_path(sha256), data)
+    /// Stores the decompressed form of the verified index `sha256`, which
+    /// `fill` writes into the (not yet visible) file and checks; the file
+    /// appears only if `fill` succeeds.
+    pub(crate) fn store_plain_with(
+        &self,
+        sha256: &str,
+        fill: impl FnOnce(&std::fs::File) -> std::io::Result<()>,
+    ) -> Result<(), ArchiveError> {
+        use crate::core::atomic::{Durability, write_atomic_with};
+        let path = self.plain_path(sha256);
+        let dir = path.parent().expect("cache paths have a parent");
+        std::fs::create_dir_all(dir)
+            .and_then(|()| write_atomic_with(&path, 0o644, Durability::Atomic, fill))
+            .map_err(|error| ArchiveError::Cache { path, error })
     }
 
     /// Where the last verified InRelease for `location` and `suite` lives.
@@ -219,6 +274,40 @@ impl Cache {
     ) -> Result<(), ArchiveError> {
         write_atomic(&self.inrelease_path(location, suite), data)
     }
+}
+
+/// The sha256 of a file, read (not mapped) in 1 MiB slices: the pages stay
+/// in the page cache but never enter the process, so a solve that then
+/// touches a few hundred stanzas of the mapped text does not carry the whole
+/// 50 MB text in its resident set (a mapping faults in whole page-cache
+/// folios, which a text written in large writes is made of).
+pub(crate) fn hash_file_released(file: &std::fs::File) -> std::io::Result<String> {
+    use sha2::Digest;
+    use std::os::unix::fs::FileExt;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    loop {
+        let n = match file.read_at(&mut buf, at) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Tells the kernel a mapped cache file is read in a few scattered places:
+/// no read-ahead, and no huge-page mappings. A text written or read in large
+/// pieces sits in large page-cache folios, and one touch of a stanza would
+/// otherwise map a whole 2 MiB folio into the process; a few hundred touches
+/// then map most of a 50 MB text.
+pub(crate) fn sparse(map: &memmap2::Mmap) {
+    let _ = map.advise(memmap2::Advice::Random);
+    let _ = map.advise(memmap2::Advice::NoHugePage);
 }
 
 /// Writes a cache file atomically (creating its directory).

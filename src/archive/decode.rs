@@ -86,6 +86,42 @@ pub(crate) fn decompress(path: &str, data: &[u8]) -> Result<Vec<u8>, DecodeError
     Ok(out)
 }
 
+/// Decompresses a whole index according to the suffix of `path` into
+/// `file` (streamed: xz blocks in parallel, at their offsets), refusing more
+/// than `limit` bytes; returns the size written.
+pub(crate) fn decompress_into(
+    path: &str,
+    data: &[u8],
+    file: &std::fs::File,
+    limit: u64,
+) -> Result<u64, String> {
+    use super::xz::{copy_at, decode_blocks};
+    let result = if path.ends_with(".xz") {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        match decode_blocks(data, file, threads, limit) {
+            Ok(Some(n)) => Ok(n),
+            Ok(None) => {
+                let stream = xz_stream().map_err(|e| match e {
+                    DecodeError::Decompress(r) => r,
+                    DecodeError::Packages(e) => e.to_string(),
+                })?;
+                copy_at(
+                    liblzma::read::XzDecoder::new_stream(data, stream),
+                    file,
+                    0,
+                    limit,
+                )
+            }
+            Err(e) => Err(e),
+        }
+    } else if path.ends_with(".gz") {
+        copy_at(flate2::read::GzDecoder::new(data), file, 0, limit)
+    } else {
+        copy_at(data, file, 0, limit)
+    };
+    result.map_err(|e| e.to_string())
+}
+
 /// A multi-threaded xz decoder: Debian's `Packages.xz` has independent
 /// blocks (two for bookworm main amd64) that decode in parallel.
 fn xz_stream() -> Result<liblzma::stream::Stream, DecodeError> {

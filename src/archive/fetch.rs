@@ -18,15 +18,15 @@ use url::Url;
 use super::cache::Cache;
 use super::freshness::{self, Freshness};
 use super::mirror::{Mirrors, base_url};
-use super::plain;
+use super::plain::{self, IndexView};
 use super::release::{FileHash, Release};
+use super::select::{self, Select};
 use super::snapshot_archive::SnapshotPlan;
 use super::transport::{Got, Transport};
 use super::verify::Keyring;
 use super::{ArchiveError, Mismatch};
 use crate::core::digest::sha256_hex;
 use crate::core::package::BinaryPackage;
-use crate::core::package::IndexText;
 use crate::lock::LockedIndex;
 use crate::recipe::{Location, Recipe, Source};
 
@@ -98,9 +98,23 @@ pub fn load_sources(
     mirrors: &Mirrors,
     opts: &FetchOptions,
 ) -> Result<Vec<LoadedSource>, ArchiveError> {
+    load_sources_for(recipe, mirrors, opts, &Select::All)
+}
+
+/// [`load_sources`], handing back only the records `select` asks for (a
+/// solve: those it can reach from its roots).
+pub fn load_sources_for(
+    recipe: &Recipe,
+    mirrors: &Mirrors,
+    opts: &FetchOptions,
+    select: &Select,
+) -> Result<Vec<LoadedSource>, ArchiveError> {
     // Resolve everything that can fail without I/O first, so that a missing
     // mirror or keyring is reported before any download starts.
     let mut plans = Vec::with_capacity(recipe.sources.len());
+    // Sources usually share a keyring; checking its keys' bindings costs
+    // more than the rest of a warm solve, so each file is loaded once.
+    let mut keyrings: std::collections::HashMap<PathBuf, Arc<Keyring>> = Default::default();
     for (i, source) in recipe.sources.iter().enumerate() {
         let mut source = source.clone();
         let (urls, key) = match &source.snapshot {
@@ -132,7 +146,14 @@ pub fn load_sources(
         };
         plans.push(Plan {
             index: i,
-            keyring: Arc::new(Keyring::load(&source.keyring)?),
+            keyring: match keyrings.get(&source.keyring) {
+                Some(k) => Arc::clone(k),
+                None => {
+                    let k = Arc::new(Keyring::load(&source.keyring)?);
+                    keyrings.insert(source.keyring.clone(), k.clone());
+                    k
+                }
+            },
             snapshot: None,
             urls,
             cache_key: key,
@@ -150,13 +171,33 @@ pub fn load_sources(
             offline: opts.offline,
             freshness: opts.freshness.clone(),
         });
+        let several = plans.iter().any(|p| p.architectures.len() > 1);
         let result = crate::http::block_on(futures_util::future::try_join_all(
             plans.into_iter().map(|p| load_one(ctx.clone(), p)),
         ))
         .map_err(|e| ArchiveError::Setup(e.to_string()))
         .and_then(|r| r);
         ctx.transport.finish();
-        result
+        let (mut sources, views): (Vec<LoadedSource>, Vec<Vec<IndexView>>) =
+            result?.into_iter().unzip();
+        let mut views: Vec<IndexView> = views.into_iter().flatten().collect();
+        let records = select::select(&ctx.cache, &mut views, select)?;
+        // With several architectures, `Architecture: all` packages are
+        // listed in each architecture's index of a source
+        // (No-Support-for-Architecture-all); keep one.
+        let mut seen_all = HashSet::new();
+        for p in records {
+            if several
+                && &*p.architecture == "all"
+                && !seen_all.insert((p.source, p.name.clone(), p.version.as_str().to_owned()))
+            {
+                continue;
+            }
+            if let Some(l) = sources.iter_mut().find(|l| l.source == p.source) {
+                l.packages.push(p);
+            }
+        }
+        Ok(sources)
     };
     if tokio::runtime::Handle::try_current().is_ok() {
         std::thread::scope(|s| s.spawn(run).join())
@@ -238,7 +279,12 @@ pub(super) fn cache_key(location: &Location) -> String {
     }
 }
 
-async fn load_one(ctx: Arc<Ctx>, plan: Plan) -> Result<LoadedSource, ArchiveError> {
+/// One source's InRelease checked and its indexes opened (no records yet:
+/// which are wanted depends on all sources together).
+async fn load_one(
+    ctx: Arc<Ctx>,
+    plan: Plan,
+) -> Result<(LoadedSource, Vec<IndexView>), ArchiveError> {
     let plan = Arc::new(plan);
     let (raw, what) = inrelease(&ctx, &plan).await?;
     // Verifying an RSA signature over a 150 kB InRelease costs more than the
@@ -293,12 +339,17 @@ async fn load_one(ctx: Arc<Ctx>, plan: Plan) -> Result<LoadedSource, ArchiveErro
             let (ctx, plan) = (ctx.clone(), plan.clone());
             let (path, hash, plain_hash) = (path.clone(), hash.clone(), plain_hash.clone());
             async move {
+                // On the blocking pool, so that the texts of all indexes are
+                // hashed at the same time.
                 let cached = {
-                    let (cache, sha) = (&ctx.cache, &hash.sha256);
-                    tokio::task::block_in_place(|| cache.read_plain(sha, plain_hash.as_ref()))?
+                    let (cache, sha, want) =
+                        (ctx.cache.clone(), hash.sha256.clone(), plain_hash.clone());
+                    tokio::task::spawn_blocking(move || cache.read_plain(&sha, want.as_ref()))
+                        .await
+                        .map_err(|e| ArchiveError::Setup(e.to_string()))??
                 };
                 let text = match cached {
-                    Some(map) => Arc::new(map) as IndexText,
+                    Some(plain) => plain,
                     None => {
                         let compressed = index_bytes(&ctx, &plan, &path, &hash, by_hash).await?;
                         let (cache, source_name) = (ctx.cache.clone(), plan.source.name.clone());
@@ -321,7 +372,7 @@ async fn load_one(ctx: Arc<Ctx>, plan: Plan) -> Result<LoadedSource, ArchiveErro
                 let (source_name, source) = (plan.source.name.clone(), plan.index);
                 let cache = ctx.cache.clone();
                 tokio::task::spawn_blocking(move || {
-                    plain::records(&cache, &text, &hash, &index, &source_name, &path, source)
+                    IndexView::open(&cache, text, &hash, &index, &source_name, &path, source)
                 })
                 .await
                 .map_err(|e| ArchiveError::Setup(e.to_string()))?
@@ -330,21 +381,7 @@ async fn load_one(ctx: Arc<Ctx>, plan: Plan) -> Result<LoadedSource, ArchiveErro
     ))
     .await?;
 
-    // With several architectures, `Architecture: all` packages are listed in
-    // each architecture's index (No-Support-for-Architecture-all); keep one.
-    // Only possible with several architectures: skip the bookkeeping otherwise.
-    let several = plan.architectures.len() > 1;
-    let mut seen_all = HashSet::new();
-    let packages = parsed
-        .into_iter()
-        .flatten()
-        .filter(|p| {
-            !several
-                || &*p.architecture != "all"
-                || seen_all.insert((p.name.clone(), p.version.as_str().to_owned()))
-        })
-        .collect();
-    Ok(LoadedSource {
+    let source = LoadedSource {
         source: plan.index,
         inrelease_sha256: raw_sha,
         date: release.date,
@@ -358,8 +395,9 @@ async fn load_one(ctx: Arc<Ctx>, plan: Plan) -> Result<LoadedSource, ArchiveErro
                 size: h.size,
             })
             .collect(),
-        packages,
-    })
+        packages: Vec::new(),
+    };
+    Ok((source, parsed))
 }
 
 /// The raw InRelease bytes and a name for them (the URL, or the cache file).

@@ -17,19 +17,23 @@ pub mod kept;
 pub mod mirror;
 mod plain;
 pub mod release;
+mod select;
 mod snapshot;
 pub mod snapshot_archive;
 mod transport;
 pub mod verify;
+mod window;
+mod xz;
 
 #[cfg(test)]
 pub(crate) mod testutil;
 
 pub use audit::{AuditReport, audit_lock};
-pub use fetch::{FetchOptions, LoadedSource, load_sources};
+pub use fetch::{FetchOptions, LoadedSource, load_sources, load_sources_for};
 pub use freshness::Freshness;
 pub use mirror::Mirrors;
 pub use release::{FileHash, Release};
+pub use select::Select;
 pub use verify::{Keyring, Verified, verify_detached, verify_inrelease};
 
 use std::path::PathBuf;

@@ -21,6 +21,18 @@ pub fn write_atomic(
     mode: u32,
     durability: Durability,
 ) -> io::Result<()> {
+    write_atomic_with(path, mode, durability, |f| (&*f).write_all(bytes))
+}
+
+/// [`write_atomic`] for contents that `fill` writes into the temporary file
+/// itself (streamed, or at offsets from several threads). `path` appears
+/// only if `fill` succeeds.
+pub fn write_atomic_with(
+    path: &Path,
+    mode: u32,
+    durability: Durability,
+    fill: impl FnOnce(&std::fs::File) -> io::Result<()>,
+) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -29,11 +41,11 @@ pub fn write_atomic(
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(&format!(".{}.", name.to_string_lossy()))
         .suffix(".tmp")
         .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
+    fill(tmp.as_file())?;
     // Explicit, so the result does not depend on the caller's umask.
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))?;

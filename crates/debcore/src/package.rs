@@ -99,6 +99,22 @@ impl BinaryPackage {
         }
     }
 
+    /// Raw `Pre-Depends`, `Depends`, `Recommends`, `Conflicts` and `Breaks`,
+    /// in that order, from one read of the stanza (the reachability walk
+    /// wants all five of every record it visits).
+    pub fn relation_fields(&self) -> [&str; 5] {
+        match deb822::stanzas(self.stanza_text()).next() {
+            Some(Ok(s)) => [
+                field(&s, "Pre-Depends"),
+                field(&s, "Depends"),
+                field(&s, "Recommends"),
+                field(&s, "Conflicts"),
+                field(&s, "Breaks"),
+            ],
+            _ => [""; 5],
+        }
+    }
+
     /// Raw `Depends`.
     pub fn depends(&self) -> &str {
         self.field("Depends")

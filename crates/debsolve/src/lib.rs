@@ -7,6 +7,7 @@ pub mod edges;
 pub mod explain;
 pub mod priority;
 pub mod provider;
+pub mod reach;
 pub mod sentences;
 pub mod universe;
 
@@ -20,6 +21,7 @@ use pubgrub::PubGrubError;
 use debcore::relation::{Dependency, Relation};
 use provider::{DebProvider, Pkg};
 pub use provider::{EdgeKind, RootRequirement};
+pub use reach::{NameIndex, reachable};
 pub use universe::{InstanceId, SourceInfo, Universe};
 
 /// The chosen set: for each installed instance, its 1-based candidate index.

@@ -260,3 +260,38 @@ fn one_good_signature_among_unknown_ones_suffices() {
     // Every signature is accounted for in the message.
     assert!(e.contains(&fpr(&unknown)) && e.contains(&fpr(&good)), "{e}");
 }
+
+/// `WholeBody` changes how fast pgp reads a clear-signed body, not what it
+/// reads: the same message (or the same refusal) as `from_string`, for
+/// bodies with dash-escaped lines, CRLF, an empty body, text after the
+/// signature and no signature at all.
+#[test]
+fn reading_the_body_in_one_piece_parses_the_same() {
+    let key = TestKey::seeded(1, false);
+    let good = key.clearsign(RELEASE, SIGNED_AT);
+    let empty = key.clearsign("", SIGNED_AT);
+    let crlf = good.replace('\n', "\r\n");
+    let trailing = format!("{good}extra\n");
+    let cut = good[..good.find("-----BEGIN PGP SIGNATURE").unwrap()].to_string();
+    let dash = good.replace("- a line", "- -----BEGIN PGP SIGNATURE-----\n- a line");
+    for text in [&good, &empty, &crlf, &trailing, &cut, &dash] {
+        let plain = CleartextSignedMessage::from_string(text);
+        let whole = CleartextSignedMessage::from_armor_buf(
+            WholeBody(text.as_bytes()),
+            pgp::armor::DearmorOptions::default(),
+        );
+        match (plain, whole) {
+            (Ok((a, _)), Ok((b, _))) => {
+                assert_eq!(a.signed_text(), b.signed_text());
+                assert_eq!(a.signatures().len(), b.signatures().len());
+            }
+            (Err(_), Err(_)) => {}
+            (a, b) => panic!("differ on {text:?}: {:?} / {:?}", a.is_ok(), b.is_ok()),
+        }
+    }
+    assert!(
+        keyring(&key.keyring)
+            .verify_inrelease(good.as_bytes(), "t")
+            .is_ok()
+    );
+}

@@ -280,7 +280,7 @@ pub fn resolve(args: &SolveArgs, loaded: Loaded) -> Result<Solved> {
             now: None,
         },
     };
-    let loaded = archive::load_sources(&recipe, &mirrors, &opts)?;
+    let loaded = archive::load_sources_for(&recipe, &mirrors, &opts, &reach(&recipe))?;
     let load_seconds = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
@@ -354,9 +354,6 @@ pub fn resolve(args: &SolveArgs, loaded: Loaded) -> Result<Solved> {
     // entry from the verified text before the lock is written.
     archive::audit::check_built_lock(&lock, &universe, &path)?;
     let solve_seconds = t.elapsed().as_secs_f64();
-    // The universe holds ~10^5 records per suite; freeing them one by one
-    // costs more than the solve itself, and the process is about to exit.
-    std::mem::forget(universe);
     Ok(Solved {
         recipe,
         path,
@@ -366,6 +363,26 @@ pub fn resolve(args: &SolveArgs, loaded: Loaded) -> Result<Solved> {
         load_seconds,
         solve_seconds,
     })
+}
+
+/// What the solves below can ask the universe about: every name in the
+/// roots of the image, tools and component solves (the archive adds the
+/// Essential/required set), with Recommends when the image follows them.
+fn reach(recipe: &Recipe) -> archive::Select {
+    let runtime = components::runtime_roots(recipe);
+    let roots = recipe
+        .packages
+        .iter()
+        .chain(&recipe.tools)
+        .chain(recipe.components.iter().flat_map(|c| &c.build_depends))
+        .map(|r| &r.dependency)
+        .chain(runtime.iter().map(|r| &r.dependency))
+        .flat_map(|d| d.alternatives.iter().map(|a| a.name.clone()))
+        .collect();
+    archive::Select::Reachable {
+        roots,
+        recommends: recipe.recommends,
+    }
 }
 
 fn component_lines(lock: &Lockfile) -> Vec<String> {
