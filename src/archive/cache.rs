@@ -6,6 +6,8 @@
 //! - `indexes/plain/<hex>`: the same indexes decompressed, keyed by the
 //!   compressed file's sha256 — written only after that file was verified, so
 //!   a warm solve skips xz entirely (decompression is the slowest step);
+//!   `<hex>.stamp` beside one records its sha256 for its inode, size and
+//!   modification and change times once it has settled;
 //! - `indexes/snapshot/<hex>`: the eager fields of every record plus stanza
 //!   offsets into the plain file (see `snapshot.rs`);
 //! - `verified/<inrelease hex>-<keyring hex>`: the signer and signed text of
@@ -19,6 +21,10 @@
 //! and decompressed, are re-hashed on read against the signed Release (about
 //! 5 ms for bookworm's 8.8 MB main index, 30 ms for its 50 MB text), so a
 //! corrupted or altered cache cannot feed unverified data to the solver.
+//! A decompressed text whose `.stamp` still matches is not read again (as
+//! git's index trusts a file's stat data): any write to it, in place or by
+//! rename, moves its change time or inode, which no user can set back, and
+//! it is then hashed and checked again.
 
 use std::path::{Path, PathBuf};
 
@@ -115,8 +121,22 @@ impl Cache {
             path: path.clone(),
             error,
         };
-        // Hashed through the descriptor that is then mapped.
-        let sha256 = hash_file_released(&file).map_err(err)?;
+        // Hashed through the descriptor that is then mapped, unless a
+        // sidecar recorded its digest for this very inode, size and
+        // modification and change times (see `core::stamps`: a text
+        // changed since, even in place, is hashed again and checked).
+        let before = file.metadata().map_err(err)?;
+        let sidecar = path.with_extension("stamp");
+        let sha256 = match crate::core::stamps::sidecar_digest(&sidecar, &before) {
+            Some(known) => known,
+            None => {
+                let sha256 = hash_file_released(&file).map_err(err)?;
+                if let Ok(after) = file.metadata() {
+                    crate::core::stamps::record_sidecar(&sidecar, &before, &after, &sha256);
+                }
+                sha256
+            }
+        };
         // SAFETY: cache files are written once by rename and never modified in
         // place; a concurrent writer replaces the directory entry, not this inode.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(err)?;
@@ -347,6 +367,51 @@ mod tests {
             .unwrap()
             .count();
         assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn a_recorded_text_changed_in_place_is_hashed_again_and_dropped() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let text = b"Package: a\nVersion: 1\n";
+        let want = FileHash {
+            sha256: sha256_hex(text),
+            size: text.len() as u64,
+        };
+        let key = "0".repeat(64);
+        cache
+            .store_plain_with(&key, |f| (&*f).write_all(text))
+            .unwrap();
+        let path = cache.plain_path(&key);
+        // A settled stamp, as a read two seconds after the write records it.
+        let meta = std::fs::metadata(&path).unwrap();
+        let stamp = {
+            use std::os::unix::fs::MetadataExt;
+            format!(
+                "{}:{}:{}:{}.{}:{}.{}",
+                meta.dev(),
+                meta.ino(),
+                meta.size(),
+                meta.mtime(),
+                meta.mtime_nsec(),
+                meta.ctime(),
+                meta.ctime_nsec()
+            )
+        };
+        std::fs::write(
+            path.with_extension("stamp"),
+            format!("{stamp} {}\n", want.sha256),
+        )
+        .unwrap();
+        assert!(cache.read_plain(&key, Some(&want)).unwrap().is_some());
+        // Same size, other bytes, same inode: the change time moved.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all(b"Package: b").unwrap();
+        drop(f);
+        assert!(cache.read_plain(&key, Some(&want)).unwrap().is_none());
+        assert!(!path.exists(), "a text that does not match is removed");
     }
 
     #[test]

@@ -53,14 +53,7 @@ impl StampFile {
         let Ok(after) = std::fs::symlink_metadata(file) else {
             return;
         };
-        let settled = std::os::unix::fs::MetadataExt::ctime(&after)
-            .checked_add(SETTLED.as_secs() as i64)
-            .is_some_and(|t| {
-                SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .is_ok_and(|now| (now.as_secs() as i64) > t)
-            });
-        if stamp(&after) == stamp(before) && settled {
+        if stamp(&after) == stamp(before) && settled(&after) {
             let key = file.to_string_lossy().into_owned();
             self.entries
                 .insert(key, (stamp(&after), sha256.to_string()));
@@ -98,6 +91,51 @@ impl StampFile {
     }
 }
 
+/// The sha256 a sidecar file (`stamp` then digest, one line) records for
+/// the file whose metadata is `meta`, if the stamp is still its own.
+pub fn sidecar_digest(sidecar: &Path, meta: &std::fs::Metadata) -> Option<String> {
+    let text = std::fs::read_to_string(sidecar).ok()?;
+    let (recorded, sha) = text.trim_end().rsplit_once(' ')?;
+    (recorded == stamp_text(meta) && super::digest::valid_sha256(sha)).then(|| sha.to_string())
+}
+
+/// Writes `sidecar` for a file found to hash to `sha256` with metadata
+/// `meta` before and after hashing, if unchanged meanwhile and settled
+/// (best effort: it only saves time).
+pub fn record_sidecar(
+    sidecar: &Path,
+    before: &std::fs::Metadata,
+    after: &std::fs::Metadata,
+    sha256: &str,
+) {
+    if stamp(before) != stamp(after) || !settled(after) {
+        return;
+    }
+    let line = format!("{} {sha256}\n", stamp_text(after));
+    let _ = super::atomic::write_atomic(
+        sidecar,
+        line.as_bytes(),
+        0o600,
+        super::atomic::Durability::Atomic,
+    );
+}
+
+fn stamp_text(meta: &std::fs::Metadata) -> String {
+    let (dev, ino, size, m, mn, c, cn) = stamp(meta);
+    format!("{dev}:{ino}:{size}:{m}.{mn}:{c}.{cn}")
+}
+
+/// Whether the file's last change is at least [`SETTLED`] old.
+fn settled(meta: &std::fs::Metadata) -> bool {
+    std::os::unix::fs::MetadataExt::ctime(meta)
+        .checked_add(SETTLED.as_secs() as i64)
+        .is_some_and(|t| {
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .is_ok_and(|now| (now.as_secs() as i64) > t)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +170,18 @@ mod tests {
             again.hash(&f).unwrap().0,
             super::super::digest::sha256_hex(b"two")
         );
+        // A sidecar: used while the stamp holds, not once the file changed.
+        let side = dir.path().join("artifact.stamp");
+        let meta = std::fs::symlink_metadata(&f).unwrap();
+        std::fs::write(&side, format!("{} {}\n", stamp_text(&meta), "a".repeat(64))).unwrap();
+        assert_eq!(sidecar_digest(&side, &meta), Some("a".repeat(64)));
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&f, b"six").unwrap();
+        let changed = std::fs::symlink_metadata(&f).unwrap();
+        assert_eq!(sidecar_digest(&side, &changed), None);
+        // Not settled: nothing recorded.
+        record_sidecar(&side, &changed, &changed, &"b".repeat(64));
+        assert_eq!(sidecar_digest(&side, &changed), None);
         // A damaged record is an empty one.
         std::fs::write(&record, b"{not json").unwrap();
         assert!(StampFile::load(&record).known(&f).is_none());
