@@ -15,11 +15,25 @@ pub struct Removals {
 impl Removals {
     /// Removes `dir` (and everything in it) in the background.
     pub fn remove(&self, dir: tempfile::TempDir) {
-        let handle = std::thread::spawn(move || drop(dir));
+        // Behind the outputs being written meanwhile (waited for anyway).
+        let handle = std::thread::spawn(move || {
+            lower_priority();
+            drop(dir)
+        });
         self.running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(handle);
+    }
+}
+
+/// Gives the calling thread the lowest scheduling priority (nice 19; on
+/// Linux a thread's nice value is its own). Best effort.
+pub fn lower_priority() {
+    // SAFETY: plain system calls on this thread's own id.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, 19);
     }
 }
 

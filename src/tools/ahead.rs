@@ -30,6 +30,10 @@ impl ToolsAhead {
         source_date_epoch: i64,
     ) -> ToolsAhead {
         let handle = std::thread::spawn(move || {
+            // Behind every other thread: while packages are unpacked both
+            // cores are busy and this work can wait; the configure phase
+            // (one maintainer script at a time) leaves it a core.
+            crate::core::scratch::lower_priority();
             ToolsRoot::prepare(
                 &lock,
                 &store,
