@@ -34,13 +34,8 @@
 set -euo pipefail
 . "$(dirname "$0")/lib/summary.sh"
 
-here=$(cd "$(dirname "$0")/.." && pwd)
-lock=${1:-$here/locks/r2lab-node.lock}
-lock=$(cd "$(dirname "$lock")" && pwd)/$(basename "$lock")
-name=$(basename "$lock" .lock)
-work=${BENCH_DIR:-${TMPDIR:-/tmp}/imgbuild-bench/build-$name}
-runs=${RUNS:-1}
-imgbuild=${IMGBUILD:-$here/target/release/imgbuild}
+. "$(dirname "$0")/lib/lock-args.sh"
+lock_args build 1 "$@"
 [ "$(id -u)" = 0 ] || { echo "run as root (both tools run maintainer scripts in a chroot/sandbox)" >&2; exit 2; }
 for tool in mmdebstrap python3 /usr/bin/time "$imgbuild"; do
     command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install mmdebstrap time)" >&2; exit 2; }
@@ -51,7 +46,7 @@ mirror_setup "$lock" "$work"
 mirror_serve "$work"
 
 # --- imgbuild: warm store ---------------------------------------------------------
-ws=$(dirname "$(dirname "$lock")")
+ws=$lock_ws
 ib_build=(env IMGBUILD_CACHE="$work/ib-cache" "$imgbuild" -C "$ws" --offline
     build "$name" --vendor "$SEED_DIR" --out "$work/ib-out")
 # Everything but the component and tools caches goes before each run.

@@ -42,15 +42,10 @@
 set -euo pipefail
 . "$(dirname "$0")/lib/summary.sh"
 
-here=$(cd "$(dirname "$0")/.." && pwd)
-lock=${1:-$here/locks/r2lab-node.lock}
-lock=$(cd "$(dirname "$lock")" && pwd)/$(basename "$lock")
-name=$(basename "$lock" .lock)
-ws=$(dirname "$(dirname "$lock")")
-work=${BENCH_DIR:-${TMPDIR:-/tmp}/imgbuild-bench/fetch-$name}
-runs=${RUNS:-3}
+. "$(dirname "$0")/lib/lock-args.sh"
+lock_args fetch 3 "$@"
+ws=$lock_ws
 jobs=${JOBS:-8}
-imgbuild=${IMGBUILD:-$here/target/release/imgbuild}
 
 for tool in apt-get python3 /usr/bin/time "$imgbuild"; do
     command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 2; }

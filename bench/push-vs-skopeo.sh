@@ -34,14 +34,9 @@
 set -euo pipefail
 . "$(dirname "$0")/lib/summary.sh"
 
-here=$(cd "$(dirname "$0")/.." && pwd)
-lock=${1:-$here/locks/r2lab-node.lock}
-lock=$(cd "$(dirname "$lock")" && pwd)/$(basename "$lock")
-name=$(basename "$lock" .lock)
-src_ws=$(dirname "$(dirname "$lock")")
-work=${BENCH_DIR:-${TMPDIR:-/tmp}/imgbuild-bench/push-$name}
-runs=${RUNS:-3}
-imgbuild=${IMGBUILD:-$here/target/release/imgbuild}
+. "$(dirname "$0")/lib/lock-args.sh"
+lock_args push 3 "$@"
+src_ws=$lock_ws
 [ "$(id -u)" = 0 ] || { echo "run as root (the fixture build runs maintainer scripts in a sandbox)" >&2; exit 2; }
 for tool in skopeo docker-registry curl python3 /usr/bin/time "$imgbuild"; do
     command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install skopeo docker-registry time)" >&2; exit 2; }
