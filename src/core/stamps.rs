@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::digest::{Stamp, hash_file, stamp};
+use super::digest::{Stamp, stamp};
 
 /// How long after a file's last change its stamp can be trusted.
 const SETTLED: Duration = Duration::from_secs(2);
@@ -59,17 +59,6 @@ impl StampFile {
                 .insert(key, (stamp(&after), sha256.to_string()));
             self.changed = true;
         }
-    }
-
-    /// sha256 and size of `file`: remembered, or hashed and recorded.
-    pub fn hash(&mut self, file: &Path) -> std::io::Result<(String, u64)> {
-        if let Some(known) = self.known(file) {
-            return Ok(known);
-        }
-        let before = std::fs::symlink_metadata(file)?;
-        let (sha, size) = hash_file(file)?;
-        self.record(file, &before, &sha);
-        Ok((sha, size))
     }
 
     /// Writes the record back (best effort: it only saves time).
@@ -147,29 +136,23 @@ mod tests {
         std::fs::write(&f, b"one").unwrap();
         let record = dir.path().join("stamps.json");
         let mut s = StampFile::load(&record);
-        // Just written: hashed, but not recorded (not settled yet).
-        assert_eq!(
-            s.hash(&f).unwrap().0,
-            super::super::digest::sha256_hex(b"one")
-        );
-        assert!(s.known(&f).is_none());
-        // Settled (recorded as if hashed later): remembered across loads.
         let meta = std::fs::symlink_metadata(&f).unwrap();
+        // Just written: not recorded (not settled yet).
+        s.record(&f, &meta, "fresh");
+        assert!(s.known(&f).is_none());
+        // Settled (recorded as if found later): remembered across loads.
         s.entries.insert(
             f.to_string_lossy().into_owned(),
             (stamp(&meta), "remembered".into()),
         );
         s.changed = true;
         s.save();
-        let mut again = StampFile::load(&record);
-        assert_eq!(again.hash(&f).unwrap().0, "remembered");
-        // A write (same size) changes the stamp: read again.
+        let again = StampFile::load(&record);
+        assert_eq!(again.known(&f).unwrap().0, "remembered");
+        // A write (same size) changes the stamp: not known any more.
         std::thread::sleep(Duration::from_millis(20));
         std::fs::write(&f, b"two").unwrap();
-        assert_eq!(
-            again.hash(&f).unwrap().0,
-            super::super::digest::sha256_hex(b"two")
-        );
+        assert!(again.known(&f).is_none());
         // A sidecar: used while the stamp holds, not once the file changed.
         let side = dir.path().join("artifact.stamp");
         let meta = std::fs::symlink_metadata(&f).unwrap();

@@ -107,28 +107,18 @@ impl Manifest {
     /// [`Manifest::check`], not reading again the files `stamps` remembers
     /// unchanged since they were last found to match (and remembering those
     /// it reads).
-    pub fn check_with(&self, dir: &Path, stamps: Option<&mut StampFile>) -> Vec<String> {
+    pub fn check_with(&self, dir: &Path, mut stamps: Option<&mut StampFile>) -> Vec<String> {
         use rayon::prelude::*;
-        let differs = |a: &Artifact, found: std::io::Result<(String, u64)>| {
-            found.map_or(true, |(sha, size)| sha != a.sha256 || size != a.size)
-        };
-        let Some(stamps) = stamps else {
-            let mut bad: Vec<String> = self
-                .artifacts
-                .par_iter()
-                .filter(|a| differs(a, hash_file(&dir.join(&a.path))))
-                .map(|a| a.path.clone())
-                .collect();
-            bad.sort();
-            return bad;
-        };
+        let matches =
+            |a: &Artifact, (sha, size): &(String, u64)| *sha == a.sha256 && *size == a.size;
         let unknown: Vec<&Artifact> = self
             .artifacts
             .iter()
             .filter(|a| {
-                stamps
-                    .known(&dir.join(&a.path))
-                    .is_none_or(|(sha, size)| sha != a.sha256 || size != a.size)
+                !stamps
+                    .as_deref()
+                    .and_then(|s| s.known(&dir.join(&a.path)))
+                    .is_some_and(|found| matches(a, &found))
             })
             .collect();
         let hashed: Vec<Hashed<'_>> = unknown
@@ -141,14 +131,14 @@ impl Manifest {
             .collect();
         let mut bad = Vec::new();
         for (a, before, found) in hashed {
-            let path = dir.join(&a.path);
-            match (&found, before) {
-                (Ok((sha, size)), Some(before)) if *sha == a.sha256 && *size == a.size => {
-                    stamps.record(&path, &before, sha);
+            match (found, before) {
+                (Ok(found), Some(before)) if matches(a, &found) => {
+                    if let Some(stamps) = stamps.as_deref_mut() {
+                        stamps.record(&dir.join(&a.path), &before, &found.0);
+                    }
                 }
                 _ => bad.push(a.path.clone()),
             }
-            drop(found);
         }
         bad.sort();
         bad
