@@ -25,6 +25,7 @@
 
 mod ahead;
 mod tree;
+mod xz;
 
 pub use ahead::ReadAhead;
 
@@ -387,7 +388,8 @@ pub(crate) fn walk_with<T>(
             let Some(data) = data.as_mut() else {
                 return Ok((control, None));
             };
-            let mut reader = decompress(ext, &mut entry)
+            let size = entry.header().size();
+            let mut reader = xz::decompress_data(ext, size, &mut entry, decompress)
                 .ok_or_else(|| format(format!("unknown compression of {name}")))?;
             let out = data(&mut reader)?;
             return Ok((control, Some(out)));
