@@ -142,6 +142,7 @@ fn info(lock: &Lockfile, compression: Compression) -> ImageInfo<'_> {
         source_date_epoch: EPOCH,
         build_key: "sha256:feed".into(),
         compression,
+        chunks: None,
     }
 }
 

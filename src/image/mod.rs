@@ -22,6 +22,7 @@
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub mod compare;
 pub mod disk;
@@ -39,6 +40,7 @@ pub use manifest::{Artifact, Manifest};
 pub use outputs::{EmitContext, ImageOutput, needs_tools, outputs_of};
 
 use crate::lock::Lockfile;
+use crate::pack::chunks::ChunkCache;
 
 /// What the output files record about the image besides its contents.
 #[derive(Debug, Clone)]
@@ -52,6 +54,9 @@ pub struct ImageInfo<'a> {
     pub build_key: String,
     /// Compression of the `rootfs.tar*` artifact.
     pub compression: Compression,
+    /// Deflated chunks of earlier builds (and of this one's speculative
+    /// work) that gzip artifacts may reuse; `None`: deflate everything.
+    pub chunks: Option<Arc<ChunkCache>>,
 }
 
 /// File name of the rootfs tar artifact for a compression.
@@ -80,10 +85,10 @@ pub fn emit(rootfs_tar: &Path, dir: &Path, info: &ImageInfo<'_>) -> Result<Manif
 /// outputs are written into `dir`, and [`write_manifest`] then lists them all.
 pub fn emit_common(rootfs_tar: &Path, dir: &Path, info: &ImageInfo<'_>) -> Result<(), OutputError> {
     let rootfs = dir.join(rootfs_file_name(info.compression));
-    copy_compressed(rootfs_tar, &rootfs, info.compression)?;
+    copy_compressed(rootfs_tar, &rootfs, info.compression, info.chunks.clone())?;
 
     let oci_opts = oci::ImageOptions::for_lock(info.lock, info.source_date_epoch);
-    oci::write_layout(rootfs_tar, &dir.join("oci"), &oci_opts)?;
+    oci::write_layout_cached(rootfs_tar, &dir.join("oci"), &oci_opts, info.chunks.clone())?;
 
     write_synced(
         &dir.join("packages.txt"),
@@ -108,7 +113,12 @@ pub fn write_manifest(dir: &Path, info: &ImageInfo<'_>) -> Result<Manifest, Outp
 /// mode 0644, as rootfs cache entries are): the bytes are the same and
 /// nothing is read or written. The cache never writes an entry in place (a
 /// new one is a new file), and checks its sha256 before every use.
-fn copy_compressed(src: &Path, dest: &Path, compression: Compression) -> Result<(), OutputError> {
+fn copy_compressed(
+    src: &Path,
+    dest: &Path,
+    compression: Compression,
+    chunks: Option<Arc<ChunkCache>>,
+) -> Result<(), OutputError> {
     use std::os::unix::fs::PermissionsExt;
     if compression == Compression::None
         && fs::metadata(src).is_ok_and(|m| m.permissions().mode() & 0o7777 == 0o644)
@@ -128,7 +138,7 @@ fn copy_compressed(src: &Path, dest: &Path, compression: Compression) -> Result<
     let mut input = File::open(src).map_err(OutputError::io("opening", src))?;
     let file = File::create(dest).map_err(OutputError::io("creating", dest))?;
     let mut enc = compression
-        .encoder(BufWriter::with_capacity(1 << 20, file))
+        .encoder_cached(BufWriter::with_capacity(1 << 20, file), chunks)
         .map_err(OutputError::io("starting compression of", dest))?;
     io::copy(&mut input, &mut enc).map_err(OutputError::io("writing", dest))?;
     let file = enc

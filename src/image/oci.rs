@@ -18,11 +18,13 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::{Compression, HashingWriter, OutputError, write_synced};
 use crate::lock::Lockfile;
+use crate::pack::chunks::ChunkCache;
 
 /// `mediaType` of an image index.
 pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -198,10 +200,21 @@ pub fn write_layout(
     dir: &Path,
     opts: &ImageOptions,
 ) -> Result<OciImage, OutputError> {
+    write_layout_cached(layer_tar, dir, opts, None)
+}
+
+/// [`write_layout`], the layer's unchanged chunks taken from `chunks` (the
+/// same bytes: see [`crate::pack::pargz`]).
+pub fn write_layout_cached(
+    layer_tar: &Path,
+    dir: &Path,
+    opts: &ImageOptions,
+    chunks: Option<Arc<ChunkCache>>,
+) -> Result<OciImage, OutputError> {
     let blobs = dir.join("blobs").join("sha256");
     fs::create_dir_all(&blobs).map_err(OutputError::io("creating", &blobs))?;
 
-    let (diff_id, layer) = write_layer(layer_tar, &blobs)?;
+    let (diff_id, layer) = write_layer(layer_tar, &blobs, chunks)?;
     let created = rfc3339(opts.created_epoch);
     let config = ImageConfig {
         created: created.clone(),
@@ -273,13 +286,17 @@ fn write_json_blob<T: Serialize>(
 }
 
 /// Gzips the tar into a blob; returns the diff_id and the layer descriptor.
-fn write_layer(tar: &Path, blobs: &Path) -> Result<(String, Descriptor), OutputError> {
+fn write_layer(
+    tar: &Path,
+    blobs: &Path,
+    chunks: Option<Arc<ChunkCache>>,
+) -> Result<(String, Descriptor), OutputError> {
     let tmp = blobs.join(".layer.tmp");
     let input = File::open(tar).map_err(OutputError::io("opening", tar))?;
     let file = File::create(&tmp).map_err(OutputError::io("creating", &tmp))?;
     let compressed = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
     let mut enc = Compression::Gzip
-        .encoder(compressed)
+        .encoder_cached(compressed, chunks)
         .map_err(OutputError::io("compressing into", &tmp))?;
     // The tar's digest is usually known (the rootfs cache checked it):
     // then it is not computed again.

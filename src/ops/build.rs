@@ -14,10 +14,11 @@
 //! rootfs tar is cached, the outputs are re-emitted from it without assembling.
 
 use std::fmt;
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -27,8 +28,11 @@ use crate::core::scratch::Removals;
 use crate::fetch::{Store, vendor_dir};
 use crate::image::{self, Compression, ImageInfo, Manifest};
 use crate::lock::Lockfile;
-use crate::ops::progress::PhaseLine;
+use crate::ops::progress::{PhaseLine, Speculating};
 use crate::ops::workspace::{Demand, Loaded};
+use crate::pack::chunks::ChunkCache;
+use crate::pack::compress::GZIP_LEVEL;
+use crate::pack::speculate::Speculation;
 use crate::pack::tar::{TarOptions, TarStats, write_tree_with_devices};
 use crate::recipe::Recipe;
 use crate::rootfs::Reporter as _;
@@ -134,6 +138,8 @@ pub(crate) struct Plan {
     pub(crate) cache_dir: PathBuf,
     /// The recipe's components, built (their packages are in `lock`).
     pub(crate) components: Vec<crate::component::build::Built>,
+    /// Deflated chunks of earlier builds; `None` if the cache cannot be made.
+    pub(crate) chunks: Option<Arc<ChunkCache>>,
 }
 
 impl Plan {
@@ -194,8 +200,12 @@ impl Plan {
             cache::output_key(&rootfs_key, args.compression),
             |key, o| o.extend_key(&key),
         );
+        let chunks = ChunkCache::open(&cache_dir, &recipe.name)
+            .ok()
+            .map(Arc::new);
         Ok(Plan {
             components,
+            chunks,
             cache_dir,
             recipe,
             lock,
@@ -222,6 +232,7 @@ impl Plan {
             source_date_epoch: self.assemble.source_date_epoch,
             build_key: self.build_key.clone(),
             compression: self.compression,
+            chunks: self.chunks.clone(),
         }
     }
 
@@ -337,7 +348,16 @@ impl Plan {
         let name = &self.recipe.name;
         let context = || format!("assembling the root filesystem of `{name}`");
         // One terminal line per phase; nothing when quiet or not a terminal.
-        let progress = PhaseLine::for_terminal(self.quiet);
+        let line = PhaseLine::for_terminal(self.quiet);
+        // The layer's chunks are deflated while the scripts run.
+        let speculation = self
+            .chunks
+            .clone()
+            .map(|c| Speculation::new(c, GZIP_LEVEL, opts));
+        let progress = Speculating {
+            inner: &line,
+            speculation: speculation.as_ref(),
+        };
         let staged = stage.and_then(|c| c.get(name, &self.packages_key));
         let (mut report, reuse) = match staged {
             Some(tar) => {
@@ -385,41 +405,12 @@ impl Plan {
         )
         .with_context(context)?;
         if !self.quiet {
-            for line in &report.python.lines {
-                eprintln!("  python {line}");
-            }
-            for line in &report.steps {
-                eprintln!("  step {line}");
-            }
-            let slowest = report.scripts.iter().max_by_key(|s| s.elapsed);
-            let phases: Vec<String> = report
-                .phases
-                .iter()
-                .zip(
-                    report
-                        .phase_cpu
-                        .iter()
-                        .map(Some)
-                        .chain(std::iter::repeat(None)),
-                )
-                .map(|((name, d), cpu)| match cpu {
-                    Some(c) => format!(
-                        "{name} {:.1}s (cpu {:.1}s)",
-                        d.as_secs_f64(),
-                        c.as_secs_f64()
-                    ),
-                    None => format!("{name} {:.1}s", d.as_secs_f64()),
-                })
-                .collect();
-            eprintln!("  phases: {}", phases.join(", "));
-            if let Some(top) = slowest {
-                eprintln!(
-                    "  slowest script run: {}: {} ({:.1}s)",
-                    top.package,
-                    top.script,
-                    top.elapsed.as_secs_f64()
-                );
-            }
+            super::progress::print_assembly(&report);
+        }
+        // The real tar is written now: whatever the passes did not reach is
+        // deflated with the outputs.
+        if let Some(s) = &speculation {
+            s.stop();
         }
         progress.phase("archive", None);
         let archiving = Stamp::now();
@@ -529,6 +520,10 @@ pub fn run(args: &BuildArgs) -> Result<BuildReport> {
         }
     };
     let manifest = emit_into(&plan, &tar, &dest, tools_ahead.as_ref())?;
+    if let Some(chunks) = &plan.chunks {
+        // Only the cache's size depends on this: a failure costs disk, not the build.
+        let _ = chunks.commit();
+    }
     done(report(manifest, reuse))
 }
 
@@ -560,20 +555,6 @@ fn emit_into(
     }
     drop(tmp);
     Ok(manifest)
-}
-
-/// Creates the file at `path` for a tar and writes it via `f` (used by verify).
-pub(crate) fn write_tar_file(
-    path: &Path,
-    f: impl FnOnce(&mut std::io::BufWriter<File>) -> Result<()>,
-) -> Result<()> {
-    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-    f(&mut w)?;
-    w.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

@@ -95,6 +95,77 @@ impl Drop for PhaseLine {
     }
 }
 
+/// A reporter passing every hook on to `inner` that also starts a
+/// speculative deflate pass over the tree each time the assembly says it
+/// is settling (see [`crate::pack::speculate`]).
+pub(crate) struct Speculating<'a> {
+    /// Where the progress hooks go.
+    pub(crate) inner: &'a dyn Reporter,
+    /// The passes; `None`: nothing is started.
+    pub(crate) speculation: Option<&'a crate::pack::speculate::Speculation>,
+}
+
+impl Reporter for Speculating<'_> {
+    fn phase(&self, name: &str, total: Option<u64>) {
+        self.inner.phase(name, total);
+    }
+
+    fn item(&self, label: &str) {
+        self.inner.item(label);
+    }
+
+    fn phase_done(&self) {
+        self.inner.phase_done();
+    }
+
+    fn tree_settling(&self, root: &std::path::Path) {
+        if let Some(s) = self.speculation {
+            s.start(root);
+        }
+        self.inner.tree_settling(root);
+    }
+}
+
+/// Prints what an assembly did: the Python layer's and the steps' lines,
+/// the phases with their time and CPU, the slowest script run.
+pub(crate) fn print_assembly(report: &crate::rootfs::AssembleReport) {
+    for line in &report.python.lines {
+        eprintln!("  python {line}");
+    }
+    for line in &report.steps {
+        eprintln!("  step {line}");
+    }
+    let slowest = report.scripts.iter().max_by_key(|s| s.elapsed);
+    let phases: Vec<String> = report
+        .phases
+        .iter()
+        .zip(
+            report
+                .phase_cpu
+                .iter()
+                .map(Some)
+                .chain(std::iter::repeat(None)),
+        )
+        .map(|((name, d), cpu)| match cpu {
+            Some(c) => format!(
+                "{name} {:.1}s (cpu {:.1}s)",
+                d.as_secs_f64(),
+                c.as_secs_f64()
+            ),
+            None => format!("{name} {:.1}s", d.as_secs_f64()),
+        })
+        .collect();
+    eprintln!("  phases: {}", phases.join(", "));
+    if let Some(top) = slowest {
+        eprintln!(
+            "  slowest script run: {}: {} ({:.1}s)",
+            top.package,
+            top.script,
+            top.elapsed.as_secs_f64()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::image::{Compression, Manifest, compare};
-use crate::ops::build::{BuildArgs, Plan, write_tar_file};
+use crate::ops::build::{BuildArgs, Plan};
 
 /// How many differing tar entries an error lists.
 const ENTRY_LIMIT: usize = 20;
@@ -250,4 +250,18 @@ fn diffoscope(a: &Path, b: &Path) -> Option<String> {
         out.push_str("\n[diffoscope timed out]");
     }
     Some(out)
+}
+/// Creates the file at `path` for a tar and writes it via `f` .
+fn write_tar_file(
+    path: &Path,
+    f: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<()>,
+) -> Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    f(&mut w)?;
+    w.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
 }

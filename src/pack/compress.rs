@@ -2,10 +2,13 @@
 
 use std::io::{self, Read, Write};
 
+use std::sync::Arc;
+
+use super::chunks::ChunkCache;
 use super::pargz::ParGzEncoder;
 
 /// How an artifact is compressed. The output is stable: gzip has a fixed
-/// header (mtime 0, no file name, OS "unknown") and fixed 1 MiB blocks
+/// header (mtime 0, no file name, OS "unknown") and content-defined chunks
 /// deflated in parallel ([`super::pargz`]); both use a fixed level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -20,7 +23,7 @@ pub enum Compression {
 }
 
 /// gzip level: the common default, a fair speed/size trade for a rootfs.
-const GZIP_LEVEL: u32 = 6;
+pub const GZIP_LEVEL: u32 = 6;
 /// zstd level: better than gzip at a similar speed.
 const ZSTD_LEVEL: i32 = 10;
 
@@ -47,9 +50,19 @@ impl Compression {
 
     /// A writer compressing into `w`; call [`Encoder::finish`] at the end.
     pub fn encoder<W: Write>(self, w: W) -> io::Result<Encoder<W>> {
+        self.encoder_cached(w, None)
+    }
+
+    /// [`Compression::encoder`]; gzip takes the unchanged chunks' pieces
+    /// from `chunks` (the same bytes, less work: see [`super::pargz`]).
+    pub fn encoder_cached<W: Write>(
+        self,
+        w: W,
+        chunks: Option<Arc<ChunkCache>>,
+    ) -> io::Result<Encoder<W>> {
         Ok(match self {
             Compression::None => Encoder::Plain(w),
-            Compression::Gzip => Encoder::Gzip(ParGzEncoder::new(w, GZIP_LEVEL)?),
+            Compression::Gzip => Encoder::Gzip(ParGzEncoder::with_cache(w, GZIP_LEVEL, chunks)?),
             Compression::Zstd => {
                 let mut enc = zstd::stream::Encoder::new(w, ZSTD_LEVEL)?;
                 enc.include_checksum(true)?;

@@ -4,7 +4,8 @@
 //! - [`tar`]: a deterministic tar of a directory tree (sorted names, numeric
 //!   owners, clamped mtimes, hard links, xattrs);
 //! - [`compress`]: stable gzip and zstd;
-//! - [`pargz`]: gzip in parallel blocks, the same bytes with any number of threads;
+//! - [`pargz`]: gzip in parallel content-defined chunks, the same bytes with any
+//!   number of threads, and [`chunks`]: the cache of their deflated pieces;
 //! - [`HashingWriter`]: hash and count what is written.
 
 use std::io::{self, Write};
@@ -12,8 +13,10 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+pub mod chunks;
 pub mod compress;
 pub mod pargz;
+pub mod speculate;
 pub mod tar;
 
 pub use compress::Compression;

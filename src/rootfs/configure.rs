@@ -113,6 +113,7 @@ struct Runner<'a> {
 
 impl Runner<'_> {
     fn run(&mut self, base: &[bool], lists: &[Vec<String>]) -> Result<(), RootfsError> {
+        self.progress.tree_settling(self.root);
         let base_order: Vec<usize> = self.order.iter().copied().filter(|&i| base[i]).collect();
         for &i in &base_order {
             self.preinst(i)?;
@@ -163,7 +164,11 @@ impl Runner<'_> {
             )?;
         }
         self.dpkg(&["--configure", "-a"], "configure all packages")?;
-        for version in super::initramfs::missing(self.root) {
+        let initramfs = super::initramfs::missing(self.root);
+        if !initramfs.is_empty() {
+            self.progress.tree_settling(self.root);
+        }
+        for version in initramfs {
             let argv = super::initramfs::make_command(&version);
             self.sandbox(
                 argv,

@@ -4,6 +4,8 @@
 //! line from them is the caller's business (`ops` does it with indicatif),
 //! so nothing here prints and a quiet caller passes [`Silent`].
 
+use std::path::Path;
+
 /// Hooks called during an assembly, in order: [`Reporter::phase`], any
 /// number of [`Reporter::item`], [`Reporter::phase_done`], next phase. Every
 /// method does nothing by default.
@@ -22,6 +24,15 @@ pub trait Reporter {
 
     /// The current phase ended (successfully or not).
     fn phase_done(&self) {}
+
+    /// From here on the tree under `root` changes little: the maintainer
+    /// scripts start (every file is unpacked), or their last long run
+    /// starts (the initramfs). Work that reads the tree ahead of the outputs
+    /// may start; it must never write the tree, and must expect it to change
+    /// under its feet until the assembly returns.
+    fn tree_settling(&self, root: &Path) {
+        let _ = root;
+    }
 }
 
 /// The reporter that reports nothing (quiet runs, tests, `verify`'s

@@ -150,6 +150,7 @@ labels = { sonic_version = "202305" }
             source_date_epoch: EPOCH,
             build_key: format!("sha256:{}", "42".repeat(32)),
             compression: Compression::None,
+            chunks: None,
         },
     )
     .unwrap();
