@@ -323,13 +323,16 @@ impl Plan {
     /// Assembles the rootfs in a temp directory under `work` and writes its
     /// deterministic tar to `w`; the tree is removed afterwards. With a
     /// `stage` cache, the package stage is taken from it when present (only
-    /// the steps and normalisation run) and stored in it otherwise.
+    /// the steps and normalisation run) and stored in it otherwise. `tools`
+    /// is released when the packages' scripts start (or the stage is
+    /// restored): from then on a core is free for it.
     pub(crate) fn assemble_tar(
         &self,
         work: &Path,
         w: &mut impl Write,
         stage: Option<&RootfsCache>,
         removals: &Removals,
+        tools: Option<&ToolsAhead>,
     ) -> Result<(TarStats, Reuse)> {
         fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
         let tmp = tempfile::Builder::new()
@@ -357,12 +360,16 @@ impl Plan {
         let progress = Speculating {
             inner: &line,
             speculation: speculation.as_ref(),
+            tools,
         };
         let staged = stage.and_then(|c| c.get(name, &self.packages_key));
         let (mut report, reuse) = match staged {
             Some(tar) => {
                 if !self.quiet {
                     eprintln!("Reusing the cached package assembly of {name}…");
+                }
+                if let Some(t) = tools {
+                    t.release();
                 }
                 let devices = cache::restore(&tar, &root).with_context(context)?;
                 let report = rootfs::AssembleReport {
@@ -508,8 +515,14 @@ pub fn run(args: &BuildArgs) -> Result<BuildReport> {
             let mut reuse = Reuse::Assembled;
             let start = Stamp::now();
             let tar = cache.insert_with(&plan.recipe.name, &plan.rootfs_key, |w| {
-                plan.assemble_tar(&plan.out_root, w, Some(&stage), &removals)
-                    .map(|(_, r)| reuse = r)
+                plan.assemble_tar(
+                    &plan.out_root,
+                    w,
+                    Some(&stage),
+                    &removals,
+                    tools_ahead.as_ref(),
+                )
+                .map(|(_, r)| reuse = r)
             })?;
             if !args.quiet {
                 // Up to the rootfs tar: what a bootstrapper alone makes

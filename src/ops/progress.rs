@@ -103,6 +103,8 @@ pub(crate) struct Speculating<'a> {
     pub(crate) inner: &'a dyn Reporter,
     /// The passes; `None`: nothing is started.
     pub(crate) speculation: Option<&'a crate::pack::speculate::Speculation>,
+    /// The tools tree, whose preparation may start then too.
+    pub(crate) tools: Option<&'a crate::tools::ToolsAhead>,
 }
 
 impl Reporter for Speculating<'_> {
@@ -121,6 +123,9 @@ impl Reporter for Speculating<'_> {
     fn tree_settling(&self, root: &std::path::Path) {
         if let Some(s) = self.speculation {
             s.start(root);
+        }
+        if let Some(t) = self.tools {
+            t.release();
         }
         self.inner.tree_settling(root);
     }

@@ -185,7 +185,7 @@ fn build_once(plan: &Plan, dir: &Path, umask: u32) -> Result<OneBuild> {
     let out = dir.join("out");
     let result = with_umask(umask, || -> Result<Manifest> {
         write_tar_file(&tar, |w| {
-            plan.assemble_tar(dir, w, None, &Removals::default())
+            plan.assemble_tar(dir, w, None, &Removals::default(), None)
                 .map(drop)
         })?;
         fs::create_dir(&out).with_context(|| format!("creating {}", out.display()))?;

@@ -1,10 +1,13 @@
 //! The tools tree prepared on a thread of its own while the rootfs is
 //! assembled: extracting it is work that does not depend on the image, and
 //! the configure phase leaves a core idle (maintainer scripts run one at a
-//! time).
+//! time). The thread waits for [`ToolsAhead::release`] (or the first
+//! [`ToolsAhead::take`]): while packages are unpacked both cores are busy,
+//! and extracting the tools tree then would only slow the unpacking.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use crate::fetch::Store;
@@ -18,6 +21,8 @@ use super::{ToolsError, ToolsRoot};
 #[derive(Debug)]
 pub struct ToolsAhead {
     running: Mutex<Option<JoinHandle<Result<ToolsRoot, ToolsError>>>>,
+    /// Dropped (or sent to) to let the thread start.
+    go: Mutex<Option<SyncSender<()>>>,
 }
 
 impl ToolsAhead {
@@ -29,10 +34,18 @@ impl ToolsAhead {
         work: PathBuf,
         source_date_epoch: i64,
     ) -> ToolsAhead {
+        let (go, wait) = sync_channel::<()>(1);
         let handle = std::thread::spawn(move || {
-            // Behind every other thread: while packages are unpacked both
-            // cores are busy and this work can wait; the configure phase
-            // (one maintainer script at a time) leaves it a core.
+            // `release`, or dropped unused: nothing to prepare.
+            if wait.recv().is_err() {
+                return Err(ToolsError::Failed {
+                    command: "preparing the tools tree".into(),
+                    why: "not needed".into(),
+                    stderr: String::new(),
+                });
+            }
+            // Behind every other thread: the configure phase (one maintainer
+            // script at a time) leaves it a core.
             crate::core::scratch::lower_priority();
             ToolsRoot::prepare(
                 &lock,
@@ -44,11 +57,20 @@ impl ToolsAhead {
         });
         ToolsAhead {
             running: Mutex::new(Some(handle)),
+            go: Mutex::new(Some(go)),
+        }
+    }
+
+    /// Lets the preparation start (again: a no-op).
+    pub fn release(&self) {
+        if let Some(go) = self.go.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = go.try_send(());
         }
     }
 
     /// The prepared tree (waiting for it); `None` once taken.
     pub fn take(&self) -> Option<Result<ToolsRoot, ToolsError>> {
+        self.release();
         let handle = self
             .running
             .lock()
@@ -66,6 +88,8 @@ impl ToolsAhead {
 
 impl Drop for ToolsAhead {
     fn drop(&mut self) {
+        // Never released: the thread ends without preparing anything.
+        drop(self.go.lock().unwrap_or_else(|e| e.into_inner()).take());
         drop(self.take());
     }
 }

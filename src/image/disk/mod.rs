@@ -180,9 +180,11 @@ pub fn emit(
         .write(true)
         .open(&raw)
         .with_context(|| format!("opening {}", raw.display()))?;
-    // Not synced here: the whole file is, once qemu-img has read it.
+    // Not synced here: the whole file is, once qemu-img has read it; its
+    // writeback starts now, while it is hashed and converted.
     file.write_all_at(&area, 0)
         .with_context(|| format!("writing the boot area of {}", raw.display()))?;
+    crate::core::atomic::start_writeback(&file);
     drop(file);
 
     // disk.raw is complete: hashed (for the manifest) while qemu-img reads it.
@@ -202,13 +204,30 @@ pub fn emit(
     });
     converted?;
 
+    // Both files synced side by side, the qcow2 hashed meanwhile (for the
+    // manifest, which then reads neither again).
+    let (synced, qcow2_sha) = std::thread::scope(|scope| {
+        let qcow2 = dir.join(QCOW2);
+        let hashing = scope.spawn(move || {
+            let file = File::open(&qcow2)?;
+            crate::core::atomic::start_writeback(&file);
+            let hash = crate::core::digest::hash_file(&qcow2);
+            file.sync_all()?;
+            hash
+        });
+        let raw_synced = File::open(&raw).and_then(|f| f.sync_all());
+        let hashed = hashing
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (raw_synced, hashed)
+    });
+    synced.with_context(|| format!("syncing {}", raw.display()))?;
+    let qcow2_sha = qcow2_sha.with_context(|| format!("syncing {}", dir.join(QCOW2).display()))?;
+
     let mut written = Vec::new();
     for name in [RAW, QCOW2] {
         let from = dir.join(name);
         let to = out_dir.join(name);
-        File::open(&from)
-            .and_then(|f| f.sync_all())
-            .with_context(|| format!("syncing {}", from.display()))?;
         fs::set_permissions(&from, fs::Permissions::from_mode(0o644))
             .with_context(|| format!("chmod {}", from.display()))?;
         fs::rename(&from, &to)
@@ -218,6 +237,7 @@ pub fn emit(
     if let Ok(Ok((sha, _))) = raw_sha {
         crate::core::digest::remember(&out_dir.join(RAW), &sha);
     }
+    crate::core::digest::remember(&out_dir.join(QCOW2), &qcow2_sha.0);
     Ok(written)
 }
 
