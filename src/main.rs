@@ -303,6 +303,7 @@ fn apt_dir() -> PathBuf {
 }
 
 fn main() -> ExitCode {
+    imgbuild::core::alloc::tune();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -4,6 +4,7 @@
 //! the file system (atomic writes, file digests), snapshot timestamps and
 //! typed error context.
 
+pub mod alloc;
 pub mod atomic;
 pub mod bounded;
 pub mod context;
