@@ -371,7 +371,24 @@ impl Plan {
                 if let Some(t) = tools {
                     t.release();
                 }
-                let devices = cache::restore(&tar, &root).with_context(context)?;
+                let restoring = Stamp::now();
+                let stage_sha = crate::core::digest::memoized(&tar).map(|(sha, _)| sha);
+                let trash = tmp.path().join("kept-trash");
+                let reset = stage_sha.and_then(|sha| {
+                    rootfs::kept::reset(&self.cache_dir, name, &tar, &sha, &root, &trash, &opts)
+                });
+                let how = if reset.is_some() {
+                    "the last tree, reset"
+                } else {
+                    "restored"
+                };
+                let devices = match reset {
+                    Some(devices) => devices,
+                    None => cache::restore(&tar, &root).with_context(context)?,
+                };
+                if !self.quiet {
+                    eprintln!("  package stage: {how} ({})", timing(restoring));
+                }
                 let report = rootfs::AssembleReport {
                     devices,
                     ..Default::default()
@@ -379,6 +396,10 @@ impl Plan {
                 (report, Reuse::CachedPackages)
             }
             None => {
+                // Packages assembled anew: the last tree is of no use.
+                if stage.is_some() {
+                    rootfs::kept::discard(&self.cache_dir, name, &tmp.path().join("kept-trash"));
+                }
                 if !self.quiet {
                     eprintln!("Assembling {name} ({} packages)…", self.lock.packages.len());
                 }
@@ -423,7 +444,12 @@ impl Plan {
         let archiving = Stamp::now();
         let stats = write_tree_with_devices(&root, w, &opts, &report.devices)?;
         progress.phase_done();
-        // The tree is not needed any more: unlinked while the outputs are written.
+        // The tree is not needed any more: kept for the next step-only
+        // change (see `rootfs::kept`), else unlinked while the outputs are
+        // written. (`verify`, without a stage cache, keeps nothing.)
+        if stage.is_some() {
+            rootfs::kept::keep(&self.cache_dir, name, &self.rootfs_key, &root);
+        }
         removals.remove(tmp);
         if !self.quiet {
             eprintln!("  archive: {}", timing(archiving));

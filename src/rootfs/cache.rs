@@ -95,88 +95,112 @@ pub fn packages_key(inputs: &KeyInputs<'_>) -> String {
 pub fn restore(tar: &Path, root: &Path) -> Result<Vec<DeviceNode>, OutputError> {
     let fail = OutputError::io("restoring the cached stage", tar);
     let file = File::open(tar).map_err(OutputError::io("opening", tar))?;
-    let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, file));
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_ownerships(true);
-    archive.set_preserve_mtime(true);
-    archive.set_unpack_xattrs(true);
+    let mut archive = restoring(file);
     let mut dirs: Vec<(PathBuf, i64)> = Vec::new();
     let mut devices = Vec::new();
     let result = (|| -> std::io::Result<()> {
         for entry in archive.entries()? {
-            let mut entry = entry?;
-            let kind = entry.header().entry_type();
-            if kind.is_character_special() || kind.is_block_special() {
-                let h = entry.header();
-                let path = entry.path()?.into_owned();
-                let rel = path
-                    .strip_prefix(".")
-                    .unwrap_or(&path)
-                    .to_string_lossy()
-                    .into_owned();
-                devices.push(DeviceNode {
-                    path: rel,
-                    block: kind.is_block_special(),
-                    major: h.device_major()?.unwrap_or(0),
-                    minor: h.device_minor()?.unwrap_or(0),
-                    mode: h.mode()? & 0o7777,
-                    uid: h.uid()? as u32,
-                    gid: h.gid()? as u32,
-                });
-                if path
-                    .components()
-                    .any(|c| matches!(c, std::path::Component::ParentDir))
-                {
-                    return Err(std::io::Error::other(format!(
-                        "device entry {} leaves the root",
-                        path.display()
-                    )));
-                }
-                let target = root.join(&path);
-                let file = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&target)?;
-                let time = rustix::fs::Timespec {
-                    tv_sec: h.mtime()? as i64,
-                    tv_nsec: 0,
-                };
-                rustix::fs::futimens(
-                    &file,
-                    &rustix::fs::Timestamps {
-                        last_access: time,
-                        last_modification: time,
-                    },
-                )?;
-                continue;
-            }
-            if entry.header().entry_type().is_dir() {
-                let path = entry.path()?.into_owned();
-                dirs.push((path, entry.header().mtime()? as i64));
-            }
-            entry.unpack_in(root)?;
+            restore_entry(&mut entry?, root, &mut dirs, &mut devices)?;
         }
-        for (path, mtime) in dirs.iter().rev() {
-            let time = rustix::fs::Timespec {
-                tv_sec: *mtime,
-                tv_nsec: 0,
-            };
-            let stamps = rustix::fs::Timestamps {
-                last_access: time,
-                last_modification: time,
-            };
-            rustix::fs::utimensat(
-                rustix::fs::CWD,
-                root.join(path),
-                &stamps,
-                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-            )?;
-        }
-        Ok(())
+        set_dir_mtimes(root, &dirs)
     })();
     result.map_err(fail)?;
     Ok(devices)
+}
+
+/// A tar reader that restores what [`restore`] restores.
+pub(crate) fn restoring<R: std::io::Read>(r: R) -> tar::Archive<std::io::BufReader<R>> {
+    let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, r));
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_ownerships(true);
+    archive.set_preserve_mtime(true);
+    archive.set_unpack_xattrs(true);
+    archive
+}
+
+/// Restores one entry under `root` (see [`restore`]): a device node
+/// becomes a placeholder recorded in `devices`, a directory's mtime is
+/// recorded in `dirs` for [`set_dir_mtimes`].
+pub(crate) fn restore_entry<R: std::io::Read>(
+    entry: &mut tar::Entry<'_, R>,
+    root: &Path,
+    dirs: &mut Vec<(PathBuf, i64)>,
+    devices: &mut Vec<DeviceNode>,
+) -> std::io::Result<()> {
+    let kind = entry.header().entry_type();
+    if kind.is_character_special() || kind.is_block_special() {
+        let h = entry.header();
+        let path = entry.path()?.into_owned();
+        let rel = path
+            .strip_prefix(".")
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .into_owned();
+        devices.push(DeviceNode {
+            path: rel,
+            block: kind.is_block_special(),
+            major: h.device_major()?.unwrap_or(0),
+            minor: h.device_minor()?.unwrap_or(0),
+            mode: h.mode()? & 0o7777,
+            uid: h.uid()? as u32,
+            gid: h.gid()? as u32,
+        });
+        if path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(std::io::Error::other(format!(
+                "device entry {} leaves the root",
+                path.display()
+            )));
+        }
+        let target = root.join(&path);
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&target)?;
+        let time = rustix::fs::Timespec {
+            tv_sec: h.mtime()? as i64,
+            tv_nsec: 0,
+        };
+        rustix::fs::futimens(
+            &file,
+            &rustix::fs::Timestamps {
+                last_access: time,
+                last_modification: time,
+            },
+        )?;
+        return Ok(());
+    }
+    if kind.is_dir() {
+        let path = entry.path()?.into_owned();
+        dirs.push((path, entry.header().mtime()? as i64));
+    }
+    entry.unpack_in(root)?;
+    Ok(())
+}
+
+/// Sets the recorded directory mtimes, deepest first (creating a child
+/// changes its parent's).
+pub(crate) fn set_dir_mtimes(root: &Path, dirs: &[(PathBuf, i64)]) -> std::io::Result<()> {
+    for (path, mtime) in dirs.iter().rev() {
+        let time = rustix::fs::Timespec {
+            tv_sec: *mtime,
+            tv_nsec: 0,
+        };
+        let stamps = rustix::fs::Timestamps {
+            last_access: time,
+            last_modification: time,
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            root.join(path),
+            &stamps,
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+    }
+    Ok(())
 }
 
 /// Bumped when the files written from a rootfs change (not the rootfs):

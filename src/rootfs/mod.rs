@@ -29,6 +29,7 @@ pub mod cache;
 mod configure;
 mod dpkgdb;
 mod initramfs;
+pub mod kept;
 mod normalize;
 mod order;
 mod report;
