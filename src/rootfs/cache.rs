@@ -313,6 +313,9 @@ impl RootfsCache {
             .into_inner()
             .map_err(|e| e.into_error())
             .map_err(OutputError::io("writing", &tmp_path))?;
+        // But its writeback starts now: an uncompressed `rootfs.tar`
+        // artifact is a hard link to it, synced when the outputs are done.
+        crate::core::atomic::start_writeback(&file);
         drop(file);
         let (sha, _) = hash_file(&tmp_path).map_err(OutputError::io("hashing", &tmp_path))?;
         let dest = self.path_for(recipe, key);
