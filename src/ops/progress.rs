@@ -96,19 +96,26 @@ impl Drop for PhaseLine {
 }
 
 /// A reporter passing every hook on to `inner` that also starts a
-/// speculative deflate pass over the tree each time the assembly says it
-/// is settling (see [`crate::pack::speculate`]).
+/// speculative deflate pass over the tree when the assembly says it is
+/// settling (see [`crate::pack::speculate`]), and lets the tools tree's
+/// extraction start when the configure phase does.
 pub(crate) struct Speculating<'a> {
     /// Where the progress hooks go.
     pub(crate) inner: &'a dyn Reporter,
     /// The passes; `None`: nothing is started.
     pub(crate) speculation: Option<&'a crate::pack::speculate::Speculation>,
-    /// The tools tree, whose preparation may start then too.
+    /// The tools tree, released when the configure phase starts.
     pub(crate) tools: Option<&'a crate::tools::ToolsAhead>,
 }
 
 impl Reporter for Speculating<'_> {
     fn phase(&self, name: &str, total: Option<u64>) {
+        // The scripts run one at a time from here: a core is free for it.
+        if name == "configure"
+            && let Some(t) = self.tools
+        {
+            t.release();
+        }
         self.inner.phase(name, total);
     }
 
@@ -123,9 +130,6 @@ impl Reporter for Speculating<'_> {
     fn tree_settling(&self, root: &std::path::Path) {
         if let Some(s) = self.speculation {
             s.start(root);
-        }
-        if let Some(t) = self.tools {
-            t.release();
         }
         self.inner.tree_settling(root);
     }

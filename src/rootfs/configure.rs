@@ -113,7 +113,6 @@ struct Runner<'a> {
 
 impl Runner<'_> {
     fn run(&mut self, base: &[bool], lists: &[Vec<String>]) -> Result<(), RootfsError> {
-        self.progress.tree_settling(self.root);
         let base_order: Vec<usize> = self.order.iter().copied().filter(|&i| base[i]).collect();
         for &i in &base_order {
             self.preinst(i)?;
@@ -163,9 +162,15 @@ impl Runner<'_> {
                 "dpkg-trigger",
             )?;
         }
+        // The last long run of scripts: the initramfs if one is made after
+        // them, else `dpkg --configure -a` itself.
+        let initramfs_after = super::initramfs::deferred(self.root);
+        if !initramfs_after {
+            self.progress.tree_settling(self.root);
+        }
         self.dpkg(&["--configure", "-a"], "configure all packages")?;
         let initramfs = super::initramfs::missing(self.root);
-        if !initramfs.is_empty() {
+        if initramfs_after {
             self.progress.tree_settling(self.root);
         }
         for version in initramfs {

@@ -25,11 +25,12 @@ pub trait Reporter {
     /// The current phase ended (successfully or not).
     fn phase_done(&self) {}
 
-    /// From here on the tree under `root` changes little: the maintainer
-    /// scripts start (every file is unpacked), or their last long run
-    /// starts (the initramfs). Work that reads the tree ahead of the outputs
-    /// may start; it must never write the tree, and must expect it to change
-    /// under its feet until the assembly returns.
+    /// From here on the tree under `root` changes little: the last long run
+    /// of maintainer scripts starts (the initramfs, or the one
+    /// `dpkg --configure -a` when no initramfs follows it). Work that reads
+    /// the tree ahead of the outputs may start; it must never write the
+    /// tree, and must expect it to change under its feet until the assembly
+    /// returns.
     fn tree_settling(&self, root: &Path) {
         let _ = root;
     }
