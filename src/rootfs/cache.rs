@@ -206,7 +206,8 @@ pub(crate) fn set_dir_mtimes(root: &Path, dirs: &[(PathBuf, i64)]) -> std::io::R
 /// Bumped when the files written from a rootfs change (not the rootfs):
 /// outputs of an older format are then rebuilt, the rootfs cache is kept.
 /// 2: `sbom.spdx.json`, purls with `distro`/`upstream`, the OS component.
-const OUTPUTS_FORMAT: &str = "2";
+/// 3: gzip artifacts in content-defined chunks (`pack::pargz`).
+const OUTPUTS_FORMAT: &str = "3";
 
 /// `sha256:<hex>` of the outputs: the rootfs key plus the options that
 /// change the outputs but not the rootfs. `manifest.json` records it.
