@@ -158,7 +158,7 @@ impl Plan {
             hostname: recipe
                 .hostname
                 .clone()
-                .unwrap_or_else(|| hostname_for(&recipe.name)),
+                .unwrap_or_else(|| rootfs::default_hostname(&recipe.name)),
             run_scripts: !args.no_scripts,
         };
         let out_root = args
@@ -372,20 +372,16 @@ impl Plan {
                     t.release();
                 }
                 let restoring = Stamp::now();
-                let stage_sha = crate::core::digest::memoized(&tar).map(|(sha, _)| sha);
                 let trash = tmp.path().join("kept-trash");
-                let reset = stage_sha.and_then(|sha| {
-                    rootfs::kept::reset(&self.cache_dir, name, &tar, &sha, &root, &trash, &opts)
-                });
-                let how = if reset.is_some() {
-                    "the last tree, reset"
-                } else {
-                    "restored"
-                };
-                let devices = match reset {
-                    Some(devices) => devices,
-                    None => cache::restore(&tar, &root).with_context(context)?,
-                };
+                let (devices, how) = rootfs::kept::reset_or_restore(
+                    &self.cache_dir,
+                    name,
+                    &tar,
+                    &root,
+                    &trash,
+                    &opts,
+                )
+                .with_context(context)?;
                 if !self.quiet {
                     eprintln!("  package stage: {how} ({})", timing(restoring));
                 }
@@ -469,23 +465,6 @@ impl Plan {
 fn timing(start: Stamp) -> String {
     let (wall, cpu) = start.elapsed();
     format!("{:.1}s (cpu {:.1}s)", wall.as_secs_f64(), cpu.as_secs_f64())
-}
-
-/// The image's hostname: the recipe name when it is a valid host name label,
-/// else `localhost`.
-fn hostname_for(recipe: &str) -> String {
-    let valid = !recipe.is_empty()
-        && recipe.len() <= 63
-        && !recipe.starts_with('-')
-        && !recipe.ends_with('-')
-        && recipe
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    if valid {
-        recipe.to_ascii_lowercase()
-    } else {
-        "localhost".to_string()
-    }
 }
 
 /// Runs the build. Prints progress and a summary on stderr unless quiet.
@@ -594,17 +573,4 @@ fn emit_into(
     }
     drop(tmp);
     Ok(manifest)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hostnames() {
-        assert_eq!(hostname_for("sonic-p4"), "sonic-p4");
-        assert_eq!(hostname_for("Base"), "base");
-        assert_eq!(hostname_for("my_image"), "localhost");
-        assert_eq!(hostname_for("-x"), "localhost");
-    }
 }

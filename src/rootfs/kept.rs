@@ -107,6 +107,27 @@ pub fn reset(
     }
 }
 
+/// The package stage `stage_tar` in the empty directory `root`: [`reset`]
+/// from the kept tree when that works, else [`super::cache::restore`]d;
+/// with which of the two it was (for the build's report).
+pub fn reset_or_restore(
+    cache_dir: &Path,
+    recipe: &str,
+    stage_tar: &Path,
+    root: &Path,
+    trash: &Path,
+    opts: &TarOptions,
+) -> Result<(Vec<DeviceNode>, &'static str), crate::pack::OutputError> {
+    // The stage cache checked the tar's sha256 before handing it out.
+    let stage_sha = crate::core::digest::memoized(stage_tar).map(|(sha, _)| sha);
+    if let Some(devices) =
+        stage_sha.and_then(|sha| reset(cache_dir, recipe, stage_tar, &sha, root, trash, opts))
+    {
+        return Ok((devices, "the last tree, reset"));
+    }
+    Ok((super::cache::restore(stage_tar, root)?, "restored"))
+}
+
 /// The order of entries in a tar of [`crate::pack::tar`]: depth first,
 /// each directory's entries by the bytes of their names.
 fn key(path: &Path) -> Vec<&[u8]> {

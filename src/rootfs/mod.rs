@@ -74,6 +74,23 @@ pub struct AssembleOptions {
     pub run_scripts: bool,
 }
 
+/// The image's hostname: the recipe name when it is a valid host name label,
+/// else `localhost`.
+pub fn default_hostname(recipe: &str) -> String {
+    let valid = !recipe.is_empty()
+        && recipe.len() <= 63
+        && !recipe.starts_with('-')
+        && !recipe.ends_with('-')
+        && recipe
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if valid {
+        recipe.to_ascii_lowercase()
+    } else {
+        "localhost".to_string()
+    }
+}
+
 impl Default for AssembleOptions {
     /// Epoch 0, hostname `localhost`, scripts run.
     fn default() -> Self {
@@ -549,5 +566,18 @@ impl UmaskGuard {
 impl Drop for UmaskGuard {
     fn drop(&mut self) {
         rustix::process::umask(self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames() {
+        assert_eq!(default_hostname("sonic-p4"), "sonic-p4");
+        assert_eq!(default_hostname("Base"), "base");
+        assert_eq!(default_hostname("my_image"), "localhost");
+        assert_eq!(default_hostname("-x"), "localhost");
     }
 }
