@@ -128,23 +128,10 @@ pub(crate) fn restore_entry<R: std::io::Read>(
     devices: &mut Vec<DeviceNode>,
 ) -> std::io::Result<()> {
     let kind = entry.header().entry_type();
-    if kind.is_character_special() || kind.is_block_special() {
+    if let Some(node) = device_node(entry)? {
         let h = entry.header();
         let path = entry.path()?.into_owned();
-        let rel = path
-            .strip_prefix(".")
-            .unwrap_or(&path)
-            .to_string_lossy()
-            .into_owned();
-        devices.push(DeviceNode {
-            path: rel,
-            block: kind.is_block_special(),
-            major: h.device_major()?.unwrap_or(0),
-            minor: h.device_minor()?.unwrap_or(0),
-            mode: h.mode()? & 0o7777,
-            uid: h.uid()? as u32,
-            gid: h.gid()? as u32,
-        });
+        devices.push(node);
         if path
             .components()
             .any(|c| matches!(c, std::path::Component::ParentDir))
@@ -179,6 +166,31 @@ pub(crate) fn restore_entry<R: std::io::Read>(
     }
     entry.unpack_in(root)?;
     Ok(())
+}
+
+/// The device node a tar entry stands for, if it is one.
+pub(crate) fn device_node<R: std::io::Read>(
+    entry: &tar::Entry<'_, R>,
+) -> std::io::Result<Option<DeviceNode>> {
+    let kind = entry.header().entry_type();
+    if !kind.is_character_special() && !kind.is_block_special() {
+        return Ok(None);
+    }
+    let h = entry.header();
+    let path = entry.path()?;
+    Ok(Some(DeviceNode {
+        path: path
+            .strip_prefix(".")
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .into_owned(),
+        block: kind.is_block_special(),
+        major: h.device_major()?.unwrap_or(0),
+        minor: h.device_minor()?.unwrap_or(0),
+        mode: h.mode()? & 0o7777,
+        uid: h.uid()? as u32,
+        gid: h.gid()? as u32,
+    }))
 }
 
 /// Sets the recorded directory mtimes, deepest first (creating a child

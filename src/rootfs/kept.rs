@@ -20,7 +20,7 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
-use super::cache::{RootfsCache, restore_entry, restoring, set_dir_mtimes};
+use super::cache::{RootfsCache, device_node, restore_entry, restoring, set_dir_mtimes};
 use crate::pack::HashingWriter;
 use crate::pack::tar::{DeviceNode, TarOptions, write_tree_with_devices};
 
@@ -267,25 +267,10 @@ fn note<R: Read>(
     dirs: &mut Vec<(PathBuf, i64)>,
     devices: &mut Vec<DeviceNode>,
 ) -> io::Result<()> {
-    let kind = entry.header().entry_type();
-    let h = entry.header();
-    if kind.is_dir() {
-        dirs.push((entry.path()?.into_owned(), h.mtime()? as i64));
-    } else if kind.is_character_special() || kind.is_block_special() {
-        let path = entry.path()?.into_owned();
-        devices.push(DeviceNode {
-            path: path
-                .strip_prefix(".")
-                .unwrap_or(&path)
-                .to_string_lossy()
-                .into_owned(),
-            block: kind.is_block_special(),
-            major: h.device_major()?.unwrap_or(0),
-            minor: h.device_minor()?.unwrap_or(0),
-            mode: h.mode()? & 0o7777,
-            uid: h.uid()? as u32,
-            gid: h.gid()? as u32,
-        });
+    if entry.header().entry_type().is_dir() {
+        dirs.push((entry.path()?.into_owned(), entry.header().mtime()? as i64));
+    } else if let Some(node) = device_node(entry)? {
+        devices.push(node);
     }
     Ok(())
 }
