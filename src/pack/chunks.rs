@@ -145,7 +145,11 @@ impl ChunkCache {
                 if let Ok(text) = fs::read_to_string(entry.path()) {
                     keep.extend(text.lines().map(str::to_string));
                 }
-            } else if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            } else if (name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()))
+                || (name.starts_with('.') && name.ends_with(".tmp"))
+            {
+                // Entries, and the temp files of a run killed while writing
+                // one (never listed: removed once past the grace period).
                 entries.push((name, entry.path()));
             }
         }
@@ -250,10 +254,12 @@ mod tests {
         fs::copy(cache.path(&kb), cache.path(&ka)).unwrap();
         assert!(cache.get(&ka, &a).is_none());
         cache.put(&ka, &piece(&a), true);
-        // Young entries survive; old unlisted ones go, listed ones stay.
+        // Young entries survive; old unlisted ones go (and a killed run's
+        // temp file), listed ones stay.
+        fs::write(cache.dir().join(format!(".{}.x1.tmp", ka.hex())), b"half").unwrap();
         assert_eq!(cache.commit().unwrap(), 0);
         let later = SystemTime::now() + GRACE + Duration::from_secs(1);
-        assert_eq!(cache.prune(later).unwrap(), 1);
+        assert_eq!(cache.prune(later).unwrap(), 2);
         assert!(cache.has(&ka) && !cache.has(&kb));
         let text = fs::read_to_string(cache.dir().join("r.keys")).unwrap();
         assert_eq!(text, format!("{}\n", ka.hex()));
