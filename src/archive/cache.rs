@@ -386,19 +386,7 @@ mod tests {
         let path = cache.plain_path(&key);
         // A settled stamp, as a read two seconds after the write records it.
         let meta = std::fs::metadata(&path).unwrap();
-        let stamp = {
-            use std::os::unix::fs::MetadataExt;
-            format!(
-                "{}:{}:{}:{}.{}:{}.{}",
-                meta.dev(),
-                meta.ino(),
-                meta.size(),
-                meta.mtime(),
-                meta.mtime_nsec(),
-                meta.ctime(),
-                meta.ctime_nsec()
-            )
-        };
+        let stamp = crate::core::stamps::stamp_text(&meta);
         std::fs::write(
             path.with_extension("stamp"),
             format!("{stamp} {}\n", want.sha256),

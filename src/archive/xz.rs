@@ -229,19 +229,6 @@ pub(super) fn decode_blocks(
 mod tests {
     use super::*;
 
-    fn multi_block(text: &[u8], block: u64) -> Vec<u8> {
-        let mut out = Vec::new();
-        let stream = liblzma::stream::MtStreamBuilder::new()
-            .threads(2)
-            .block_size(block)
-            .preset(1)
-            .encoder()
-            .unwrap();
-        let mut enc = liblzma::read::XzEncoder::new_stream(text, stream);
-        enc.read_to_end(&mut out).unwrap();
-        out
-    }
-
     fn text() -> Vec<u8> {
         (0..60_000u32)
             .flat_map(|i| format!("Package: p{i}\nVersion: {}\n\n", i % 97).into_bytes())
@@ -251,7 +238,7 @@ mod tests {
     #[test]
     fn splits_and_decodes_blocks_in_parallel() {
         let text = text();
-        let xz = multi_block(&text, 256 << 10);
+        let xz = testkit::compress::xz_blocks(&text, 256 << 10);
         let b = blocks(&xz).unwrap();
         assert!(b.len() > 3, "{}", b.len());
         assert_eq!(
@@ -271,7 +258,7 @@ mod tests {
     #[test]
     fn anything_unexpected_is_no_split_or_an_error() {
         let text = text();
-        let xz = multi_block(&text, 256 << 10);
+        let xz = testkit::compress::xz_blocks(&text, 256 << 10);
         let single = testkit::xz(&text);
         assert_eq!(blocks(&single).map(|b| b.len()), Some(1));
         // Trailing stream padding, a second stream, a truncation: no split.

@@ -109,7 +109,8 @@ pub fn record_sidecar(
     );
 }
 
-fn stamp_text(meta: &std::fs::Metadata) -> String {
+/// The stamp of a file as a sidecar records it.
+pub(crate) fn stamp_text(meta: &std::fs::Metadata) -> String {
     let (dev, ino, size, m, mn, c, cn) = stamp(meta);
     format!("{dev}:{ino}:{size}:{m}.{mn}:{c}.{cn}")
 }

@@ -122,21 +122,6 @@ mod tests {
             .collect()
     }
 
-    /// `text` as xz in blocks of `block` bytes (as dpkg-deb writes with threads).
-    fn xz_blocks(text: &[u8], block: u64) -> Vec<u8> {
-        let stream = liblzma::stream::MtStreamBuilder::new()
-            .threads(2)
-            .block_size(block)
-            .preset(1)
-            .encoder()
-            .unwrap();
-        let mut out = Vec::new();
-        liblzma::read::XzEncoder::new_stream(text, stream)
-            .read_to_end(&mut out)
-            .unwrap();
-        out
-    }
-
     fn decode(xz: &[u8], size: u64) -> io::Result<Vec<u8>> {
         let mut input: &[u8] = xz;
         let mut r = decompress_data(".xz", size, &mut input, |_, r| {
@@ -151,7 +136,7 @@ mod tests {
     #[test]
     fn threaded_decoding_gives_the_same_bytes() {
         let a = text(200_000);
-        let xz = xz_blocks(&a, 256 << 10);
+        let xz = testkit::compress::xz_blocks(&a, 256 << 10);
         assert_eq!(decode(&xz, XZ_THREADED_FROM).unwrap(), a);
         assert_eq!(decode(&xz, 0).unwrap(), a);
     }
@@ -159,14 +144,14 @@ mod tests {
     #[test]
     fn concatenated_streams_and_padding_are_read_as_xz_reads_them() {
         let (a, b) = (text(50_000), text(7_000));
-        let mut xz = xz_blocks(&a, 64 << 10);
-        xz.extend_from_slice(&xz_blocks(&b, 64 << 10));
+        let mut xz = testkit::compress::xz_blocks(&a, 64 << 10);
+        xz.extend_from_slice(&testkit::compress::xz_blocks(&b, 64 << 10));
         xz.extend_from_slice(&[0; 8]);
         let mut both = a.clone();
         both.extend_from_slice(&b);
         assert_eq!(decode(&xz, XZ_THREADED_FROM).unwrap(), both);
         // Padding alone after the first stream.
-        let mut padded = xz_blocks(&a, 64 << 10);
+        let mut padded = testkit::compress::xz_blocks(&a, 64 << 10);
         padded.extend_from_slice(&[0; 4]);
         assert_eq!(decode(&padded, XZ_THREADED_FROM).unwrap(), a);
     }
@@ -174,7 +159,7 @@ mod tests {
     #[test]
     fn damaged_input_is_an_error_not_a_short_read() {
         let a = text(100_000);
-        let mut xz = xz_blocks(&a, 64 << 10);
+        let mut xz = testkit::compress::xz_blocks(&a, 64 << 10);
         let mid = xz.len() / 2;
         xz[mid] ^= 0x55;
         assert!(decode(&xz, XZ_THREADED_FROM).is_err());

@@ -15,3 +15,20 @@ pub fn gz(data: &[u8]) -> Vec<u8> {
     enc.write_all(data).expect("gzip in memory");
     enc.finish().expect("gzip in memory")
 }
+
+/// xz-compresses `data` in blocks of `block` bytes (preset 1), as xz and
+/// dpkg-deb write with threads: a multi-block stream.
+pub fn xz_blocks(data: &[u8], block: u64) -> Vec<u8> {
+    use std::io::Read;
+    let stream = liblzma::stream::MtStreamBuilder::new()
+        .threads(2)
+        .block_size(block)
+        .preset(1)
+        .encoder()
+        .expect("xz encoder");
+    let mut out = Vec::new();
+    liblzma::read::XzEncoder::new_stream(data, stream)
+        .read_to_end(&mut out)
+        .expect("xz in memory");
+    out
+}
