@@ -226,8 +226,8 @@ fn piece(
     cache: Option<&ChunkCache>,
     speculative: bool,
 ) -> io::Result<Vec<u8>> {
-    let key = cache.map(|_| ChunkKey::of(level, chunk));
-    if let (Some(cache), Some(key)) = (cache, &key) {
+    let cached = cache.map(|c| (c, ChunkKey::of(level, chunk)));
+    if let Some((cache, key)) = &cached {
         if speculative && cache.has(key) {
             return Ok(Vec::new());
         }
@@ -241,7 +241,7 @@ fn piece(
         level
     };
     let piece = deflate(chunk, effective)?;
-    if let (Some(cache), Some(key)) = (cache, &key) {
+    if let Some((cache, key)) = &cached {
         cache.put(key, &piece, !speculative);
     }
     Ok(piece)
