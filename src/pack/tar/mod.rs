@@ -397,14 +397,13 @@ fn changed(path: &Path) -> OutputError {
 fn read_xattrs(at: &Path, path: &Path) -> Result<ByteRecords, OutputError> {
     let fail =
         |e: rustix::io::Errno| OutputError::io("reading extended attributes of", path)(e.into());
-    let path = at;
-    let names = match rustix::fs::llistxattr_query(path) {
+    let names = match rustix::fs::llistxattr_query(at) {
         Ok(0) => return Ok(Vec::new()),
         // File systems without xattr support have none to keep.
         Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
         Ok(n) => {
             let mut list = vec![0u8; n];
-            let got = rustix::fs::llistxattr(path, &mut list[..]).map_err(fail)?;
+            let got = rustix::fs::llistxattr(at, &mut list[..]).map_err(fail)?;
             list.truncate(got);
             list
         }
@@ -416,9 +415,9 @@ fn read_xattrs(at: &Path, path: &Path) -> Result<ByteRecords, OutputError> {
             continue;
         }
         let os = OsStr::from_bytes(name);
-        let n = rustix::fs::lgetxattr_query(path, os).map_err(fail)?;
+        let n = rustix::fs::lgetxattr_query(at, os).map_err(fail)?;
         let mut value = vec![0u8; n];
-        let got = rustix::fs::lgetxattr(path, os, &mut value[..]).map_err(fail)?;
+        let got = rustix::fs::lgetxattr(at, os, &mut value[..]).map_err(fail)?;
         value.truncate(got);
         out.push((name.to_vec(), value));
     }
