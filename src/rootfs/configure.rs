@@ -23,6 +23,11 @@
 //! the kernel's hook, then initramfs-tools' trigger) but once, when every
 //! package is configured (see `initramfs.rs`).
 //!
+//! A kernel's `depmod VERSION` (5 s of one core for trixie's kernel) has
+//! been run ahead of its postinst, beside the scripts before it: the dpkg
+//! runs get a `depmod` first on their `PATH` that copies that run's files
+//! when nothing depmod reads has changed (see `depmod_ahead.rs`).
+//!
 //! dpkg always gets `--force-confdef --force-confold --force-unsafe-io`
 //! (no prompts, no fsync: an interrupted build starts over). Preinsts are run
 //! by imgbuild with the environment dpkg gives them (`DPKG_MAINTSCRIPT_*`,
@@ -39,6 +44,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::depmod_ahead::DepmodAhead;
 use super::dpkgdb::{self, write_atomic};
 use super::order::{self, Pkg};
 use super::{AssembleOptions, Reporter, RootfsError, ScriptRun};
@@ -65,6 +71,7 @@ pub(crate) fn configure_all(
     order: &[usize],
     lists: &[Vec<String>],
     opts: &AssembleOptions,
+    ahead: Option<&DepmodAhead>,
     scripts: &mut Vec<ScriptRun>,
     progress: &dyn Reporter,
 ) -> Result<(), RootfsError> {
@@ -82,6 +89,7 @@ pub(crate) fn configure_all(
         pkgs,
         order,
         opts,
+        ahead,
         scripts,
         progress,
         dpkg_version: pkgs
@@ -104,6 +112,7 @@ struct Runner<'a> {
     pkgs: &'a [Pkg],
     order: &'a [usize],
     opts: &'a AssembleOptions,
+    ahead: Option<&'a DepmodAhead>,
     scripts: &'a mut Vec<ScriptRun>,
     progress: &'a dyn Reporter,
     dpkg_version: String,
@@ -273,6 +282,8 @@ impl Runner<'_> {
         self.sandbox(argv, env, DPKG_TIMEOUT, what, "dpkg")
     }
 
+    /// Runs `argv` in the image; dpkg's runs (`package` `dpkg`, where the
+    /// kernels' postinsts run) get the depmod run ahead, if any.
     fn sandbox(
         &mut self,
         argv: Vec<OsString>,
@@ -286,6 +297,9 @@ impl Runner<'_> {
         spec.hostname = sandbox_hostname(&self.opts.hostname);
         spec.source_date_epoch = self.opts.source_date_epoch.max(0) as u64;
         spec.timeout = Some(timeout);
+        if let Some(ahead) = self.ahead.filter(|_| package == "dpkg") {
+            ahead.apply(&mut spec);
+        }
         self.progress.item(&format!("{script} ({package})"));
         let start = Instant::now();
         let out = sandbox::run(&spec).map_err(|source| RootfsError::Sandbox {

@@ -27,6 +27,7 @@
 
 pub mod cache;
 mod configure;
+mod depmod_ahead;
 mod dpkgdb;
 mod initramfs;
 pub mod kept;
@@ -45,6 +46,7 @@ use std::time::Duration;
 use rayon::prelude::*;
 
 pub(crate) use configure::sandbox_hostname;
+use depmod_ahead::DepmodAhead;
 pub use normalize::{NormalizeReport, clamp_tree, normalize};
 use report::PhaseGuard;
 pub use report::{Reporter, Silent};
@@ -390,6 +392,8 @@ pub fn assemble_packages_with(
 
     if opts.run_scripts {
         let _configuring = PhaseGuard::start(progress, "configure", None);
+        let epoch = opts.source_date_epoch.max(0) as u64;
+        let ahead = DepmodAhead::start(dest, &lists, &sandbox_hostname(&opts.hostname), epoch);
         configure::configure_all(
             dest,
             &pkgs,
@@ -397,9 +401,24 @@ pub fn assemble_packages_with(
             &install,
             &lists,
             opts,
+            ahead.as_ref(),
             &mut report.scripts,
             progress,
         )?;
+        if let Some(ahead) = ahead {
+            let versions = ahead.versions().join(" ");
+            let (elapsed, finished) = ahead.finish();
+            report.scripts.push(ScriptRun {
+                package: format!("linux {versions}"),
+                script: if finished {
+                    "depmod ahead, beside the other scripts".into()
+                } else {
+                    "depmod ahead, beside the other scripts (did not finish)".into()
+                },
+                command: format!("depmod -o /run/imgbuild-ahead/spec/VERSION/out {versions}"),
+                elapsed,
+            });
+        }
         phase(&mut report, "configure");
     }
     if !lock.python.is_empty() {
