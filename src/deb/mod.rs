@@ -27,7 +27,7 @@ mod ahead;
 mod tree;
 mod xz;
 
-pub use ahead::ReadAhead;
+pub use ahead::{ReadAhead, SPOOL_FROM};
 
 use std::collections::BTreeMap;
 use std::fs::File;

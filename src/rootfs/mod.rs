@@ -36,8 +36,8 @@ mod order;
 mod report;
 pub mod steps;
 mod time;
+mod unpack;
 
-use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -54,7 +54,7 @@ pub use time::{default_source_date_epoch, parse_rfc2822};
 
 use crate::core::cpu::Stamp;
 use crate::core::version::DebVersion;
-use crate::deb::{self, ExtractOptions, UnpackError};
+use crate::deb::{self, UnpackError};
 use crate::fetch::Store;
 use crate::fetch::store::MissingBlobs;
 use crate::lock::Lockfile;
@@ -329,53 +329,8 @@ pub fn assemble_packages_with(
     if report.merged_usr {
         merge_usr(dest, &lock.recipe.architecture)?;
     }
-    let options = ExtractOptions::default();
-    let mut lists: Vec<Vec<String>> = vec![Vec::new(); pkgs.len()];
-    let unpack_one = |i: usize, devices: &mut Vec<deb::DeviceNode>| {
-        // Hashed as it is read: a store blob that is not the locked one
-        // (same size, other bytes) stops the build before any script runs.
-        let sha = &lock.packages[i].sha256;
-        let u = deb::unpack_checked(&debs[i], dest, &options, sha).map_err(|source| {
-            RootfsError::Unpack {
-                package: pkgs[i].label(),
-                source,
-            }
-        })?;
-        for d in u.devices {
-            devices.retain(|o| o.path != d.path);
-            devices.push(d);
-        }
-        Ok::<_, RootfsError>(u.paths)
-    };
     let unpacking = PhaseGuard::start(progress, "unpack", Some(install.len() as u64));
-    // The next packages are read, hashed and decompressed on other threads
-    // while one is extracted (in install order, on this thread).
-    let ahead = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
-    let mut queue: std::collections::VecDeque<deb::ReadAhead> = Default::default();
-    let mut next = 0;
-    for &i in &install {
-        while next < install.len() && queue.len() < ahead {
-            let j = install[next];
-            queue.push_back(deb::ReadAhead::start(&debs[j], &lock.packages[j].sha256));
-            next += 1;
-        }
-        progress.item(&pkgs[i].label());
-        let reading = queue.pop_front().expect("queued in order");
-        let u = reading
-            .unpack(dest, &options)
-            .map_err(|source| RootfsError::Unpack {
-                package: pkgs[i].label(),
-                source,
-            })?;
-        for d in u.devices {
-            report.devices.retain(|o| o.path != d.path);
-            report.devices.push(d);
-        }
-        lists[i] = u.paths;
-    }
-    for i in resolve_overlaps(dest, &pkgs, &install, &mut lists, &mut report.warnings) {
-        unpack_one(i, &mut report.devices)?;
-    }
+    let lists = unpack::unpack_all(dest, &debs, lock, &pkgs, &install, progress, &mut report)?;
     drop(unpacking);
     phase(&mut report, "unpack");
 
@@ -501,74 +456,6 @@ fn merge_usr(root: &Path, arch: &str) -> Result<(), RootfsError> {
         std::os::unix::fs::symlink(format!("usr/{dir}"), &link).map_err(RootfsError::io(&link))?;
     }
     Ok(())
-}
-
-/// Finds non-directory paths installed by several packages. Where one
-/// package `Replaces` the other, the path belongs to the replacer only (as
-/// dpkg moves it) and, if the replacer was unpacked first, it must be
-/// unpacked again so its version is the one on disk: those packages are
-/// returned, in install order. Other overlaps are reported as warnings (the
-/// package unpacked last wins), except between `Multi-Arch: same` instances.
-fn resolve_overlaps(
-    root: &Path,
-    pkgs: &[crate::rootfs::order::Pkg],
-    install: &[usize],
-    lists: &mut [Vec<String>],
-    warnings: &mut Vec<String>,
-) -> Vec<usize> {
-    let position: HashMap<usize, usize> =
-        install.iter().enumerate().map(|(k, &i)| (i, k)).collect();
-    let mut owners: HashMap<&str, Vec<usize>> = HashMap::new();
-    for &i in install {
-        for p in &lists[i] {
-            owners.entry(p.as_str()).or_default().push(i);
-        }
-    }
-    let mut moved: Vec<(usize, String)> = Vec::new();
-    let mut again = Vec::new();
-    let mut shared: Vec<(&str, Vec<usize>)> =
-        owners.into_iter().filter(|(_, o)| o.len() > 1).collect();
-    shared.sort();
-    for (path, who) in shared {
-        let on_disk = root.join(path.trim_start_matches('/'));
-        if fs::metadata(&on_disk).is_ok_and(|m| m.is_dir()) {
-            continue;
-        }
-        let last = *who.iter().max_by_key(|i| position[i]).expect("two owners");
-        let replacer = who.iter().copied().find(|&r| {
-            who.iter()
-                .any(|&o| o != r && pkgs[r].replaces.iter().any(|n| *n == pkgs[o].name))
-        });
-        match replacer {
-            Some(r) => {
-                for &o in &who {
-                    if o != r {
-                        moved.push((o, path.to_string()));
-                    }
-                }
-                if r != last {
-                    again.push(r);
-                }
-            }
-            None if who
-                .iter()
-                .all(|&o| pkgs[o].ma_same && pkgs[o].name == pkgs[who[0]].name) => {}
-            None => warnings.push(format!(
-                "{path} is shipped by {}; the one unpacked last ({}) is kept",
-                who.iter()
-                    .map(|&o| pkgs[o].label())
-                    .collect::<Vec<_>>()
-                    .join(" and "),
-                pkgs[last].label()
-            )),
-        }
-    }
-    for (o, path) in moved {
-        lists[o].retain(|p| *p != path);
-    }
-    again.sort_by_key(|i| position[i]);
-    again.dedup();
-    again
 }
 
 /// Sets the process umask and restores the previous one on drop.
