@@ -98,33 +98,42 @@ pub fn emit(
         .with_context(|| format!("creating {}", raw.display()))?;
     let fs_blocks = (disk.size - mbr::PART_START * mbr::SECTOR) / BLOCK;
     let (producer, streamed) = tar_producer(title, disk, tools, rootfs_tar, dir, source_date_epoch);
-    let made = tools.run(
-        &in_tools(&[
-            "mkfs.ext4",
-            "-F",
-            "-q",
-            "-t",
-            "ext4",
-            "-b",
-            &BLOCK.to_string(),
-            "-L",
-            "root",
-            "-U",
-            &disk.uuid,
-            "-E",
-            &format!(
-                "hash_seed={},offset={},root_owner=0:0",
-                disk.hash_seed,
-                mbr::PART_START * mbr::SECTOR
-            ),
-            "-d",
-            "-",
-            "/work/disk.raw",
-            &fs_blocks.to_string(),
-        ])
-        .stdin(producer)
-        .env("E2FSPROGS_FAKE_TIME", source_date_epoch.to_string()),
-    );
+    // GRUB's core image does not depend on the filesystem: made beside
+    // mkfs, in its own directory under the sandbox's /run (a mount point
+    // under /run is made inside each sandbox, so two runs at once in the
+    // tools tree do not race for it).
+    let (made, core_img) = std::thread::scope(|scope| {
+        let core = scope.spawn(|| core_image(disk, tools, dir));
+        let made = tools.run(
+            &in_tools(&[
+                "mkfs.ext4",
+                "-F",
+                "-q",
+                "-t",
+                "ext4",
+                "-b",
+                &BLOCK.to_string(),
+                "-L",
+                "root",
+                "-U",
+                &disk.uuid,
+                "-E",
+                &format!(
+                    "hash_seed={},offset={},root_owner=0:0",
+                    disk.hash_seed,
+                    mbr::PART_START * mbr::SECTOR
+                ),
+                "-d",
+                "-",
+                "/work/disk.raw",
+                &fs_blocks.to_string(),
+            ])
+            .stdin(producer)
+            .env("E2FSPROGS_FAKE_TIME", source_date_epoch.to_string()),
+        );
+        let core = core.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (made, core)
+    });
     // The stream's own failure (the rootfs tar unreadable, no kernel) says
     // more than mkfs's complaint about a short archive; a pipe mkfs closed
     // says less than mkfs's own error.
@@ -151,18 +160,7 @@ pub fn emit(
         refuse_device_nodes(title, rootfs_tar, &merged.devices)?;
     }
 
-    fs::write(dir.join("early.cfg"), config::early_cfg(&disk.uuid))
-        .with_context(|| format!("writing {}", dir.join("early.cfg").display()))?;
-    let mut mkimage = vec![
-        "grub-mkimage",
-        "--format=i386-pc",
-        "--directory=/usr/lib/grub/i386-pc",
-        "--config=/work/early.cfg",
-        "--prefix=/boot/grub",
-        "--output=/work/core.img",
-    ];
-    mkimage.extend(CORE_MODULES);
-    tools.run(&in_tools(&mkimage))?;
+    let mut core_img = core_img?;
     let boot_img = tools.root().join("usr/lib/grub/i386-pc/boot.img");
     let boot_img = fs::read(&boot_img).with_context(|| {
         format!(
@@ -170,8 +168,6 @@ pub fn emit(
             boot_img.display()
         )
     })?;
-    let mut core_img =
-        fs::read(dir.join("core.img")).with_context(|| "reading core.img".to_string())?;
     let padded = core_img.len().div_ceil(mbr::SECTOR as usize) * mbr::SECTOR as usize;
     core_img.resize(padded, 0);
     let area = mbr::boot_area(&boot_img, &core_img, disk.size, disk_signature(&disk.uuid))
@@ -239,6 +235,26 @@ pub fn emit(
     }
     crate::core::digest::remember(&out_dir.join(QCOW2), &qcow2_sha.0);
     Ok(written)
+}
+
+/// GRUB's i386-pc core image for the disk `disk` (its early config finds
+/// the root filesystem by UUID), made by the tools' grub-mkimage in `dir/grub`.
+fn core_image(disk: &Disk, tools: &ToolsRoot, dir: &Path) -> Result<Vec<u8>> {
+    let grub = dir.join("grub");
+    fs::create_dir(&grub).with_context(|| format!("creating {}", grub.display()))?;
+    fs::write(grub.join("early.cfg"), config::early_cfg(&disk.uuid))
+        .with_context(|| format!("writing {}", grub.join("early.cfg").display()))?;
+    let mut mkimage = vec![
+        "grub-mkimage",
+        "--format=i386-pc",
+        "--directory=/usr/lib/grub/i386-pc",
+        "--config=/run/grub/early.cfg",
+        "--prefix=/boot/grub",
+        "--output=/run/grub/core.img",
+    ];
+    mkimage.extend(CORE_MODULES);
+    tools.run(&ToolRun::new(mkimage).output(&grub, "/run/grub"))?;
+    fs::read(grub.join("core.img")).with_context(|| "reading core.img".to_string())
 }
 
 /// The disk holds no device nodes (never made on the build host, and kept
