@@ -18,12 +18,12 @@
 //! kept (a rootfs tar is large and an older one is rarely wanted again).
 
 use std::fs::{self, File};
-use std::io::BufWriter;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::core::hashing_writer::HashingFileWriter;
 use crate::fetch::store::hash_file;
 use crate::lock::Lockfile;
 use crate::pack::tar::DeviceNode;
@@ -304,7 +304,7 @@ impl RootfsCache {
         &self,
         recipe: &str,
         key: &str,
-        make: impl FnOnce(&mut BufWriter<File>) -> Result<(), E>,
+        make: impl FnOnce(&mut HashingFileWriter) -> Result<(), E>,
     ) -> Result<PathBuf, E> {
         let dir = self.dir.join(recipe);
         fs::create_dir_all(&dir).map_err(OutputError::io("creating", &dir))?;
@@ -318,19 +318,16 @@ impl RootfsCache {
         // hard link to this file.
         file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
             .map_err(OutputError::io("chmod", &tmp_path))?;
-        let mut w = BufWriter::with_capacity(1 << 20, file);
+        // Hashed as it is written, on another thread.
+        let mut w = HashingFileWriter::new(file);
         make(&mut w)?;
         // Not synced: a cache entry needs no durability (the sidecar's
         // sha256 is checked before every use, a torn entry is dropped).
-        let file = w
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .map_err(OutputError::io("writing", &tmp_path))?;
+        let (file, sha, _) = w.finish().map_err(OutputError::io("writing", &tmp_path))?;
         // But its writeback starts now: an uncompressed `rootfs.tar`
         // artifact is a hard link to it, synced when the outputs are done.
         crate::core::atomic::start_writeback(&file);
         drop(file);
-        let (sha, _) = hash_file(&tmp_path).map_err(OutputError::io("hashing", &tmp_path))?;
         let dest = self.path_for(recipe, key);
         // The sidecar goes first: a tar without one is never used, and a
         // sidecar without its tar is ignored.
