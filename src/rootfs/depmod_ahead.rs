@@ -79,6 +79,9 @@ PATH=${PATH#"$here/bin:"}
 export PATH
 "#;
 
+/// The wrapper after [`INPUTS_FN`]: only `depmod VERSION`, for a version
+/// that is a plain name and was run ahead, waits (at most as long as the
+/// run ahead may take) and copies; every other call is depmod's.
 const WRAPPER_BODY: &str = r#"if [ "$#" = 1 ] && [ -n "$1" ] && [ "${1#[-.]}" = "$1" ] && [ "${1#*/}" = "$1" ] \
     && [ -d "$here/spec/$1" ]; then
     d=$here/spec/$1
