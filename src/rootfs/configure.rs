@@ -169,6 +169,7 @@ impl Runner<'_> {
                 DPKG_TIMEOUT,
                 "activate file triggers",
                 "dpkg-trigger",
+                None,
             )?;
         }
         // The last long run of scripts: the initramfs if one is made after
@@ -190,6 +191,7 @@ impl Runner<'_> {
                 DPKG_TIMEOUT,
                 "make the initramfs",
                 &format!("linux {version}"),
+                None,
             )?;
         }
         let pending: Vec<String> = dpkgdb::read_status(self.root)?
@@ -260,7 +262,7 @@ impl Runner<'_> {
         ];
         let argv = vec![OsString::from(script), OsString::from("install")];
         let label = pkg.label();
-        self.sandbox(argv, env, PREINST_TIMEOUT, "preinst install", &label)
+        self.sandbox(argv, env, PREINST_TIMEOUT, "preinst install", &label, None)
     }
 
     /// Runs the image's dpkg with the fixed options and `args`.
@@ -279,11 +281,12 @@ impl Runner<'_> {
             // (see `initramfs.rs`), not twice.
             env.push(("INITRD".to_string(), "No".to_string()));
         }
-        self.sandbox(argv, env, DPKG_TIMEOUT, what, "dpkg")
+        let ahead = self.ahead;
+        self.sandbox(argv, env, DPKG_TIMEOUT, what, "dpkg", ahead)
     }
 
-    /// Runs `argv` in the image; dpkg's runs (`package` `dpkg`, where the
-    /// kernels' postinsts run) get the depmod run ahead, if any.
+    /// Runs `argv` in the image, with the depmod run ahead in reach of its
+    /// scripts if `ahead` (dpkg's runs: the kernels' postinsts).
     fn sandbox(
         &mut self,
         argv: Vec<OsString>,
@@ -291,13 +294,14 @@ impl Runner<'_> {
         timeout: Duration,
         script: &str,
         package: &str,
+        ahead: Option<&DepmodAhead>,
     ) -> Result<(), RootfsError> {
         let mut spec = SandboxSpec::new(self.root, argv.clone());
         spec.env = env;
         spec.hostname = sandbox_hostname(&self.opts.hostname);
         spec.source_date_epoch = self.opts.source_date_epoch.max(0) as u64;
         spec.timeout = Some(timeout);
-        if let Some(ahead) = self.ahead.filter(|_| package == "dpkg") {
+        if let Some(ahead) = ahead {
             ahead.apply(&mut spec);
         }
         self.progress.item(&format!("{script} ({package})"));

@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::ScriptRun;
 use crate::sandbox::{self, SandboxSpec};
 
 /// Where the sandboxes see imgbuild's directory.
@@ -86,7 +87,7 @@ const WRAPPER_BODY: &str = r#"if [ "$#" = 1 ] && [ -n "$1" ] && [ "${1#[-.]}" = 
     && [ -d "$here/spec/$1" ]; then
     d=$here/spec/$1
     n=0
-    while [ ! -e "$d/done" ] && [ ! -e "$here/state/$1.failed" ] && [ "$n" -lt 6000 ]; do
+    while [ ! -e "$d/done" ] && [ ! -e "$here/state/$1.failed" ] && [ "$n" -lt @TENTHS@ ]; do
         sleep 0.1 || break
         n=$((n + 1))
     done
@@ -153,7 +154,10 @@ impl DepmodAhead {
                 fs::create_dir(dir.path().join("spec").join(v))?;
             }
             let wrapper = dir.path().join("bin/depmod");
-            fs::write(&wrapper, format!("{WRAPPER}{INPUTS_FN}{WRAPPER_BODY}"))?;
+            // It waits at most as long as the run ahead may take.
+            let tenths = (TIMEOUT.as_millis() / 100).to_string();
+            let body = WRAPPER_BODY.replace("@TENTHS@", &tenths);
+            fs::write(&wrapper, format!("{WRAPPER}{INPUTS_FN}{body}"))?;
             fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))?;
             for sub in ["", "bin", "state", "spec"] {
                 fs::set_permissions(dir.path().join(sub), fs::Permissions::from_mode(0o755))?;
@@ -201,11 +205,6 @@ impl DepmodAhead {
         })
     }
 
-    /// The kernel versions run ahead.
-    pub(crate) fn versions(&self) -> &[String] {
-        &self.versions
-    }
-
     /// Gives a dpkg run `spec` the wrapper: imgbuild's directory read-only
     /// at `/run/imgbuild-ahead` and its `bin` first on `PATH`.
     pub(crate) fn apply(&self, spec: &mut SandboxSpec) {
@@ -224,19 +223,29 @@ impl DepmodAhead {
     }
 
     /// Waits for the run ahead to end (it only reads the tree, but its
-    /// directory goes now) and says how long it took and whether it
-    /// finished for every version.
-    pub(crate) fn finish(mut self) -> (Duration, bool) {
-        let took = self
+    /// directory goes now); the run as the build reports it, with how long
+    /// it took and whether it finished for every version.
+    pub(crate) fn finish(mut self) -> ScriptRun {
+        let elapsed = self
             .running
             .take()
             .and_then(|h| h.join().ok())
             .unwrap_or_default();
-        let done = self
+        let finished = self
             .versions
             .iter()
             .all(|v| self.dir.path().join("spec").join(v).join("done").exists());
-        (took, done)
+        let versions = self.versions.join(" ");
+        ScriptRun {
+            package: format!("linux {versions}"),
+            script: if finished {
+                "depmod ahead, beside the other scripts".into()
+            } else {
+                "depmod ahead, beside the other scripts (did not finish)".into()
+            },
+            command: format!("depmod -o {INSIDE}/spec/VERSION/out {versions}"),
+            elapsed,
+        }
     }
 }
 

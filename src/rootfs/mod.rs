@@ -361,18 +361,7 @@ pub fn assemble_packages_with(
             progress,
         )?;
         if let Some(ahead) = ahead {
-            let versions = ahead.versions().join(" ");
-            let (elapsed, finished) = ahead.finish();
-            report.scripts.push(ScriptRun {
-                package: format!("linux {versions}"),
-                script: if finished {
-                    "depmod ahead, beside the other scripts".into()
-                } else {
-                    "depmod ahead, beside the other scripts (did not finish)".into()
-                },
-                command: format!("depmod -o /run/imgbuild-ahead/spec/VERSION/out {versions}"),
-                elapsed,
-            });
+            report.scripts.push(ahead.finish());
         }
         phase(&mut report, "configure");
     }
