@@ -27,8 +27,25 @@ mkdir -p "$out/lib/modules/$1"
 (cd "/lib/modules/$1" && find . -name '*.ko' | LC_ALL=C sort) > "$out/lib/modules/$1/modules.dep"
 "#;
 
-/// An image whose `/lib/modules/V` holds `a.ko`, or `None` (test skipped)
-/// without the host tools the wrapper needs.
+/// `/lib/modules/V` of the image at `root`.
+fn module_dir(root: &Path) -> std::path::PathBuf {
+    root.join("usr/lib/modules").join(V)
+}
+
+/// The call the run ahead makes.
+fn ahead_call() -> String {
+    format!("-o /run/imgbuild-ahead/spec/{V}/out {V}")
+}
+
+/// An image whose `/lib/modules/V` holds `a.ko`, in which the sandbox
+/// runs; `None` (test skipped) without the host tools the wrapper needs, or
+/// when not root and without a user namespace.
+fn usable_image(tmp: &Path) -> Option<std::path::PathBuf> {
+    let root = image(tmp)?;
+    sandbox_usable(&root).then_some(root)
+}
+
+/// [`usable_image`] before the sandbox is tried.
 fn image(tmp: &Path) -> Option<std::path::PathBuf> {
     for tool in ["sh", "find", "sort", "cmp", "cp", "grep", "sleep", "mkdir"] {
         if !Path::new("/usr/bin").join(tool).exists() {
@@ -42,12 +59,8 @@ fn image(tmp: &Path) -> Option<std::path::PathBuf> {
     ] {
         fs::create_dir_all(root.join(d)).unwrap();
     }
-    fs::create_dir_all(root.join("usr/lib/modules").join(V).join("kernel/net")).unwrap();
-    fs::write(
-        root.join("usr/lib/modules").join(V).join("kernel/net/a.ko"),
-        "a",
-    )
-    .unwrap();
+    fs::create_dir_all(module_dir(&root).join("kernel/net")).unwrap();
+    fs::write(module_dir(&root).join("kernel/net/a.ko"), "a").unwrap();
     for link in ["bin", "sbin", "lib", "lib64"] {
         std::os::unix::fs::symlink(format!("usr/{link}"), root.join(link)).unwrap();
     }
@@ -112,8 +125,7 @@ fn postinst(root: &Path, ahead: &DepmodAhead, script: &str) {
 
 /// The sandbox is usable here (root, or a user namespace).
 fn sandbox_usable(root: &Path) -> bool {
-    let spec = SandboxSpec::new(root, ["/bin/true"]);
-    let mut spec = spec;
+    let mut spec = SandboxSpec::new(root, ["/bin/true"]);
     host_binds(&mut spec);
     match sandbox::run(&spec) {
         Ok(out) => {
@@ -152,31 +164,20 @@ fn calls(root: &Path) -> Vec<String> {
 }
 
 fn modules_dep(root: &Path) -> String {
-    fs::read_to_string(root.join("usr/lib/modules").join(V).join("modules.dep")).unwrap()
+    fs::read_to_string(module_dir(root).join("modules.dep")).unwrap()
 }
 
 #[test]
 fn the_kernels_depmod_gets_the_files_of_the_run_ahead() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(root) = image(tmp.path()) else {
+    let Some(root) = usable_image(tmp.path()) else {
         return;
     };
-    if !sandbox_usable(&root) {
-        return;
-    }
     let ahead = start(&root);
     // The kernel's preinst: a file depmod does not read.
-    fs::write(
-        root.join("usr/lib/modules").join(V).join(".fresh-install"),
-        "",
-    )
-    .unwrap();
+    fs::write(module_dir(&root).join(".fresh-install"), "").unwrap();
     postinst(&root, &ahead, &format!("depmod {V}"));
-    assert_eq!(
-        calls(&root),
-        [format!("-o /run/imgbuild-ahead/spec/{V}/out {V}")],
-        "depmod ran only ahead"
-    );
+    assert_eq!(calls(&root), [ahead_call()], "depmod ran only ahead");
     assert_eq!(modules_dep(&root), "./kernel/net/a.ko\n");
     let run = ahead.finish();
     assert_eq!(run.script, "depmod ahead, beside the other scripts");
@@ -185,39 +186,23 @@ fn the_kernels_depmod_gets_the_files_of_the_run_ahead() {
 #[test]
 fn a_module_added_after_the_run_ahead_makes_depmod_run_itself() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(root) = image(tmp.path()) else {
+    let Some(root) = usable_image(tmp.path()) else {
         return;
     };
-    if !sandbox_usable(&root) {
-        return;
-    }
     let ahead = start(&root);
     assert!(wait_done(&ahead), "the run ahead finished");
-    fs::write(
-        root.join("usr/lib/modules").join(V).join("kernel/b.ko"),
-        "b",
-    )
-    .unwrap();
+    fs::write(module_dir(&root).join("kernel/b.ko"), "b").unwrap();
     postinst(&root, &ahead, &format!("depmod {V}"));
-    assert_eq!(
-        calls(&root),
-        [
-            format!("-o /run/imgbuild-ahead/spec/{V}/out {V}"),
-            V.to_string()
-        ]
-    );
+    assert_eq!(calls(&root), [ahead_call(), V.to_string()]);
     assert_eq!(modules_dep(&root), "./kernel/b.ko\n./kernel/net/a.ko\n");
 }
 
 #[test]
 fn a_failed_run_ahead_and_other_calls_go_to_depmod_without_waiting() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(root) = image(tmp.path()) else {
+    let Some(root) = usable_image(tmp.path()) else {
         return;
     };
-    if !sandbox_usable(&root) {
-        return;
-    }
     fs::write(root.join("fail-ahead"), "").unwrap();
     let ahead = start(&root);
     let started = Instant::now();
@@ -230,7 +215,7 @@ fn a_failed_run_ahead_and_other_calls_go_to_depmod_without_waiting() {
     let mut seen = calls(&root);
     seen.sort();
     let mut want = vec![
-        format!("-o /run/imgbuild-ahead/spec/{V}/out {V}"),
+        ahead_call(),
         format!("-a {V}"),
         "../state".to_string(),
         V.to_string(),
