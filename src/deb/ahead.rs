@@ -61,37 +61,32 @@ pub struct ReadAhead {
 impl ReadAhead {
     /// Starts reading `deb` (whose sha256 must be `sha256`).
     pub fn start(deb: &Path, sha256: &str) -> ReadAhead {
-        let (tx, queue) = sync_channel(QUEUE);
-        let path = deb.to_path_buf();
-        let thread = std::thread::spawn(move || read(&path, &tx, None));
-        ReadAhead {
-            deb: deb.to_path_buf(),
-            sha256: sha256.to_string(),
-            queue,
-            spool: None,
-            thread,
-        }
+        ReadAhead::launch(deb, sha256, QUEUE, None)
     }
 
     /// Starts reading `deb` with data.tar decompressed, without a bound,
     /// into an unlinked temp file in `dir`; [`ReadAhead::start`] when no
     /// temp file can be made there.
     pub fn spooled(deb: &Path, sha256: &str, dir: &Path) -> ReadAhead {
-        let Ok(file) = tempfile::tempfile_in(dir) else {
-            return ReadAhead::start(deb, sha256);
-        };
-        let Ok(reading) = file.try_clone() else {
-            return ReadAhead::start(deb, sha256);
-        };
-        // Offsets only, one per MiB: the reader waits only after 1 GiB.
-        let (tx, queue) = sync_channel(SPOOL_QUEUE);
+        match tempfile::tempfile_in(dir).and_then(|f| Ok((f.try_clone()?, f))) {
+            // Offsets only, one per MiB: the reader waits only after 1 GiB.
+            Ok(files) => ReadAhead::launch(deb, sha256, SPOOL_QUEUE, Some(files)),
+            Err(_) => ReadAhead::start(deb, sha256),
+        }
+    }
+
+    /// The reading thread for `deb`, `bound` messages ahead; with `spool`
+    /// (the reading and the writing handle of one file), data.tar goes there.
+    fn launch(deb: &Path, sha256: &str, bound: usize, spool: Option<(File, File)>) -> ReadAhead {
+        let (tx, queue) = sync_channel(bound);
         let path = deb.to_path_buf();
-        let thread = std::thread::spawn(move || read(&path, &tx, Some(&file)));
+        let (reading, writing) = spool.unzip();
+        let thread = std::thread::spawn(move || read(&path, &tx, writing.as_ref()));
         ReadAhead {
             deb: deb.to_path_buf(),
             sha256: sha256.to_string(),
             queue,
-            spool: Some(reading),
+            spool: reading,
             thread,
         }
     }
@@ -176,8 +171,13 @@ fn read(deb: &Path, tx: &SyncSender<Msg>, spool: Option<&File>) -> Outcome {
     let mut stopped = false;
     let mut spooled = 0u64;
     let mut send = |data: &mut dyn Read| -> Result<(), UnpackError> {
+        // A spooled chunk's buffer serves the next one; a queued one is sent.
+        let mut spare: Vec<u8> = Vec::new();
         loop {
-            let mut chunk = vec![0u8; CHUNK];
+            let mut chunk = match std::mem::take(&mut spare) {
+                b if b.len() == CHUNK => b,
+                _ => vec![0u8; CHUNK],
+            };
             let mut filled = 0;
             while filled < CHUNK {
                 match data.read(&mut chunk[filled..]) {
@@ -207,6 +207,7 @@ fn read(deb: &Path, tx: &SyncSender<Msg>, spool: Option<&File>) -> Outcome {
                             error,
                         })?;
                     spooled += filled as u64;
+                    spare = chunk;
                     Msg::Spooled(spooled)
                 }
             };

@@ -35,10 +35,7 @@ pub(super) fn unpack_all(
                 source,
             }
         })?;
-        for d in u.devices {
-            devices.retain(|o| o.path != d.path);
-            devices.push(d);
-        }
+        merge_devices(devices, u.devices);
         Ok::<_, RootfsError>(u.paths)
     };
     // The next packages are read, hashed and decompressed on other threads
@@ -53,21 +50,21 @@ pub(super) fn unpack_all(
         .filter_map(|j| Some((fs::metadata(&debs[j]).ok()?.len(), j)))
         .max()
         .filter(|&(size, _)| size >= deb::SPOOL_FROM);
-    let mut spooled: HashMap<usize, deb::ReadAhead> = match (largest, dest.parent()) {
-        (Some((_, j)), Some(dir)) => [(
+    let mut spooled = match (largest, dest.parent()) {
+        (Some((_, j)), Some(dir)) => Some((
             j,
             deb::ReadAhead::spooled(&debs[j], &lock.packages[j].sha256, dir),
-        )]
-        .into(),
-        _ => HashMap::new(),
+        )),
+        _ => None,
     };
     let mut next = 0;
     for &i in install {
         while next < install.len() && queue.len() < ahead {
             let j = install[next];
-            let reading = spooled
-                .remove(&j)
-                .unwrap_or_else(|| deb::ReadAhead::start(&debs[j], &lock.packages[j].sha256));
+            let reading = match spooled.take_if(|(k, _)| *k == j) {
+                Some((_, reading)) => reading,
+                None => deb::ReadAhead::start(&debs[j], &lock.packages[j].sha256),
+            };
             queue.push_back(reading);
             next += 1;
         }
@@ -79,16 +76,22 @@ pub(super) fn unpack_all(
                 package: pkgs[i].label(),
                 source,
             })?;
-        for d in u.devices {
-            report.devices.retain(|o| o.path != d.path);
-            report.devices.push(d);
-        }
+        merge_devices(&mut report.devices, u.devices);
         lists[i] = u.paths;
     }
     for i in resolve_overlaps(dest, pkgs, install, &mut lists, &mut report.warnings) {
         unpack_one(i, &mut report.devices)?;
     }
     Ok(lists)
+}
+
+/// Adds a package's device nodes to `devices`, replacing an earlier
+/// package's node at the same path.
+fn merge_devices(devices: &mut Vec<deb::DeviceNode>, new: Vec<deb::DeviceNode>) {
+    for d in new {
+        devices.retain(|o| o.path != d.path);
+        devices.push(d);
+    }
 }
 
 /// Finds non-directory paths installed by several packages. Where one
