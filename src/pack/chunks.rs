@@ -9,15 +9,15 @@
 //! its bytes go into an artifact, so a damaged or planted entry costs a
 //! recompression, never a wrong layer — unless this process wrote it (the
 //! speculative pass of this build): then it must have the sha256 of the
-//! bytes written, kept in memory, which is as sure and 5× cheaper than
-//! inflating. Entries appear by rename.
+//! bytes written, kept in memory: as sure, and one sha256 of the deflated
+//! bytes instead of an inflate and a compare. Entries appear by rename.
 //!
 //! Each recipe's build records the chunks its artifacts used
 //! (`RECIPE.keys`); [`ChunkCache::commit`] then removes every entry no
 //! recipe's last build used (after a grace period, for builds running
 //! side by side), so the cache holds about one compressed image per recipe.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -42,10 +42,10 @@ pub(crate) const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
 
 /// The sha256 of every entry this process wrote, by chunk key: an entry
 /// read back with that digest is the piece deflated here.
-static WRITTEN: Mutex<Option<HashMap<ChunkKey, [u8; 32]>>> = Mutex::new(None);
+static WRITTEN: Mutex<BTreeMap<ChunkKey, [u8; 32]>> = Mutex::new(BTreeMap::new());
 
 /// The name of a chunk in the cache: sha256 of the level and the bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ChunkKey([u8; 32]);
 
 impl ChunkKey {
@@ -103,8 +103,8 @@ impl ChunkCache {
         let written = WRITTEN
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .and_then(|w| w.get(key).copied());
+            .get(key)
+            .copied();
         let ours = written.is_some_and(|sha| <[u8; 32]>::from(Sha256::digest(&piece)) == sha);
         if !ours && !inflates_to(&piece, chunk) {
             return None;
@@ -124,7 +124,6 @@ impl ChunkCache {
             WRITTEN
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get_or_insert_with(HashMap::new)
                 .insert(*key, Sha256::digest(piece).into());
         }
     }
@@ -297,8 +296,6 @@ mod tests {
         let odd = b"not a deflate stream".to_vec();
         WRITTEN
             .lock()
-            .unwrap()
-            .as_mut()
             .unwrap()
             .insert(ka, Sha256::digest(&odd).into());
         fs::write(cache.path(&ka), &odd).unwrap();
