@@ -176,49 +176,53 @@ pub fn emit(
         .write(true)
         .open(&raw)
         .with_context(|| format!("opening {}", raw.display()))?;
-    // Not synced here: the whole file is, once qemu-img has read it; its
-    // writeback starts now, while it is hashed and converted.
+    // Synced below, beside its hash and its conversion: its writeback
+    // starts now.
     file.write_all_at(&area, 0)
         .with_context(|| format!("writing the boot area of {}", raw.display()))?;
     crate::core::atomic::start_writeback(&file);
     drop(file);
 
-    // disk.raw is complete: hashed (for the manifest) while qemu-img reads it.
-    let (raw_sha, converted) = std::thread::scope(|scope| {
+    // disk.raw is complete. Three independent paths, side by side: its
+    // hash (for the manifest; 4 GiB, the longest), its sync, and qemu-img's
+    // qcow2, hashed and synced as soon as it is written (the manifest then
+    // reads neither file again).
+    let qcow2 = dir.join(QCOW2);
+    let (raw_sha, raw_synced, qcow2_sha) = std::thread::scope(|scope| {
         let hashing = scope.spawn(|| crate::core::digest::hash_file(&raw));
-        let converted = tools.run(&in_tools(&[
-            "qemu-img",
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "qcow2",
-            "/work/disk.raw",
-            "/work/disk.qcow2",
-        ]));
-        (hashing.join(), converted)
+        let syncing = scope.spawn(|| File::open(&raw).and_then(|f| f.sync_all()));
+        let converted = tools
+            .run(&in_tools(&[
+                "qemu-img",
+                "convert",
+                "-f",
+                "raw",
+                "-O",
+                "qcow2",
+                "/work/disk.raw",
+                "/work/disk.qcow2",
+            ]))
+            .map_err(ImageError::from)
+            .and_then(|_| {
+                let file =
+                    File::open(&qcow2).with_context(|| format!("opening {}", qcow2.display()))?;
+                crate::core::atomic::start_writeback(&file);
+                let hash = crate::core::digest::hash_file(&qcow2)
+                    .with_context(|| format!("hashing {}", qcow2.display()))?;
+                file.sync_all()
+                    .with_context(|| format!("syncing {}", qcow2.display()))?;
+                Ok(hash)
+            });
+        let hashed = hashing.join();
+        let synced = syncing.join();
+        (
+            hashed.unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            synced.unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            converted,
+        )
     });
-    converted?;
-
-    // Both files synced side by side, the qcow2 hashed meanwhile (for the
-    // manifest, which then reads neither again).
-    let (synced, qcow2_sha) = std::thread::scope(|scope| {
-        let qcow2 = dir.join(QCOW2);
-        let hashing = scope.spawn(move || {
-            let file = File::open(&qcow2)?;
-            crate::core::atomic::start_writeback(&file);
-            let hash = crate::core::digest::hash_file(&qcow2);
-            file.sync_all()?;
-            hash
-        });
-        let raw_synced = File::open(&raw).and_then(|f| f.sync_all());
-        let hashed = hashing
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        (raw_synced, hashed)
-    });
-    synced.with_context(|| format!("syncing {}", raw.display()))?;
-    let qcow2_sha = qcow2_sha.with_context(|| format!("syncing {}", dir.join(QCOW2).display()))?;
+    let qcow2_sha = qcow2_sha?;
+    raw_synced.with_context(|| format!("syncing {}", raw.display()))?;
 
     let mut written = Vec::new();
     for name in [RAW, QCOW2] {
@@ -230,7 +234,7 @@ pub fn emit(
             .with_context(|| format!("moving {} to {}", from.display(), to.display()))?;
         written.push(to);
     }
-    if let Ok(Ok((sha, _))) = raw_sha {
+    if let Ok((sha, _)) = raw_sha {
         crate::core::digest::remember(&out_dir.join(RAW), &sha);
     }
     crate::core::digest::remember(&out_dir.join(QCOW2), &qcow2_sha.0);
