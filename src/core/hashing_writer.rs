@@ -8,10 +8,13 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
+
+use super::growing::Growing;
 
 /// Bytes handed over at a time.
 const BLOCK: usize = 1 << 20;
@@ -33,6 +36,13 @@ pub struct HashingFileWriter {
 impl HashingFileWriter {
     /// Starts the hashing thread for `file` (written from its current offset).
     pub fn new(file: File) -> HashingFileWriter {
+        HashingFileWriter::reporting(file, None)
+    }
+
+    /// As [`HashingFileWriter::new`], telling `growing` how many bytes are
+    /// in the file after each write (its readers follow; completing or
+    /// failing it is the caller's).
+    pub fn reporting(file: File, growing: Option<Arc<Growing>>) -> HashingFileWriter {
         let (full, blocks) = sync_channel::<Vec<u8>>(IN_FLIGHT);
         let (give_back, empty) = sync_channel::<Vec<u8>>(IN_FLIGHT + 1);
         let thread = std::thread::spawn(move || -> Finished {
@@ -43,6 +53,9 @@ impl HashingFileWriter {
                 hasher.update(&block);
                 file.write_all(&block)?;
                 size += block.len() as u64;
+                if let Some(g) = &growing {
+                    g.written(size);
+                }
                 let _ = give_back.try_send(block);
             }
             Ok((file, hex::encode(hasher.finalize()), size))

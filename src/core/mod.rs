@@ -10,6 +10,7 @@ pub mod bounded;
 pub mod context;
 pub mod cpu;
 pub mod digest;
+pub mod growing;
 pub mod hashing_writer;
 pub mod scratch;
 pub mod stamps;

@@ -189,7 +189,7 @@ fn build_once(plan: &Plan, dir: &Path, umask: u32) -> Result<OneBuild> {
                 .map(drop)
         })?;
         fs::create_dir(&out).with_context(|| format!("creating {}", out.display()))?;
-        plan.emit(&tar, &out, dir, None)
+        plan.emit(&tar, &out, dir, None, None)
     });
     Ok(OneBuild {
         manifest: result?,

@@ -28,10 +28,12 @@ pub mod stream;
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
+use std::io::Read;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::core::growing::Growing;
 use crate::image::error::{Context, ImageError, refuse};
 use crate::recipe::Disk;
 use crate::sandbox::Producer;
@@ -65,6 +67,41 @@ const CORE_MODULES: &[&str] = &[
     "terminal",
 ];
 
+/// The rootfs tar a disk is made from.
+#[derive(Debug, Clone)]
+pub enum RootfsTar {
+    /// A complete tar.
+    Path(PathBuf),
+    /// A tar still being written: mkfs reads it as it grows.
+    Growing(Arc<Growing>),
+}
+
+impl RootfsTar {
+    /// A reader from its first byte.
+    fn open(&self) -> std::io::Result<Box<dyn Read + Send>> {
+        Ok(match self {
+            RootfsTar::Path(path) => Box::new(File::open(path)?),
+            RootfsTar::Growing(growing) => Box::new(growing.reader()?),
+        })
+    }
+
+    /// Its path, once complete.
+    fn path(&self) -> std::io::Result<PathBuf> {
+        match self {
+            RootfsTar::Path(path) => Ok(path.clone()),
+            RootfsTar::Growing(growing) => growing.wait_complete(),
+        }
+    }
+
+    /// What messages call it.
+    fn label(&self) -> String {
+        match self {
+            RootfsTar::Path(path) => path.display().to_string(),
+            RootfsTar::Growing(_) => "the rootfs tar (as it is written)".into(),
+        }
+    }
+}
+
 /// Writes `disk.raw` and `disk.qcow2` for the rootfs tar `rootfs_tar` into
 /// `out_dir`, using `tools` and a temp directory under `work`. `title`
 /// names the boot menu entry (the recipe name). Returns the files written.
@@ -72,7 +109,7 @@ pub fn emit(
     title: &str,
     disk: &Disk,
     tools: &ToolsRoot,
-    rootfs_tar: &Path,
+    rootfs_tar: &RootfsTar,
     out_dir: &Path,
     work: &Path,
     source_date_epoch: i64,
@@ -157,7 +194,11 @@ pub fn emit(
         (Err(made), Ok(_)) => return Err(made.into()),
     };
     if !merged.devices.is_empty() {
-        refuse_device_nodes(title, rootfs_tar, &merged.devices)?;
+        let path = rootfs_tar.path().map_err(|source| ImageError::Io {
+            what: format!("reading {}", rootfs_tar.label()),
+            source,
+        })?;
+        refuse_device_nodes(title, &path, &merged.devices)?;
     }
 
     let mut core_img = core_img?;
@@ -310,18 +351,19 @@ fn tar_producer(
     title: &str,
     disk: &Disk,
     tools: &ToolsRoot,
-    rootfs_tar: &Path,
+    rootfs_tar: &RootfsTar,
     dir: &Path,
     source_date_epoch: i64,
 ) -> (Producer, Arc<Mutex<Option<Result<stream::Merged>>>>) {
     let outcome = Arc::new(Mutex::new(None));
     let (title, disk, tools_root) = (title.to_string(), disk.clone(), tools.root());
-    let (rootfs_tar, overlay_dir) = (rootfs_tar.to_path_buf(), dir.join("overlay"));
+    let (rootfs_tar, overlay_dir) = (rootfs_tar.clone(), dir.join("overlay"));
     let slot = outcome.clone();
     let producer = Producer::new(move |out| {
         let result = (|| -> Result<stream::Merged> {
-            let file = File::open(&rootfs_tar)
-                .with_context(|| format!("opening {}", rootfs_tar.display()))?;
+            let file = rootfs_tar
+                .open()
+                .with_context(|| format!("opening {}", rootfs_tar.label()))?;
             let mut input = std::io::BufReader::with_capacity(1 << 20, file);
             let mut failure = None;
             let merged = stream::merge(&mut input, out, &overlay_paths(), |boot| {
@@ -337,7 +379,7 @@ fn tar_producer(
                 (_, Some(e)) => Err(e),
                 (Ok(m), None) => Ok(m),
                 (Err(source), None) => Err(ImageError::Io {
-                    what: format!("streaming {} to mkfs.ext4", rootfs_tar.display()),
+                    what: format!("streaming {} to mkfs.ext4", rootfs_tar.label()),
                     source,
                 }),
             }
@@ -460,16 +502,32 @@ pub struct DiskOutput<'a>(pub &'a Disk);
 
 impl crate::image::ImageOutput for DiskOutput<'_> {
     fn describe(&self) -> &'static str {
-        "the disk image"
+        DiskOutput::DESCRIPTION
     }
 
     fn emit(&self, ctx: &crate::image::EmitContext<'_>) -> Result<Vec<String>> {
+        self.emit_from(ctx, &RootfsTar::Path(ctx.rootfs_tar.to_path_buf()))
+    }
+}
+
+impl DiskOutput<'_> {
+    /// What it is called in progress lines and error messages.
+    pub const DESCRIPTION: &'static str = "the disk image";
+
+    /// As [`ImageOutput::emit`](crate::image::ImageOutput::emit), reading
+    /// the rootfs tar from `rootfs_tar` (one that may still be growing)
+    /// instead of `ctx.rootfs_tar`.
+    pub fn emit_from(
+        &self,
+        ctx: &crate::image::EmitContext<'_>,
+        rootfs_tar: &RootfsTar,
+    ) -> Result<Vec<String>> {
         let tools = ctx.tools()?;
         let files = emit(
             &ctx.recipe.name,
             self.0,
             &tools,
-            ctx.rootfs_tar,
+            rootfs_tar,
             ctx.dir,
             ctx.work,
             ctx.source_date_epoch,

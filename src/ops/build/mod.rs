@@ -6,8 +6,9 @@
 //! (never the network). The rootfs is assembled in a temp directory next to
 //! the outputs, archived as a deterministic tar and kept in the rootfs cache
 //! ([`crate::rootfs::cache`]) under the hash of every input; the outputs are
-//! written into `out/RECIPE.tmp-XXXX/` and swapped into `out/RECIPE/` only
-//! when complete.
+//! written into `out/RECIPE.tmp-XXXX/` ([`outputs`]) and swapped into
+//! `out/RECIPE/` only when complete; the disk image starts while the tar is
+//! still being written ([`early_disk`]).
 //!
 //! Incremental: when `out/RECIPE/manifest.json` already records the same
 //! build key and its artifacts are present, nothing is done; when only the
@@ -24,10 +25,12 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use crate::core::cpu::Stamp;
+use crate::core::growing::Growing;
 use crate::core::scratch::Removals;
 use crate::fetch::{Store, vendor_dir};
 use crate::image::{self, Compression, ImageInfo, Manifest};
 use crate::lock::Lockfile;
+
 use crate::ops::progress::{PhaseLine, Speculating};
 use crate::ops::workspace::{Demand, Loaded};
 use crate::pack::chunks::ChunkCache;
@@ -39,6 +42,11 @@ use crate::rootfs::Reporter as _;
 use crate::rootfs::cache::{self, KeyInputs, RootfsCache};
 use crate::rootfs::{self, AssembleOptions};
 use crate::tools::ToolsAhead;
+
+mod early_disk;
+mod outputs;
+
+use outputs::{emit_into, outputs_dir};
 
 /// The arguments of `imgbuild build`.
 #[derive(Debug, Clone, Default)]
@@ -236,90 +244,6 @@ impl Plan {
         }
     }
 
-    /// Writes every artifact into the empty directory `dir` from the rootfs
-    /// tar, working in temp directories under `work`: the recipe's own
-    /// outputs first ([`image::outputs_of`]: the ONIE installer, the disk
-    /// image), then the common ones and `manifest.json`, which lists them
-    /// all (and the wheels built from sdists into the image).
-    pub(crate) fn emit(
-        &self,
-        tar: &Path,
-        dir: &Path,
-        work: &Path,
-        tools_ahead: Option<&ToolsAhead>,
-    ) -> Result<Manifest> {
-        let ctx = image::EmitContext {
-            recipe: &self.recipe,
-            lock: &self.lock,
-            store: &self.store,
-            cache_dir: &self.cache_dir,
-            rootfs_tar: tar,
-            dir,
-            work,
-            source_date_epoch: self.assemble.source_date_epoch,
-            rootfs_key: &self.rootfs_key,
-            tools_ahead,
-        };
-        let count = image::outputs_of(&self.recipe).len();
-        let progress = PhaseLine::for_terminal(self.quiet);
-        progress.phase("outputs", Some(count as u64 + 1));
-        // The recipe's outputs (mostly the tools tree's programs: mkfs,
-        // qemu-img, squashfs) and the common ones (mostly gzip of the OCI
-        // layer) are independent files in `dir`: written side by side, on
-        // two cores; the manifest then lists them all.
-        let info = self.info();
-        let (recipe_outputs, common) = std::thread::scope(|scope| {
-            let recipe_outputs = scope.spawn(|| -> Result<_> {
-                let mut lines = Vec::new();
-                let mut timings = Vec::new();
-                for output in &image::outputs_of(&self.recipe) {
-                    progress.item(output.describe());
-                    let start = Stamp::now();
-                    lines.extend(image::outputs::emit_all(
-                        std::slice::from_ref(output),
-                        &ctx,
-                    )?);
-                    timings.push(format!("{} {}", output.describe(), timing(start)));
-                }
-                Ok((lines, timings))
-            });
-            let start = Stamp::now();
-            let common = image::emit_common(tar, dir, &info)
-                .map(|()| format!("rootfs tar, OCI layout, SBOMs {}", timing(start)));
-            let recipe_outputs = recipe_outputs
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (recipe_outputs, common)
-        });
-        let (lines, mut timings) = recipe_outputs?;
-        timings.push(common?);
-        progress.item("manifest");
-        let start = Stamp::now();
-        let mut manifest = image::write_manifest(dir, &info)?;
-        timings.push(format!("manifest {}", timing(start)));
-        progress.phase_done();
-        if !self.quiet {
-            for line in lines {
-                eprintln!("  {line}");
-            }
-            eprintln!("  outputs: {}", timings.join(", "));
-        }
-        if !self.lock.python.is_empty() {
-            manifest.python_built = crate::pypi::layer::built_from_tar(tar)?;
-            if !manifest.python_built.is_empty() {
-                let path = dir.join(image::manifest::FILE_NAME);
-                crate::core::atomic::write_atomic(
-                    &path,
-                    &manifest.to_json(),
-                    0o644,
-                    crate::core::atomic::Durability::Durable,
-                )
-                .with_context(|| format!("writing {}", path.display()))?;
-            }
-        }
-        Ok(manifest)
-    }
-
     /// Assembles the rootfs in a temp directory under `work` and writes its
     /// deterministic tar to `w`; the tree is removed afterwards. With a
     /// `stage` cache, the package stage is taken from it when present (only
@@ -462,7 +386,7 @@ impl Plan {
 }
 
 /// `12.3s (cpu 20.1s)`: the wall and CPU time since `start`.
-fn timing(start: Stamp) -> String {
+pub(crate) fn timing(start: Stamp) -> String {
     let (wall, cpu) = start.elapsed();
     format!("{:.1}s (cpu {:.1}s)", wall.as_secs_f64(), cpu.as_secs_f64())
 }
@@ -514,63 +438,60 @@ pub fn run(args: &BuildArgs) -> Result<BuildReport> {
                 plan.assemble.source_date_epoch,
             )
         });
-    let (tar, reuse) = match cache.get(&plan.recipe.name, &plan.rootfs_key) {
-        Some(tar) => (tar, Reuse::CachedRootfs),
-        None => {
-            let mut reuse = Reuse::Assembled;
-            let start = Stamp::now();
-            let tar = cache.insert_with(&plan.recipe.name, &plan.rootfs_key, |w| {
-                plan.assemble_tar(
-                    &plan.out_root,
-                    w,
-                    Some(&stage),
-                    &removals,
+    // The outputs are written into a temp directory, swapped in at the end.
+    let outputs = outputs_dir(&plan, &dest)?;
+    let outputs_path = outputs.path().to_path_buf();
+    let work = dest.parent().unwrap_or(Path::new("."));
+    let (manifest, reuse) = std::thread::scope(|scope| -> Result<_> {
+        let (tar, reuse, early) = match cache.get(&plan.recipe.name, &plan.rootfs_key) {
+            Some(tar) => (tar, Reuse::CachedRootfs, None),
+            None => {
+                let mut reuse = Reuse::Assembled;
+                let start = Stamp::now();
+                // The disk image starts on the tar's first bytes.
+                let growing = Growing::new();
+                let early = early_disk::start(
+                    scope,
+                    &plan,
+                    &growing,
+                    &outputs_path,
+                    work,
                     tools_ahead.as_ref(),
-                )
-                .map(|(_, r)| reuse = r)
-            })?;
-            if !args.quiet {
-                // Up to the rootfs tar: what a bootstrapper alone makes
-                // (bench/build-vs-mmdebstrap.sh reads this line).
-                eprintln!("  rootfs: {}", timing(start));
+                );
+                let tar =
+                    cache.insert_growing(&plan.recipe.name, &plan.rootfs_key, &growing, |w| {
+                        plan.assemble_tar(
+                            &plan.out_root,
+                            w,
+                            Some(&stage),
+                            &removals,
+                            tools_ahead.as_ref(),
+                        )
+                        .map(|(_, r)| reuse = r)
+                    });
+                let tar = match tar {
+                    Ok(tar) => tar,
+                    Err(e) => {
+                        // The disk's own failure (it could not read the
+                        // tar) says less than the assembly's.
+                        drop(early_disk::join(early));
+                        return Err(e);
+                    }
+                };
+                if !args.quiet {
+                    // Up to the rootfs tar: what a bootstrapper alone makes
+                    // (bench/build-vs-mmdebstrap.sh reads this line).
+                    eprintln!("  rootfs: {}", timing(start));
+                }
+                (tar, reuse, early)
             }
-            (tar, reuse)
-        }
-    };
-    let manifest = emit_into(&plan, &tar, &dest, tools_ahead.as_ref())?;
+        };
+        let manifest = emit_into(&plan, &tar, &dest, outputs, tools_ahead.as_ref(), early)?;
+        Ok((manifest, reuse))
+    })?;
     if let Some(chunks) = &plan.chunks {
         // Only the cache's size depends on this: a failure costs disk, not the build.
         let _ = chunks.commit();
     }
     done(report(manifest, reuse))
-}
-
-/// Writes every output from `tar` into a temp directory next to `dest` and
-/// swaps it in; the previous outputs (if any) are deleted afterwards.
-fn emit_into(
-    plan: &Plan,
-    tar: &Path,
-    dest: &Path,
-    tools_ahead: Option<&ToolsAhead>,
-) -> Result<Manifest> {
-    let parent = dest.parent().unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!("{}.tmp-", plan.recipe.name))
-        .tempdir_in(parent)
-        .with_context(|| format!("creating a temp directory in {}", parent.display()))?;
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
-        .with_context(|| format!("chmod {}", tmp.path().display()))?;
-    if !plan.quiet {
-        eprintln!("Writing outputs of {}…", plan.recipe.name);
-    }
-    let manifest = plan.emit(tar, tmp.path(), parent, tools_ahead)?;
-    let old = image::publish_dir(tmp.path(), dest)?;
-    // After an exchange the temp path holds the old outputs, removed with
-    // `tmp`; after a plain rename it no longer exists. With the fallback the
-    // old outputs were moved aside and are removed here.
-    if let Some(old) = old.filter(|o| o != tmp.path()) {
-        fs::remove_dir_all(&old).with_context(|| format!("removing {}", old.display()))?;
-    }
-    drop(tmp);
-    Ok(manifest)
 }
