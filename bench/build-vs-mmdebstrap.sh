@@ -25,6 +25,8 @@
 #    of exactly the lock's packages, root mode, output a tar, from the
 #    loopback repository (it downloads from the local mirror: mmdebstrap has
 #    no warm store; the transfer is a local copy at memory speed).
+#    imgbuild and mmdebstrap run alternately, one run each in turn, so a
+#    host that gets busier or quieter during the comparison weighs on both.
 # 4. Both trees' dpkg status: the installed (package, architecture, version)
 #    sets must be identical.
 #
@@ -57,21 +59,33 @@ if grep -q '^\[\[component\]\]\|^tools *=' "$ws/recipes/$name.toml"; then
     echo "warming the component and tools caches (one untimed build) ..." >&2
     "${ib_build[@]}" -q >"$work/warm.out" 2>&1 || { tail -n 30 "$work/warm.out" >&2; exit 1; }
 fi
-time_cmd imgbuild "$work" "$ib_prep" -- "${ib_build[@]}"
-ib_s=$RESULT_S ib_c=$RESULT_CPU ib_m=$RESULT_MIB
-# `  rootfs: 41.2s (cpu 35.0s)` of the last run: up to the rootfs tar.
-ib_root_s=$(sed -n 's/^  rootfs: \([0-9.]*\)s (cpu \([0-9.]*\)s).*/\1/p' "$work/imgbuild.out" | tail -n 1)
-ib_root_c=$(sed -n 's/^  rootfs: \([0-9.]*\)s (cpu \([0-9.]*\)s).*/\2/p' "$work/imgbuild.out" | tail -n 1)
-
-# --- mmdebstrap ------------------------------------------------------------------
 include=$(paste -sd, "$work/apt-packages.txt")
 arches=$(tr ' ' ',' <"$work/arches.txt" | tr -d '\n')
-time_cmd mmdebstrap "$work" 'rm -f "$work/mm.tar"' -- \
-    mmdebstrap --quiet --mode=root --variant=custom --architectures="$arches" \
-    --include="$include" --aptopt='Acquire::AllowInsecureRepositories "true"' \
-    --aptopt='Acquire::Languages "none"' \
-    bench "$work/mm.tar" "deb [trusted=yes] $MIRROR_URL/ ./"
-mm_s=$RESULT_S mm_c=$RESULT_CPU mm_m=$RESULT_MIB
+mm_build=(mmdebstrap --quiet --mode=root --variant=custom --architectures="$arches"
+    --include="$include" --aptopt='Acquire::AllowInsecureRepositories "true"'
+    --aptopt='Acquire::Languages "none"'
+    bench "$work/mm.tar" "deb [trusted=yes] $MIRROR_URL/ ./")
+
+# --- timed: imgbuild and mmdebstrap alternately ----------------------------------
+# One run of each in turn (imgbuild, mmdebstrap, imgbuild, ...), so a host
+# that gets busier or quieter meanwhile weighs on both alike; medians.
+ib_ss=() ib_cs=() ib_ms=() ib_rs=() ib_rcs=() mm_ss=() mm_cs=() mm_ms=()
+total_runs=$runs
+for ((run = 0; run < total_runs; run++)); do
+    runs=1 time_cmd imgbuild "$work" "$ib_prep" -- "${ib_build[@]}"
+    ib_ss+=("$RESULT_S") ib_cs+=("$RESULT_CPU") ib_ms+=("$RESULT_MIB")
+    # `  rootfs: 41.2s (cpu 35.0s)`: up to the rootfs tar.
+    ib_rs+=("$(sed -n 's/^  rootfs: \([0-9.]*\)s (cpu \([0-9.]*\)s).*/\1/p' "$work/imgbuild.out" | tail -n 1)")
+    ib_rcs+=("$(sed -n 's/^  rootfs: \([0-9.]*\)s (cpu \([0-9.]*\)s).*/\2/p' "$work/imgbuild.out" | tail -n 1)")
+    runs=1 time_cmd mmdebstrap "$work" 'rm -f "$work/mm.tar"' -- "${mm_build[@]}"
+    mm_ss+=("$RESULT_S") mm_cs+=("$RESULT_CPU") mm_ms+=("$RESULT_MIB")
+done
+runs=$total_runs
+med() { printf '%s\n' "$@" | median; }
+ib_s=$(med "${ib_ss[@]}") ib_c=$(med "${ib_cs[@]}") ib_m=$(med "${ib_ms[@]}")
+ib_root_s=$(med "${ib_rs[@]}") ib_root_c=$(med "${ib_rcs[@]}")
+mm_s=$(med "${mm_ss[@]}") mm_c=$(med "${mm_cs[@]}") mm_m=$(med "${mm_ms[@]}")
+echo "runs (wall s): imgbuild ${ib_ss[*]}; rootfs ${ib_rs[*]}; mmdebstrap ${mm_ss[*]}" >&2
 
 # --- same packages? -------------------------------------------------------------
 installed() { # TAR -> sorted "name:arch=version" of installed packages
