@@ -24,6 +24,9 @@
 # other processes used more than MAX_OTHER cores on average during the run
 # (default 0.15: /proc/stat's busy time minus this script's own children),
 # the table is printed but marked as not a result and the exit code is 3.
+# Neither can see a busy host under this VM: the header also gives a CPU
+# probe at the start and the end (bench/lib/cpu-probe.sh: sha256 on one
+# core, then on two at once), to compare runs on equal machines only.
 #
 # The scripts share one seed store ($BENCH_DIR/seed: the lock's files,
 # downloaded once) and the no-op and push scripts one build cache
@@ -49,6 +52,7 @@ mkdir -p "$out"
 load1() { cut -d' ' -f1 /proc/loadavg; }
 above() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b) }'; }
 
+. "$here/bench/lib/cpu-probe.sh"
 start_load=$(cut -d' ' -f1-3 /proc/loadavg)
 if above "$(load1)" "$max_load"; then
     echo "bench/all.sh: load average $start_load is above $max_load: not measuring (figures taken under load are not results)" >&2
@@ -60,6 +64,7 @@ if [ ! -x "$IMGBUILD" ]; then
     (cd "$here" && cargo build --release --locked --quiet)
 fi
 
+start_probe=$(cpu_probe)
 export BENCH_SUMMARY=$out/summary.tsv
 : >"$BENCH_SUMMARY"
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -107,11 +112,13 @@ own_s >"$out/own1.txt"
 other=$(awk -v b0="$busy0" -v b1="$(busy_s)" -v o0="$own0" -v o1="$(cat "$out/own1.txt")" -v w0="$wall0" -v w1="$(date +%s.%N)" \
     'BEGIN { o = (b1 - b0) - (o1 - o0); if (o < 0) o = 0; printf "%.1f %.2f", o, o / (w1 - w0) }')
 other_s=${other% *} other_cores=${other#* }
+end_probe=$(cpu_probe)
 
 echo
 echo "bench/all.sh $recipe (Debian: $deb_recipe) — $started, $(nproc) cores, RUNS=$RUNS"
 echo "load average (1, 5, 15 min): start $start_load, end $end_load (the runs' own work included)"
 echo "CPU used by other processes during the run: ${other_s}s, ${other_cores} cores on average (limit $max_other)"
+echo "CPU probe (sha256 in memory): start $start_probe; end $end_probe"
 echo
 printf '| %s | %s | %s | %s | %s |\n' measure peer peer imgbuild "ratio / verdict"
 printf '|---|---|---|---|---|\n'
