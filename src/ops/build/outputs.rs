@@ -86,6 +86,10 @@ impl Plan {
                     )?);
                     timings.push(format!("{} {}", output.describe(), timing(start)));
                 }
+                if started {
+                    // Under way since the archive began: shown while waited for.
+                    progress.item(DiskOutput::DESCRIPTION);
+                }
                 if let Some(disk) = early_disk::join(early_disk) {
                     let (disk_lines, disk_timing) = disk?;
                     lines.extend(disk_lines);
