@@ -162,6 +162,24 @@ impl Read for GrowingReader {
     }
 }
 
+/// Runs `f` on a thread and returns what waits for its outcome: at most
+/// 30 s, then it panics naming `what`, so a reader that would wait forever
+/// fails a test instead of hanging it.
+#[cfg(test)]
+pub(crate) fn bounded<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> impl FnOnce() -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    move || {
+        rx.recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("{what}: no outcome within 30 s"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,7 +194,7 @@ mod tests {
         growing.attach(File::open(&path).unwrap());
         let reading = {
             let growing = growing.clone();
-            std::thread::spawn(move || {
+            bounded("the reader", move || {
                 growing.wait_started().unwrap();
                 let mut all = Vec::new();
                 growing.reader().unwrap().read_to_end(&mut all).map(|_| all)
@@ -192,7 +210,7 @@ mod tests {
         // Bytes in the file past what the writer reported are not read.
         file.write_all(b"not yet reported").unwrap();
         growing.complete(path.clone());
-        assert_eq!(reading.join().unwrap().unwrap(), expected);
+        assert_eq!(reading().unwrap(), expected);
         assert_eq!(growing.wait_complete().unwrap(), path);
     }
 
@@ -207,14 +225,14 @@ mod tests {
         let mut reader = growing.reader().unwrap();
         let waiting = {
             let growing = growing.clone();
-            std::thread::spawn(move || growing.wait_complete())
+            bounded("the wait for completion", move || growing.wait_complete())
         };
         let mut buf = [0u8; 8];
         assert_eq!(reader.read(&mut buf).unwrap(), 3);
         growing.fail("the assembly failed");
         let err = reader.read(&mut buf).unwrap_err();
         assert!(err.to_string().contains("the assembly failed"), "{err}");
-        assert!(waiting.join().unwrap().is_err());
+        assert!(waiting().is_err());
         // Failing before anything is attached ends the wait for a file too.
         let never = Growing::new();
         never.fail("no tar");

@@ -1,6 +1,7 @@
 //! The rootfs cache's tests.
 
 use super::*;
+use crate::core::growing::bounded;
 use crate::lock::{LOCK_VERSION, LockedRecipe};
 use std::io::Write;
 
@@ -169,7 +170,7 @@ fn a_growing_entry_is_read_while_written_and_fails_unless_stored() {
     let growing = Growing::new();
     let reader = {
         let growing = growing.clone();
-        std::thread::spawn(move || {
+        bounded("the reader", move || {
             growing.wait_started().unwrap();
             let mut all = Vec::new();
             growing.reader().unwrap().read_to_end(&mut all).unwrap();
@@ -187,14 +188,14 @@ fn a_growing_entry_is_read_while_written_and_fails_unless_stored() {
             Ok(())
         })
         .unwrap();
-    let (read, path) = reader.join().unwrap();
+    let (read, path) = reader();
     assert!(read == data, "the reader got other bytes");
     assert_eq!(path, stored);
     // A failing `make`: the readers get an error, not a short tar.
     let failing = Growing::new();
     let waiting = {
         let failing = failing.clone();
-        std::thread::spawn(move || failing.wait_complete())
+        bounded("the wait for completion", move || failing.wait_complete())
     };
     let failed = cache.insert_growing("base", "sha256:bb", &failing, |w| {
         w.write_all(b"part").unwrap();
@@ -204,6 +205,6 @@ fn a_growing_entry_is_read_while_written_and_fails_unless_stored() {
         })
     });
     assert!(failed.is_err());
-    assert!(waiting.join().unwrap().is_err());
+    assert!(waiting().is_err());
     assert!(failing.reader().is_err());
 }
