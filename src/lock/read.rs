@@ -67,6 +67,16 @@ impl Lockfile {
         };
         let toml_err =
             |e: toml::de::Error| invalid(e.span().unwrap_or(0..0), e.message().to_string());
+        // One parse in the usual case; the lenient version probe (a second
+        // parse) only when the lock fails or names a version not ours, so
+        // that "upgrade imgbuild" wins over an unknown key of a newer format.
+        let parsed: Result<Lockfile, _> = toml::from_str(text);
+        if let Ok(lock) = &parsed
+            && lock.version >= 1
+            && lock.version <= LOCK_VERSION
+        {
+            return parsed.map_err(toml_err);
+        }
         let probe: VersionProbe = toml::from_str(text).map_err(toml_err)?;
         if let Some(v) = &probe.version
             && let Some(n) = v.get_ref().as_integer()
@@ -85,7 +95,7 @@ impl Lockfile {
                 ));
             }
         }
-        toml::from_str(text).map_err(toml_err)
+        parsed.map_err(toml_err)
     }
 
     /// Reads and parses the lock at `path`.
