@@ -295,3 +295,91 @@ fn reading_the_body_in_one_piece_parses_the_same() {
             .is_ok()
     );
 }
+
+/// `cert` as keyring bytes.
+fn ring_bytes(cert: &SignedPublicKey) -> Vec<u8> {
+    use pgp::ser::Serialize;
+    cert.to_bytes().unwrap()
+}
+
+/// A key revocation of `key`'s primary, made by itself.
+fn revocation(key: &TestKey) -> Signature {
+    use pgp::packet::{SignatureConfig, Subpacket, SubpacketData};
+    use pgp::types::{Password, Timestamp};
+    let k = &key.secret().primary_key;
+    let mut config = SignatureConfig::v4(
+        SignatureType::KeyRevocation,
+        k.algorithm(),
+        HashAlgorithm::Sha256,
+    );
+    config.hashed_subpackets = vec![
+        Subpacket::regular(SubpacketData::SignatureCreationTime(Timestamp::from_secs(
+            SIGNED_AT,
+        )))
+        .unwrap(),
+        Subpacket::regular(SubpacketData::IssuerFingerprint(k.fingerprint())).unwrap(),
+    ];
+    config
+        .sign_key(k, &Password::empty(), &key.public_key().primary_key)
+        .unwrap()
+}
+
+/// A revoked certificate signs nothing, its subkeys included, although its
+/// revocation is only looked at when one of its keys is a signature's
+/// issuer; a keyring of revoked certificates only is refused when read.
+#[test]
+fn revoked_keys_are_refused() {
+    for subkey in [false, true] {
+        let (revoked, good) = (TestKey::seeded(14, subkey), TestKey::seeded(15, false));
+        let mut cert = revoked.public_key().clone();
+        cert.details
+            .revocation_signatures
+            .push(revocation(&revoked));
+        let alone = Keyring::from_bytes(&ring_bytes(&cert), Path::new("r.gpg"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            alone.contains("no usable (unrevoked) public key"),
+            "{alone}"
+        );
+        let mut both = ring_bytes(&cert);
+        both.extend(good.keyring.clone());
+        let ring = keyring(&both);
+        let e = ring
+            .verify_inrelease(revoked.clearsign(RELEASE, SIGNED_AT).as_bytes(), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("signer not in keyring"), "{e}");
+        let v = ring
+            .verify_inrelease(good.clearsign(RELEASE, SIGNED_AT).as_bytes(), "t")
+            .unwrap();
+        assert_eq!(v.fingerprint, fpr(&good));
+        // The same certificate without its revocation signs.
+        let unrevoked = keyring(&revoked.keyring);
+        let v = unrevoked
+            .verify_inrelease(revoked.clearsign(RELEASE, SIGNED_AT).as_bytes(), "t")
+            .unwrap();
+        assert_eq!(v.fingerprint, fpr(&revoked));
+    }
+}
+
+/// A signing subkey counts only when its own certificate's primary bound
+/// it: another certificate's subkey, with that certificate's binding
+/// signatures, grafted onto this one signs nothing for it.
+#[test]
+fn a_subkey_bound_by_another_primary_is_refused() {
+    let (mine, theirs) = (TestKey::seeded(16, true), TestKey::seeded(17, true));
+    let mut cert = mine.public_key().clone();
+    cert.public_subkeys = theirs.public_key().public_subkeys.clone();
+    let ring = keyring(&ring_bytes(&cert));
+    let e = ring
+        .verify_inrelease(theirs.clearsign(RELEASE, SIGNED_AT).as_bytes(), "t")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("signer not in keyring"), "{e}");
+    // Its own certificate binds it.
+    let v = keyring(&theirs.keyring)
+        .verify_inrelease(theirs.clearsign(RELEASE, SIGNED_AT).as_bytes(), "t")
+        .unwrap();
+    assert_eq!(v.fingerprint, fpr(&theirs));
+}
