@@ -154,9 +154,12 @@ pub fn emit(
                 "root",
                 "-U",
                 &disk.uuid,
+                // The image file is new and sparse, so its journal blocks
+                // read as zeros already: `lazy_journal_init` leaves them
+                // holes instead of writing 64 MiB of zeros (the same bytes).
                 "-E",
                 &format!(
-                    "hash_seed={},offset={},root_owner=0:0",
+                    "hash_seed={},offset={},root_owner=0:0,lazy_journal_init=1",
                     disk.hash_seed,
                     mbr::PART_START * mbr::SECTOR
                 ),
