@@ -220,11 +220,11 @@ pub fn emit(
         .write(true)
         .open(&raw)
         .with_context(|| format!("opening {}", raw.display()))?;
-    // Synced below, beside its hash and its conversion: its writeback
-    // starts now.
+    // Synced below, beside its hash and its conversion (not started here:
+    // queueing the writeback of ~0.5 GB blocks for a while, and the hash,
+    // the longest path, would wait behind it).
     file.write_all_at(&area, 0)
         .with_context(|| format!("writing the boot area of {}", raw.display()))?;
-    crate::core::atomic::start_writeback(&file);
     drop(file);
 
     // disk.raw is complete. Three independent paths, side by side: its
@@ -248,14 +248,15 @@ pub fn emit(
             ]))
             .map_err(ImageError::from)
             .and_then(|_| {
-                let file =
-                    File::open(&qcow2).with_context(|| format!("opening {}", qcow2.display()))?;
-                crate::core::atomic::start_writeback(&file);
+                // Its hash and its sync side by side, as the raw file's.
+                let syncing = scope.spawn(|| File::open(&qcow2).and_then(|f| f.sync_all()));
                 let hash = crate::core::digest::hash_file(&qcow2)
-                    .with_context(|| format!("hashing {}", qcow2.display()))?;
-                file.sync_all()
-                    .with_context(|| format!("syncing {}", qcow2.display()))?;
-                Ok(hash)
+                    .with_context(|| format!("hashing {}", qcow2.display()));
+                let synced = syncing
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                    .with_context(|| format!("syncing {}", qcow2.display()));
+                synced.and(hash)
             });
         let hashed = hashing.join();
         let synced = syncing.join();
