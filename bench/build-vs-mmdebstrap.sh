@@ -26,13 +26,15 @@
 #    loopback repository (it downloads from the local mirror: mmdebstrap has
 #    no warm store; the transfer is a local copy at memory speed).
 #    imgbuild and mmdebstrap run alternately, one run each in turn, so a
-#    host that gets busier or quieter during the comparison weighs on both.
+#    host that gets busier or quieter during the comparison weighs on both,
+#    and each timed run of either starts with the page cache dropped (see
+#    below; SETTLE=0: not dropped).
 # 4. Both trees' dpkg status: the installed (package, architecture, version)
 #    sets must be identical.
 #
 # Environment: BENCH_DIR (default /tmp/imgbuild-bench/build-<lock name>),
 # RUNS (default 1; medians are reported), IMGBUILD (default
-# target/release/imgbuild), MIRRORS (as for bench/fetch-vs-apt.sh).
+# target/release/imgbuild), MIRRORS (as for bench/fetch-vs-apt.sh), SETTLE.
 set -euo pipefail
 . "$(dirname "$0")/lib/summary.sh"
 
@@ -67,6 +69,17 @@ mm_build=(mmdebstrap --quiet --mode=root --variant=custom --architectures="$arch
     bench "$work/mm.tar" "deb [trusted=yes] $MIRROR_URL/ ./")
 
 # --- timed: imgbuild and mmdebstrap alternately ----------------------------------
+# Each timed run starts from the same memory state, whatever ran before:
+# on the project's VM, runs slowed down one after the other as the page
+# cache filled up with earlier runs' files (four identical imgbuild builds
+# in a row: 34, 39, 43 and 50 s; both tools ran ~35% faster from an empty
+# cache), so a figure depended on its place in the bench. The page cache
+# is dropped before every timed run of either tool (both then read their
+# inputs, the store or the mirror, from disk) and the host is given 5 s to
+# settle. SETTLE=0 skips it (the runs then depend on their order).
+if [ "${SETTLE:-1}" != 0 ]; then
+    settle='sync; echo 3 >/proc/sys/vm/drop_caches; sleep 5'
+fi
 # One run of each in turn (imgbuild, mmdebstrap, imgbuild, ...), so a host
 # that gets busier or quieter meanwhile weighs on both alike; medians.
 ib_ss=() ib_cs=() ib_ms=() ib_rs=() ib_rcs=() mm_ss=() mm_cs=() mm_ms=()

@@ -27,9 +27,10 @@
 #   mirror_args BASE         prints `--mirror` and `ARCHIVE=BASE/ARCHIVE/`, one
 #                            a line, for every archive of the recipe.
 #   time_cmd LABEL DIR PREP -- CMD...
-#                            PREP then CMD (in DIR) $runs times; sets
-#                            RESULT_S / RESULT_CPU / RESULT_MIB to the medians
-#                            of wall, user+sys and peak RSS.
+#                            PREP, then $settle if set, then CMD (in DIR)
+#                            $runs times; sets RESULT_S / RESULT_CPU /
+#                            RESULT_MIB to the medians of wall, user+sys and
+#                            peak RSS.
 #   ratio A B                A / B with two decimals.
 #
 # Needs: $imgbuild (the binary), $runs, python3, curl, /usr/bin/time. No
@@ -167,6 +168,7 @@ time_cmd() {
     local ts=() cs=() ms=() i s kb u sy
     for ((i = 0; i < runs; i++)); do
         eval "$prep"
+        if [ -n "${settle:-}" ]; then eval "$settle"; fi
         if ! (cd "$dir" && $TIME -f '%e %M %U %S' -o "$work/t" "$@") >"$work/$label.out" 2>&1; then
             echo "$label failed:" >&2; tail -n 30 "$work/$label.out" >&2; return 1
         fi
