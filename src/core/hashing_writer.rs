@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use sha2::{Digest, Sha256};
 
 use super::growing::Growing;
+use super::uncached::DirectAppender;
 
 /// Bytes handed over at a time.
 const BLOCK: usize = 1 << 20;
@@ -24,6 +25,12 @@ const IN_FLIGHT: usize = 4;
 /// What the hashing thread returns: the file, the digest and the size, or
 /// the first write error.
 type Finished = io::Result<(File, String, u64)>;
+
+/// Where the hashing thread writes.
+enum Out {
+    Buffered(File),
+    Direct(DirectAppender),
+}
 
 /// Writes to a file through a hashing thread (see the module docs).
 pub struct HashingFileWriter {
@@ -43,21 +50,43 @@ impl HashingFileWriter {
     /// in the file after each write (its readers follow; completing or
     /// failing it is the caller's).
     pub fn reporting(file: File, growing: Option<Arc<Growing>>) -> HashingFileWriter {
+        HashingFileWriter::start(file, growing, false)
+    }
+
+    /// As [`HashingFileWriter::new`] for a new, empty `file` written past
+    /// the page cache where its file system allows (see
+    /// [`super::uncached`]): for a big file nothing reads soon.
+    pub fn uncached(file: File) -> HashingFileWriter {
+        HashingFileWriter::start(file, None, true)
+    }
+
+    fn start(file: File, growing: Option<Arc<Growing>>, uncached: bool) -> HashingFileWriter {
         let (full, blocks) = sync_channel::<Vec<u8>>(IN_FLIGHT);
         let (give_back, empty) = sync_channel::<Vec<u8>>(IN_FLIGHT + 1);
         let thread = std::thread::spawn(move || -> Finished {
-            let mut file = file;
+            let mut out = if uncached {
+                Out::Direct(DirectAppender::new(file, BLOCK))
+            } else {
+                Out::Buffered(file)
+            };
             let mut hasher = Sha256::new();
             let mut size = 0u64;
             for block in blocks {
                 hasher.update(&block);
-                file.write_all(&block)?;
+                match &mut out {
+                    Out::Buffered(f) => f.write_all(&block)?,
+                    Out::Direct(d) => d.write_all(&block)?,
+                }
                 size += block.len() as u64;
                 if let Some(g) = &growing {
                     g.written(size);
                 }
                 let _ = give_back.try_send(block);
             }
+            let file = match out {
+                Out::Buffered(f) => f,
+                Out::Direct(d) => d.finish()?,
+            };
             Ok((file, hex::encode(hasher.finalize()), size))
         });
         HashingFileWriter {
@@ -161,6 +190,20 @@ mod tests {
             .read_to_end(&mut on_disk)
             .unwrap();
         assert_eq!(on_disk, all);
+    }
+
+    #[test]
+    fn an_uncached_file_gets_the_same_bytes_and_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut w = HashingFileWriter::uncached(File::create(&path).unwrap());
+        let all: Vec<u8> = (0..2 * BLOCK + 4097).map(|k| (k % 251) as u8).collect();
+        w.write_all(&all).unwrap();
+        let (file, sha, size) = w.finish().unwrap();
+        assert_eq!(file.metadata().unwrap().len(), all.len() as u64);
+        assert_eq!(size, all.len() as u64);
+        assert_eq!(sha, crate::core::digest::sha256_hex(&all));
+        assert!(std::fs::read(&path).unwrap() == all, "the file differs");
     }
 
     #[test]

@@ -15,5 +15,6 @@ pub mod hashing_writer;
 pub mod scratch;
 pub mod stamps;
 pub mod timestamp;
+pub mod uncached;
 
 pub use debcore::{deb822, package, relation, version};

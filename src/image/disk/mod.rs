@@ -232,26 +232,31 @@ pub fn emit(
     // qcow2, hashed and synced as soon as it is written (the manifest then
     // reads neither file again).
     let qcow2 = dir.join(QCOW2);
+    // The qcow2 is written past the page cache (`-t none`, O_DIRECT) where
+    // the file system allows, and read back the same way to hash it: no
+    // page is allocated for a file nothing reads again (see
+    // `core::uncached`); the same bytes either way.
+    let uncached = crate::core::uncached::supported(dir);
+    let mut convert = vec!["qemu-img", "convert", "-f", "raw", "-O", "qcow2"];
+    if uncached {
+        convert.extend(["-t", "none"]);
+    }
+    convert.extend(["/work/disk.raw", "/work/disk.qcow2"]);
     let (raw_sha, raw_synced, qcow2_sha) = std::thread::scope(|scope| {
         let hashing = scope.spawn(|| crate::core::digest::hash_file(&raw));
         let syncing = scope.spawn(|| File::open(&raw).and_then(|f| f.sync_all()));
         let converted = tools
-            .run(&in_tools(&[
-                "qemu-img",
-                "convert",
-                "-f",
-                "raw",
-                "-O",
-                "qcow2",
-                "/work/disk.raw",
-                "/work/disk.qcow2",
-            ]))
+            .run(&in_tools(&convert))
             .map_err(ImageError::from)
             .and_then(|_| {
                 // Its hash and its sync side by side, as the raw file's.
                 let syncing = scope.spawn(|| File::open(&qcow2).and_then(|f| f.sync_all()));
-                let hash = crate::core::digest::hash_file(&qcow2)
-                    .with_context(|| format!("hashing {}", qcow2.display()));
+                let hash = if uncached {
+                    crate::core::uncached::hash_file(&qcow2)
+                } else {
+                    crate::core::digest::hash_file(&qcow2)
+                }
+                .with_context(|| format!("hashing {}", qcow2.display()));
                 let synced = syncing
                     .join()
                     .unwrap_or_else(|p| std::panic::resume_unwind(p))

@@ -356,8 +356,13 @@ impl RootfsCache {
         if let Some(g) = growing {
             g.attach(File::open(&tmp_path).map_err(OutputError::io("opening", &tmp_path))?);
         }
-        // Hashed as it is written, on another thread.
-        let mut w = HashingFileWriter::reporting(file, growing.cloned());
+        // Hashed as it is written, on another thread. An entry nothing
+        // reads while it is written (the package stage) bypasses the page
+        // cache: it is read again only by a later build, if ever.
+        let mut w = match growing {
+            Some(g) => HashingFileWriter::reporting(file, Some(g.clone())),
+            None => HashingFileWriter::uncached(file),
+        };
         make(&mut w)?;
         // Not synced: a cache entry needs no durability (the sidecar's
         // sha256 is checked before every use, a torn entry is dropped).
