@@ -228,6 +228,19 @@ impl DirectAppender {
     }
 }
 
+impl io::Write for DirectAppender {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        DirectAppender::write_all(self, data)?;
+        Ok(data.len())
+    }
+
+    /// Staged bytes are written when the stage is full or at
+    /// [`DirectAppender::finish`] (a partial block cannot be written direct).
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,13 +16,14 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter};
+use std::io::{self, BufReader};
 use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::{Compression, HashingWriter, OutputError, write_synced};
+use crate::core::uncached::DirectAppender;
 use crate::lock::Lockfile;
 use crate::pack::chunks::ChunkCache;
 
@@ -294,7 +295,9 @@ fn write_layer(
     let tmp = blobs.join(".layer.tmp");
     let input = File::open(tar).map_err(OutputError::io("opening", tar))?;
     let file = File::create(&tmp).map_err(OutputError::io("creating", &tmp))?;
-    let compressed = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    // Past the page cache (see `core::uncached`): the blob is read again
+    // only when it is pushed, by another run.
+    let compressed = HashingWriter::new(DirectAppender::new(file, 1 << 20));
     let mut enc = Compression::Gzip
         .encoder_cached(compressed, chunks)
         .map_err(OutputError::io("compressing into", &tmp))?;
@@ -313,13 +316,12 @@ fn write_layer(
             plain.finish().1
         }
     };
-    let (buffered, digest, size) = enc
+    let (appender, digest, size) = enc
         .finish()
         .map_err(OutputError::io("compressing into", &tmp))?
         .finish();
-    buffered
-        .into_inner()
-        .map_err(|e| e.into_error())
+    appender
+        .finish()
         .and_then(|f| f.sync_all())
         .map_err(OutputError::io("writing", &tmp))?;
     let dest = blobs.join(&digest);
