@@ -9,7 +9,8 @@
 //! written took 1.0 s of system time buffered and 0.16 s with `O_DIRECT`,
 //! and read back from disk 2.4 s buffered and 0.04 s direct (dd, from an
 //! empty page cache). A build writes several such files (the package
-//! stage's tar, the qcow2 image) on its critical path.
+//! stage's tar, the OCI layer blob, the qcow2 image) while both cores are
+//! busy.
 //!
 //! Every function falls back to ordinary I/O where the file system refuses
 //! `O_DIRECT` (`EINVAL`), so the bytes are the same either way.

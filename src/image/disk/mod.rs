@@ -236,9 +236,8 @@ pub fn emit(
     // the file system allows, and read back the same way to hash it: no
     // page is allocated for a file nothing reads again (see
     // `core::uncached`); the same bytes either way.
-    let uncached = crate::core::uncached::supported(dir);
     let mut convert = vec!["qemu-img", "convert", "-f", "raw", "-O", "qcow2"];
-    if uncached {
+    if crate::core::uncached::supported(dir) {
         convert.extend(["-t", "none"]);
     }
     convert.extend(["/work/disk.raw", "/work/disk.qcow2"]);
@@ -251,12 +250,9 @@ pub fn emit(
             .and_then(|_| {
                 // Its hash and its sync side by side, as the raw file's.
                 let syncing = scope.spawn(|| File::open(&qcow2).and_then(|f| f.sync_all()));
-                let hash = if uncached {
-                    crate::core::uncached::hash_file(&qcow2)
-                } else {
-                    crate::core::digest::hash_file(&qcow2)
-                }
-                .with_context(|| format!("hashing {}", qcow2.display()));
+                // (Reads as `digest::hash_file` where O_DIRECT is refused.)
+                let hash = crate::core::uncached::hash_file(&qcow2)
+                    .with_context(|| format!("hashing {}", qcow2.display()));
                 let synced = syncing
                     .join()
                     .unwrap_or_else(|p| std::panic::resume_unwind(p))
