@@ -14,7 +14,13 @@
 #                              cache (the lock's own signed files), so that
 #                              `imgbuild fetch` of the real recipe and lock
 #                              with `--mirror ARCHIVE=URL/ARCHIVE/` works even
-#                              from a cold index cache;
+#                              from a cold index cache. Where the cache never
+#                              held the lock's InRelease (the archive moved on
+#                              before this machine first fetched: a -security
+#                              suite does within days), the suite's newest
+#                              cached InRelease and the indexes it lists are
+#                              served instead — what the seed step's fetch
+#                              checked the lock against, as the archive does;
 #                            - a flat, unsigned `Packages` at the root listing
 #                              the same package files, for apt and mmdebstrap.
 #                            Writes WORK/apt-packages.txt (the [[package]]s,
@@ -91,6 +97,47 @@ for s in lock.get("source", []):
                  "the loopback mirror only stands in for named archives (--mirror ARCHIVE=URL)")
     archive[s["name"]] = src["archive"]
 
+def fields(inrelease):
+    """The first stanza's `Field: value` lines of a (clear-signed) InRelease."""
+    out = {}
+    for line in inrelease.read_text(errors="replace").splitlines():
+        if line.startswith("-----BEGIN PGP SIGNED") or line.startswith("Hash:"):
+            continue
+        if not line.strip() and out:
+            break
+        if ":" in line and not line.startswith(" "):
+            key, _, value = line.partition(":")
+            out[key] = value.strip()
+    return out
+
+def newest_inrelease(suite):
+    """The cached InRelease of `suite` (its Suite or Codename) with the latest Date."""
+    from email.utils import parsedate_to_datetime
+    best = None
+    for f in sorted((cache / "inrelease" / "sha256").glob("*")):
+        meta = fields(f)
+        if suite not in (meta.get("Suite"), meta.get("Codename")):
+            continue
+        try:
+            date = parsedate_to_datetime(meta.get("Date", ""))
+        except (TypeError, ValueError):
+            continue
+        if best is None or date > best[0]:
+            best = (date, f)
+    return best and best[1]
+
+def listed_indexes(inrelease):
+    """(path, sha256) of every file the InRelease's SHA256 list names."""
+    out, in_list = [], False
+    for line in inrelease.read_text(errors="replace").splitlines():
+        if not line.startswith(" "):
+            in_list = line.startswith("SHA256:")
+            continue
+        parts = line.split()
+        if in_list and len(parts) == 3:
+            out.append((parts[2], parts[0]))
+    return out
+
 def place(src, dest):
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
@@ -124,17 +171,29 @@ for s in lock.get("source", []):
     suite = "" if s["suite"].endswith("/") else f"dists/{s['suite']}/"
     base = mirror / archive[s["name"]] / suite
     inrelease = cache / "inrelease" / "sha256" / s["inrelease-sha256"]
-    if inrelease.exists():
+    indexes = [(ix["path"], ix["sha256"]) for ix in s.get("indexes", [])]
+    if not inrelease.exists():
+        # The archive has moved on since the lock (a -security suite does
+        # within days) and this cache never held the lock's InRelease: the
+        # seed step's `imgbuild fetch` then checked the lock against the
+        # suite's current signed index, so that one is served, as the
+        # archive would serve it, with the indexes it lists that are cached.
+        inrelease = newest_inrelease(s["suite"])
+        if inrelease is None:
+            print(f"note: source `{s['name']}`: no InRelease of it in {cache}, not served",
+                  file=sys.stderr)
+        else:
+            print(f"note: source `{s['name']}`: the lock's InRelease is not in {cache}; "
+                  f"serving the newest cached one ({inrelease.name[:12]}…)", file=sys.stderr)
+            indexes = listed_indexes(inrelease)
+    if inrelease is not None:
         place(inrelease, base / "InRelease")
-    else:
-        print(f"note: source `{s['name']}`: its InRelease is not in {cache}, not served",
-              file=sys.stderr)
-    for ix in s.get("indexes", []):
-        f = cache / "indexes" / "sha256" / ix["sha256"]
+    for path, sha in indexes:
+        f = cache / "indexes" / "sha256" / sha
         if f.exists():
-            place(f, base / ix["path"])
+            place(f, base / path)
             # Where a Release with `Acquire-By-Hash: yes` sends a client first.
-            place(f, base / os.path.dirname(ix["path"]) / "by-hash" / "SHA256" / ix["sha256"])
+            place(f, base / os.path.dirname(path) / "by-hash" / "SHA256" / sha)
 (mirror / "Packages").write_text("\n".join(stanzas))
 (work / "apt-packages.txt").write_text("\n".join(pkgs) + "\n")
 (work / "apt-fetch.txt").write_text("\n".join(every) + "\n")
