@@ -16,7 +16,7 @@
 #    hard-linked from the seed (the real archive-relative layout, with each
 #    source's InRelease and indexes under <archive>/dists/<suite>/ from
 #    imgbuild's index cache), plus a flat, unsigned `Packages` index at its
-#    root listing the same files (for apt), served by `python3 -m http.server`
+#    root listing the same files (for apt), served by Python's `http.server`
 #    on 127.0.0.1 only.
 # 3. imgbuild (timed): `imgbuild fetch --quiet` of the REAL recipe and lock
 #    (the lock audit included) with `--mirror ARCHIVE=http://127.0.0.1:PORT/ARCHIVE/`

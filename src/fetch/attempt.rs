@@ -341,9 +341,10 @@ async fn finish(mut part: Part, job: &mut Job<'_>, resumed: bool) -> Result<(), 
     part.file.flush().await.map_err(job.local(&part.path))?;
     part.file.sync_all().await.map_err(job.local(&part.path))?;
     let path = part.path.clone();
-    // Commit while still holding the lock, so no other fetch reopens the name meanwhile.
+    // Commit while still holding the lock, so no other fetch reopens the
+    // name meanwhile; the directories are synced once the fetch is done.
     job.store
-        .commit(&path, &job.wanted.sha256)
+        .commit_deferred(&path, &job.wanted.sha256)
         .map_err(|e| fail(Next::Abort, e))?;
     drop(part);
     Ok(())

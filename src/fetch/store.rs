@@ -120,6 +120,42 @@ impl Store {
         Ok(dest)
     }
 
+    /// As [`Store::commit`], without syncing the blob's directory: a fetch
+    /// of many blobs renames each as it is checked and makes the renames
+    /// durable together at the end ([`Store::sync_blob_dirs`]), one
+    /// directory sync per fan-out directory instead of one per blob. The
+    /// blob's own bytes are synced by the caller before, as for `commit`:
+    /// a name in `sha256/` never stands for bytes that are not on disk.
+    pub fn commit_deferred(&self, temp: &Path, sha256: &str) -> Result<PathBuf, FetchError> {
+        let dest = self.path_of(sha256);
+        let parent = dest.parent().expect("blob paths have a fan-out parent");
+        fs::create_dir_all(parent).map_err(FetchError::io(parent))?;
+        fs::rename(temp, &dest).map_err(FetchError::io(&dest))?;
+        Ok(dest)
+    }
+
+    /// Makes the renames of [`Store::commit_deferred`] durable: syncs the
+    /// fan-out directory of every blob of `sha256s`, once each, then
+    /// `sha256/` itself (which a new fan-out directory was created in);
+    /// returns how many directories were synced. Best effort, as in
+    /// `commit`: not every file system syncs directories.
+    pub fn sync_blob_dirs<'a>(&self, sha256s: impl IntoIterator<Item = &'a str>) -> usize {
+        let mut dirs: Vec<PathBuf> = sha256s
+            .into_iter()
+            .filter_map(|sha| self.path_of(sha).parent().map(Path::to_path_buf))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs.push(self.blob_dir());
+        let mut synced = 0;
+        for dir in &dirs {
+            if File::open(dir).and_then(|d| d.sync_all()).is_ok() {
+                synced += 1;
+            }
+        }
+        synced
+    }
+
     /// Deletes a blob if present (used when a re-hash finds it corrupt).
     pub fn remove_blob(&self, sha256: &str) -> Result<(), FetchError> {
         let path = self.path_of(sha256);
@@ -328,5 +364,34 @@ impl fmt::Display for MissingBlobs {
             write!(f, "\n  … and {} more", n - LIST_LIMIT)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deferred_commits_are_in_place_at_once_and_their_directories_synced_once_each() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("vendor")).unwrap();
+        store.create_dirs().unwrap();
+        // Two blobs in one fan-out directory, one in another.
+        let shas = [
+            format!("ab{}", "1".repeat(62)),
+            format!("ab{}", "2".repeat(62)),
+            format!("cd{}", "3".repeat(62)),
+        ];
+        for sha in &shas {
+            let part = store.part_path(sha);
+            fs::write(&part, sha.as_bytes()).unwrap();
+            let dest = store.commit_deferred(&part, sha).unwrap();
+            assert_eq!(dest, store.path_of(sha));
+            assert_eq!(fs::read(&dest).unwrap(), sha.as_bytes(), "in place at once");
+            assert!(!part.exists());
+        }
+        // `ab/`, `cd/` and `sha256/` itself.
+        assert_eq!(store.sync_blob_dirs(shas.iter().map(String::as_str)), 3);
+        assert_eq!(store.sync_blob_dirs(std::iter::empty()), 1);
     }
 }
