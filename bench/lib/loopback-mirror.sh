@@ -214,10 +214,10 @@ mirror_serve() {
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     # `python3 -m http.server`, with a listen backlog of 128 instead of its
     # 5: a real mirror's web server queues far more, and with 5 the 8
-    # connections `imgbuild fetch --jobs 8` opens at once overflow it, a
-    # dropped connection costs imgbuild its 0.5 s retry pause (runs of 0.5
-    # or 1.05 s by chance), while apt, one connection at a time, never
-    # meets it.
+    # connections `imgbuild fetch --jobs 8` opens at once overflow it, and
+    # one beyond it waits ~0.6 s for TCP to resend (runs of 0.5 or 1.05 s
+    # by chance; no request is sent twice), while apt, one connection at a
+    # time, never meets it.
     python3 -c '
 import functools, http.server, sys
 class Server(http.server.ThreadingHTTPServer):
