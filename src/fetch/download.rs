@@ -159,15 +159,15 @@ pub async fn fetch_all_detailed(
         .collect()
         .await;
     // The renames of the blobs fetched, made durable together.
-    let fetched = results.iter().filter(|(_, r, _)| matches!(r, Ok(true)));
-    let store_for_sync = store.clone();
-    let shas: Vec<String> = fetched.map(|(w, _, _)| w.sha256.clone()).collect();
+    let shas: Vec<String> = (results.iter())
+        .filter(|(_, r, _)| matches!(r, Ok(true)))
+        .map(|(w, _, _)| w.sha256.clone())
+        .collect();
     if !shas.is_empty() {
-        tokio::task::spawn_blocking(move || {
-            store_for_sync.sync_blob_dirs(shas.iter().map(String::as_str))
-        })
-        .await
-        .expect("syncing directories does not panic");
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.sync_blob_dirs(shas.iter().map(String::as_str)))
+            .await
+            .expect("syncing directories does not panic");
     }
     let mut report = Report::default();
     let mut failed = Vec::new();

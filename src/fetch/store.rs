@@ -109,11 +109,9 @@ impl Store {
     /// Moves a checked temp file into place as the blob `sha256`. The caller
     /// has verified size and hash and synced the file; the rename is atomic.
     pub fn commit(&self, temp: &Path, sha256: &str) -> Result<PathBuf, FetchError> {
-        let dest = self.path_of(sha256);
-        let parent = dest.parent().expect("blob paths have a fan-out parent");
-        fs::create_dir_all(parent).map_err(FetchError::io(parent))?;
-        fs::rename(temp, &dest).map_err(FetchError::io(&dest))?;
+        let dest = self.commit_deferred(temp, sha256)?;
         // Make the rename itself durable; best effort (not all filesystems allow it).
+        let parent = dest.parent().expect("blob paths have a fan-out parent");
         if let Ok(dir) = File::open(parent) {
             let _ = dir.sync_all();
         }
