@@ -171,9 +171,10 @@ enum Command {
         /// Blobs larger than this are uploaded in chunks.
         #[arg(long, value_name = "BYTES", hide = true)]
         monolithic_limit: Option<u64>,
-        /// Size of each chunk of a chunked upload.
+        /// Most bytes per PATCH of a chunked upload (default: the rest of
+        /// the blob, streamed in one request).
         #[arg(long, value_name = "BYTES", hide = true)]
-        chunk_size: Option<usize>,
+        chunk_size: Option<u64>,
         #[command(flatten)]
         registry_opts: RegistryOpts,
         /// Print the report as JSON on stdout.

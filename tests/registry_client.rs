@@ -172,3 +172,87 @@ fn hostile_replies_are_refused() {
         .unwrap_err();
     assert!(e.to_string().contains("is not on 127.0.0.1"), "{e}");
 }
+
+/// A registry that takes any upload: no blob present, one session, every
+/// PATCH acknowledged up to its end, the PUT answered with its digest.
+fn accepting_registry() -> (u16, Arc<std::sync::Mutex<Vec<Req>>>) {
+    serve(Arc::new(|req: &Req, _| {
+        let session = vec![h("Location", "/v2/x/blobs/uploads/u1")];
+        match req.method.as_str() {
+            "HEAD" => (404, vec![], vec![]),
+            "POST" => (202, session, vec![]),
+            "PATCH" => {
+                let end = req
+                    .header("content-range")
+                    .unwrap()
+                    .split_once('-')
+                    .unwrap()
+                    .1;
+                let mut hdrs = session;
+                hdrs.push(h("Range", format!("0-{end}")));
+                (202, hdrs, vec![])
+            }
+            "PUT" => {
+                let digest = req
+                    .target
+                    .split("digest=")
+                    .nth(1)
+                    .unwrap()
+                    .replace("%3A", ":");
+                (201, vec![h("Docker-Content-Digest", digest)], vec![])
+            }
+            _ => (400, vec![], vec![]),
+        }
+    }))
+}
+
+#[test]
+fn a_file_blob_is_streamed_in_one_patch_or_in_the_chunks_asked_for() {
+    use imgbuild::registry::{BlobOutcome, BlobSource};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("layer");
+    // Larger than a streamed piece, and not a multiple of one.
+    let bytes: Vec<u8> = (0..3_000_001u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&path, &bytes).unwrap();
+    let digest = sha256_digest(&bytes);
+    let size = bytes.len() as u64;
+    let source = BlobSource::File(path.clone());
+
+    for (chunk, patches) in [(None, 1), (Some(1_000_000u64), 4)] {
+        let (port, log) = accepting_registry();
+        let mut client = Client::new(&format!("127.0.0.1:{port}"), &insecure(), None).unwrap();
+        client.monolithic_limit = 1 << 20;
+        if let Some(c) = chunk {
+            client.chunk_size = c;
+        }
+        let got = rt()
+            .block_on(client.push_blob("x", &digest, size, &source, None))
+            .unwrap();
+        assert_eq!(got, BlobOutcome::Uploaded(size));
+        let log = log.lock().unwrap();
+        let sent: Vec<&Req> = log.iter().filter(|r| r.method == "PATCH").collect();
+        assert_eq!(sent.len(), patches, "chunk size {chunk:?}");
+        let mut offset = 0usize;
+        for r in &sent {
+            let range = format!("{offset}-{}", offset + r.body.len() - 1);
+            assert_eq!(r.header("content-range"), Some(range.as_str()));
+            assert_eq!(r.body, bytes[offset..offset + r.body.len()], "at {offset}");
+            offset += r.body.len();
+        }
+        assert_eq!(offset, bytes.len(), "every byte sent once");
+        assert_eq!(log.last().unwrap().method, "PUT");
+    }
+
+    // A file that is not the size its descriptor says: refused before an
+    // upload session is opened.
+    let (port, log) = accepting_registry();
+    let client = Client::new(&format!("127.0.0.1:{port}"), &insecure(), None).unwrap();
+    let e = rt()
+        .block_on(client.push_blob("x", &digest, size + 1, &source, None))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains(&format!("source has {size} bytes")),
+        "{e}"
+    );
+    assert!(log.lock().unwrap().iter().all(|r| r.method == "HEAD"));
+}

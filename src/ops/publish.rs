@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use futures_util::StreamExt;
 
 use crate::lock::Lockfile;
 use crate::ops::solve::lock_path;
@@ -47,7 +48,7 @@ pub struct PublishArgs {
     /// Blobs larger than this go in chunks (default 32 MiB).
     pub monolithic_limit: Option<u64>,
     /// Chunk size (default 16 MiB).
-    pub chunk_size: Option<usize>,
+    pub chunk_size: Option<u64>,
     /// No progress output.
     pub quiet: bool,
     /// `--no-build`: publish `out/RECIPE/` as it is (else `build` runs
@@ -295,6 +296,11 @@ fn build_first(args: &PublishArgs, out_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Documents pushed at once after the image's (each with its blobs at
+/// once, then its manifest): a publication is a few small documents
+/// beside one large layer, so a warm push is bound by round trips.
+const DOCUMENTS_AT_ONCE: usize = 4;
+
 #[derive(Default)]
 struct Counts {
     uploaded: usize,
@@ -302,45 +308,69 @@ struct Counts {
     mounted: usize,
 }
 
+/// One document pushed.
+struct Pushed {
+    put: crate::registry::PutManifest,
+    counts: Counts,
+    /// Bytes sent for it: its blobs' and its manifest's.
+    sent: u64,
+}
+
+/// Pushes `doc`'s blobs (all at once), then its manifest.
 async fn push_document(
     client: &Client,
     repo: &str,
     doc: &Document,
     mount_from: Option<&str>,
-    counts: &mut Counts,
-    quiet: bool,
-) -> Result<crate::registry::PutManifest> {
-    let before = client.uploaded();
-    for b in &doc.blobs {
+) -> Result<Pushed> {
+    let outcomes = futures_util::future::try_join_all(doc.blobs.iter().map(|b| async move {
         let d = &b.descriptor;
-        let outcome = client
+        client
             .push_blob(repo, &d.digest, d.size, &b.source, mount_from)
             .await
-            .with_context(|| format!("uploading {} blob {}", doc.what, d.digest))?;
+            .with_context(|| format!("uploading {} blob {}", doc.what, d.digest))
+    }))
+    .await?;
+    let mut counts = Counts::default();
+    let mut sent = 0;
+    for outcome in outcomes {
         match outcome {
             BlobOutcome::Present => counts.present += 1,
             BlobOutcome::Mounted => counts.mounted += 1,
-            BlobOutcome::Uploaded(_) => counts.uploaded += 1,
+            BlobOutcome::Uploaded(n) => {
+                counts.uploaded += 1;
+                sent += n;
+            }
         }
     }
     let put = client
         .put_manifest(repo, &doc.descriptor.digest, media::MANIFEST, &doc.bytes)
         .await
         .with_context(|| format!("pushing the {} manifest", doc.what))?;
-    if !quiet {
-        let sent = client.uploaded() - before;
-        eprintln!(
-            "  {:<28} {}  {}",
-            doc.what,
-            &doc.descriptor.digest[..19],
-            if sent == 0 {
-                "already there".to_string()
-            } else {
-                format!("{sent} bytes sent")
-            }
-        );
+    if put.sent {
+        sent += doc.bytes.len() as u64;
     }
-    Ok(put)
+    Ok(Pushed { put, counts, sent })
+}
+
+impl Counts {
+    fn add(&mut self, pushed: &Pushed, doc: &Document, quiet: bool) {
+        self.uploaded += pushed.counts.uploaded;
+        self.present += pushed.counts.present;
+        self.mounted += pushed.counts.mounted;
+        if !quiet {
+            eprintln!(
+                "  {:<28} {}  {}",
+                doc.what,
+                &doc.descriptor.digest[..19],
+                if pushed.sent == 0 {
+                    "already there".to_string()
+                } else {
+                    format!("{} bytes sent", pushed.sent)
+                }
+            );
+        }
+    }
 }
 
 async fn push(
@@ -360,11 +390,20 @@ async fn push(
     }
     let mut counts = Counts::default();
     let mount = args.mount_from.as_deref();
-    push_document(client, repo, &p.image, mount, &mut counts, args.quiet).await?;
+    let image = push_document(client, repo, &p.image, mount).await?;
+    counts.add(&image, &p.image, args.quiet);
+    // The artifacts and referrers name the image as their subject: they go
+    // once it is there, several at once, reported in order.
     let mut api = false;
-    for doc in p.artifacts.iter().chain(&p.referrers) {
-        let put = push_document(client, repo, doc, mount, &mut counts, args.quiet).await?;
-        api |= put.subject_indexed;
+    let docs: Vec<&Document> = p.artifacts.iter().chain(&p.referrers).collect();
+    let mut pushes = futures_util::stream::iter(docs.iter().copied())
+        .map(|doc| push_document(client, repo, doc, mount))
+        .buffered(DOCUMENTS_AT_ONCE);
+    let mut next = docs.iter();
+    while let Some(pushed) = pushes.next().await {
+        let pushed = pushed?;
+        counts.add(&pushed, next.next().expect("one per document"), args.quiet);
+        api |= pushed.put.subject_indexed;
     }
     let subject = &p.image.descriptor.digest;
     if !api {
@@ -392,14 +431,19 @@ async fn push(
         }
         format!("tag schema {}", &fallback_tag[..19])
     };
-    for doc in &p.referrers {
-        if let Some(tag) = &doc.tag {
-            move_tag(client, repo, tag, doc).await?;
-        }
-    }
-    for tag in &p.tags {
-        move_tag(client, repo, tag, &p.image).await?;
-    }
+    // The image's tags last, so that whoever follows one finds the rest.
+    futures_util::future::try_join_all(
+        p.referrers
+            .iter()
+            .filter_map(|doc| Some(move_tag(client, repo, doc.tag.as_deref()?, doc))),
+    )
+    .await?;
+    futures_util::future::try_join_all(
+        p.tags
+            .iter()
+            .map(|tag| move_tag(client, repo, tag, &p.image)),
+    )
+    .await?;
     Ok(PublishReport {
         repository: String::new(),
         digest: subject.clone(),

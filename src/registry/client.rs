@@ -26,14 +26,16 @@ use sha2::{Digest, Sha256};
 
 use super::RegistryError;
 use super::auth::Credentials;
-use super::transport::{Method, Request, Response, Transport, TransportOptions};
+use super::transport::{Body, Method, Request, Response, Transport, TransportOptions};
 
 /// Largest manifest or index accepted (the distribution-spec suggests 4 MiB).
 pub const MAX_MANIFEST: usize = 4 << 20;
 /// Blobs up to this size go in one PUT; larger ones in chunks.
 pub const DEFAULT_MONOLITHIC_LIMIT: u64 = 32 << 20;
-/// Size of each PATCH of a chunked upload.
-pub const DEFAULT_CHUNK: usize = 16 << 20;
+/// Most bytes of one PATCH of a chunked upload: by default the whole rest
+/// of the blob, streamed from its file in one request (as skopeo does);
+/// a registry that limits a request's size gets `--chunk-size`.
+pub const DEFAULT_CHUNK: u64 = u64::MAX;
 
 /// The registry's answer to a manifest PUT.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +62,7 @@ pub struct Client {
     /// Blobs up to this size are uploaded in one PUT.
     pub monolithic_limit: u64,
     /// PATCH size of chunked uploads.
-    pub chunk_size: usize,
+    pub chunk_size: u64,
     /// Advanced by every byte uploaded (hidden unless set).
     pub(super) progress: indicatif::ProgressBar,
 }
@@ -268,7 +270,7 @@ impl Client {
             Self::scope(repo, true),
         )
         .header("content-type", media_type)
-        .body(bytes.to_vec());
+        .body(Body::Bytes(bytes.to_vec()));
         let resp = self.t.send(&req).await?;
         if resp.status != 201 {
             return Err(self.fail("PUT", resp).await);

@@ -2,14 +2,13 @@
 //! monolithic PUT or a chunked PATCH upload that resumes from the registry's
 //! offset after a failure; the digest is checked against the reply.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use super::RegistryError;
 use super::client::Client;
-use super::transport::{Method, Request, Response};
+use super::transport::{Body, Method, Request, Response};
 
 /// Times a chunked upload resumes from the registry's offset after a failure.
 const RESUMES: u32 = 3;
@@ -24,24 +23,35 @@ pub enum BlobSource {
 }
 
 impl BlobSource {
-    fn read_range(&self, start: u64, len: usize) -> Result<Vec<u8>, RegistryError> {
+    /// Its length: a file's as it is now.
+    fn len(&self) -> Result<u64, RegistryError> {
+        match self {
+            BlobSource::Bytes(b) => Ok(b.len() as u64),
+            BlobSource::File(p) => {
+                fs::metadata(p)
+                    .map(|m| m.len())
+                    .map_err(|source| RegistryError::Io {
+                        op: "reading",
+                        path: p.clone(),
+                        source,
+                    })
+            }
+        }
+    }
+
+    /// `len` bytes from `start`, as a request body (a file's streamed).
+    fn body(&self, start: u64, len: u64) -> Body {
         match self {
             BlobSource::Bytes(b) => {
-                let s = start as usize;
-                Ok(b[s.min(b.len())..(s + len).min(b.len())].to_vec())
+                let s = (start as usize).min(b.len());
+                let e = (start.saturating_add(len) as usize).min(b.len());
+                Body::Bytes(b[s..e].to_vec())
             }
-            BlobSource::File(p) => {
-                let io = |source| RegistryError::Io {
-                    op: "reading",
-                    path: p.clone(),
-                    source,
-                };
-                let mut f = File::open(p).map_err(io)?;
-                f.seek(SeekFrom::Start(start)).map_err(io)?;
-                let mut buf = Vec::with_capacity(len);
-                f.take(len as u64).read_to_end(&mut buf).map_err(io)?;
-                Ok(buf)
-            }
+            BlobSource::File(path) => Body::File {
+                path: path.clone(),
+                offset: start,
+                len,
+            },
         }
     }
 }
@@ -70,6 +80,13 @@ impl Client {
     ) -> Result<BlobOutcome, RegistryError> {
         if self.blob_exists(repo, digest, size).await? {
             return Ok(BlobOutcome::Present);
+        }
+        let have = source.len()?;
+        if have != size {
+            return Err(RegistryError::Invalid {
+                url: self.t.url(&format!("{repo}/blobs/uploads/")).to_string(),
+                reason: format!("blob {digest}: source has {have} bytes, {size} expected"),
+            });
         }
         let mut url = self.t.url(&format!("{repo}/blobs/uploads/"));
         let mut req = Request::new(Method::Post, url.clone(), Self::scope(repo, true));
@@ -108,16 +125,7 @@ impl Client {
         size: u64,
         source: &BlobSource,
     ) -> Result<u64, RegistryError> {
-        let body = source.read_range(0, size as usize)?;
-        if body.len() as u64 != size {
-            return Err(RegistryError::Invalid {
-                url: location.to_string(),
-                reason: format!(
-                    "blob {digest}: source has {} bytes, {size} expected",
-                    body.len()
-                ),
-            });
-        }
+        let body = source.body(0, size);
         location.query_pairs_mut().append_pair("digest", digest);
         let req = Request::new(Method::Put, location, Self::scope(repo, true))
             .header("content-type", "application/octet-stream")
@@ -144,13 +152,12 @@ impl Client {
         let mut sent = 0u64;
         let mut resumes = 0;
         while offset < size {
-            let len = (size - offset).min(self.chunk_size as u64) as usize;
-            let chunk = source.read_range(offset, len)?;
-            let end = offset + chunk.len() as u64 - 1;
+            let len = (size - offset).min(self.chunk_size);
+            let end = offset + len - 1;
             let req = Request::new(Method::Patch, location.clone(), Self::scope(repo, true))
                 .header("content-type", "application/octet-stream")
                 .header("content-range", format!("{offset}-{end}"))
-                .body(chunk);
+                .body(source.body(offset, len));
             let resp = match self.t.send(&req).await {
                 Ok(r) if r.status == 202 => r,
                 Ok(r) if resumes < RESUMES && (r.status == 416 || r.status >= 500) => {
@@ -249,8 +256,23 @@ mod tests {
 
     #[test]
     fn source_ranges() {
+        let bytes = |b: Body| match b {
+            Body::Bytes(b) => b,
+            Body::File { .. } => panic!("bytes in memory stay in memory"),
+        };
         let s = BlobSource::Bytes(b"abcdef".to_vec());
-        assert_eq!(s.read_range(2, 3).unwrap(), b"cde");
-        assert_eq!(s.read_range(4, 10).unwrap(), b"ef");
+        assert_eq!(bytes(s.body(2, 3)), b"cde");
+        assert_eq!(bytes(s.body(4, 10)), b"ef");
+        assert_eq!(s.len().unwrap(), 6);
+        let f = BlobSource::File("/nonexistent/blob".into());
+        assert!(matches!(
+            f.body(5, 7),
+            Body::File {
+                offset: 5,
+                len: 7,
+                ..
+            }
+        ));
+        assert!(f.len().is_err(), "a missing file is an error, not 0 bytes");
     }
 }

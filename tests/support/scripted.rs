@@ -15,6 +15,8 @@ pub struct Req {
     pub target: String,
     /// Header lines.
     pub headers: Vec<(String, String)>,
+    /// The body (`Content-Length` bytes).
+    pub body: Vec<u8>,
 }
 
 impl Req {
@@ -61,17 +63,18 @@ pub fn serve(handler: Arc<Handler>) -> (u16, Arc<Mutex<Vec<Req>>>) {
                         headers.push((k.trim().to_string(), v.trim().to_string()));
                     }
                 }
-                let req = Req {
+                let mut req = Req {
                     method,
                     target,
                     headers,
+                    body: Vec::new(),
                 };
                 let len: usize = req
                     .header("content-length")
                     .and_then(|l| l.parse().ok())
                     .unwrap_or(0);
-                let mut body = vec![0; len];
-                reader.read_exact(&mut body).ok();
+                req.body = vec![0; len];
+                reader.read_exact(&mut req.body).ok();
                 log.lock().unwrap().push(req.clone());
                 let (status, hdrs, body) = handler(&req, port);
                 let mut out = format!(
