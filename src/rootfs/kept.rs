@@ -20,7 +20,7 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
-use super::cache::{RootfsCache, device_node, restore_entry, restoring, set_dir_mtimes};
+use super::cache::{RootfsCache, device_node, restore_entry, restoring_unbuffered, set_dir_mtimes};
 use crate::pack::HashingWriter;
 use crate::pack::tar::{DeviceNode, TarOptions, write_tree_with_devices};
 
@@ -107,25 +107,31 @@ pub fn reset(
     }
 }
 
-/// The package stage `stage_tar` in the empty directory `root`: [`reset`]
-/// from the kept tree when that works, else [`super::cache::restore`]d;
-/// with which of the two it was (for the build's report).
+/// The package stage stored in `stage` for `recipe` under `key` (its tar
+/// `stage_tar`, whose recorded sha256 is `recorded`) in the empty directory
+/// `root`: [`reset`] from the kept tree when that works (checked against
+/// `recorded` by the reset tree's own tar, so the stage's tar is not hashed
+/// first), else the stage's tar checked and [`super::cache::restore`]d;
+/// with which of the two it was (for the build's report). `None`: the
+/// stored stage is damaged (and removed), the packages must be assembled.
+#[allow(clippy::too_many_arguments)]
 pub fn reset_or_restore(
     cache_dir: &Path,
     recipe: &str,
-    stage_tar: &Path,
+    stage: &RootfsCache,
+    key: &str,
+    (stage_tar, recorded): (&Path, &str),
     root: &Path,
     trash: &Path,
     opts: &TarOptions,
-) -> Result<(Vec<DeviceNode>, &'static str), crate::pack::OutputError> {
-    // The stage cache checked the tar's sha256 before handing it out.
-    let stage_sha = crate::core::digest::memoized(stage_tar).map(|(sha, _)| sha);
-    if let Some(devices) =
-        stage_sha.and_then(|sha| reset(cache_dir, recipe, stage_tar, &sha, root, trash, opts))
-    {
-        return Ok((devices, "the last tree, reset"));
+) -> Result<Option<(Vec<DeviceNode>, &'static str)>, crate::pack::OutputError> {
+    if let Some(devices) = reset(cache_dir, recipe, stage_tar, recorded, root, trash, opts) {
+        return Ok(Some((devices, "the last tree, reset")));
     }
-    Ok((super::cache::restore(stage_tar, root)?, "restored"))
+    match stage.get(recipe, key) {
+        Some(tar) => Ok(Some((super::cache::restore(&tar, root)?, "restored"))),
+        None => Ok(None),
+    }
 }
 
 /// The order of entries in a tar of [`crate::pack::tar`]: depth first,
@@ -140,14 +146,43 @@ fn key(path: &Path) -> Vec<&[u8]> {
         .collect()
 }
 
+/// A cached tar, mapped: a file's data is compared where it lies, not
+/// copied out twice (by `read` and by the tar reader) for each of the two
+/// tars, which was most of a reset's time.
+fn mapped(path: &Path) -> io::Result<memmap2::Mmap> {
+    let file = File::open(path)?;
+    // SAFETY: a rootfs cache entry, written whole to a temp file and
+    // renamed into place, never written again (a damaged or older entry is
+    // unlinked, which leaves this mapping as it was). What is read through
+    // the mapping is checked afterwards all the same: the reset tree's own
+    // tar must hash to the stage's sha256.
+    unsafe { memmap2::Mmap::map(&file) }
+}
+
+/// The data of the regular file `entry` of the tar mapped at `map`.
+fn data<'m, R: Read>(map: &'m [u8], entry: &tar::Entry<'_, R>) -> io::Result<&'m [u8]> {
+    let start = entry.raw_file_position() as usize;
+    let len = entry.header().entry_size()? as usize;
+    start
+        .checked_add(len)
+        .and_then(|end| map.get(start..end))
+        .ok_or_else(|| io::Error::other("a tar entry's data runs past the tar's end"))
+}
+
 /// Turns the tree `root`, as the tar `from` holds it, into the tar `to`.
 fn apply(from: &Path, to: &Path, root: &Path) -> io::Result<Vec<DeviceNode>> {
-    let mut old = restoring(File::open(from)?);
-    let mut new = restoring(File::open(to)?);
+    let (old_map, new_map) = (mapped(from)?, mapped(to)?);
+    let mut old = restoring_unbuffered(io::Cursor::new(&old_map[..]));
+    let mut new = restoring_unbuffered(io::Cursor::new(&new_map[..]));
     let canonical_root = fs::canonicalize(root)?;
-    let mut olds = old.entries()?;
-    let mut news = new.entries()?;
+    let mut olds = old.entries_with_seek()?;
+    let mut news = new.entries_with_seek()?;
     let (mut dirs, mut devices) = (Vec::new(), Vec::new());
+    // Directories found to resolve inside the tree since it last changed
+    // shape: most entries only have their data compared, and resolving
+    // every one's parent again was a third of the reset (readlink of each
+    // component, for ~20,000 files).
+    let mut inside = std::collections::HashSet::new();
     let mut o = olds.next().transpose()?;
     let mut n = news.next().transpose()?;
     // Bounded: every round takes at least one entry off one of the tars.
@@ -161,10 +196,12 @@ fn apply(from: &Path, to: &Path, root: &Path) -> io::Result<Vec<DeviceNode>> {
         match order {
             Ordering::Less => {
                 let gone = o.take().expect("an old entry").path()?.into_owned();
+                inside.clear();
                 remove(root, &canonical_root, &gone)?;
                 o = olds.next().transpose()?;
             }
             Ordering::Greater => {
+                inside.clear();
                 restore_entry(
                     n.as_mut().expect("a new entry"),
                     root,
@@ -184,16 +221,28 @@ fn apply(from: &Path, to: &Path, root: &Path) -> io::Result<Vec<DeviceNode>> {
                     if same_meta {
                         note(b, &mut dirs, &mut devices)?;
                     } else {
+                        inside.clear();
                         restore_entry(b, root, &mut dirs, &mut devices)?;
                     }
                 } else if !same_meta {
+                    inside.clear();
                     remove(root, &canonical_root, &b.path()?)?;
                     restore_entry(b, root, &mut dirs, &mut devices)?;
                 } else {
-                    if b.header().entry_type().is_file() {
+                    if b.header().entry_type() == tar::EntryType::Regular {
                         let rel = b.path()?.into_owned();
                         let mtime = b.header().mtime()? as i64;
-                        sync_data(a, b, &checked(root, &canonical_root, &rel)?, mtime)?;
+                        let parent = rel.parent().map(Path::to_path_buf).unwrap_or_default();
+                        let path = if inside.contains(&parent) {
+                            root.join(&rel)
+                        } else {
+                            let path = checked(root, &canonical_root, &rel)?;
+                            inside.insert(parent);
+                            path
+                        };
+                        // Only the file's data is written (never through a
+                        // symlink): the tree keeps its shape.
+                        sync_data(data(&old_map, a)?, data(&new_map, b)?, &path, mtime)?;
                     }
                     note(b, &mut dirs, &mut devices)?;
                 }
@@ -206,58 +255,38 @@ fn apply(from: &Path, to: &Path, root: &Path) -> io::Result<Vec<DeviceNode>> {
     Ok(devices)
 }
 
-/// Makes the file at `path` (which holds `a`'s data) hold `b`'s, the two
-/// entries having the same header: compared block by block, and rewritten
-/// in place from the first difference (its mtime then set back).
-fn sync_data<R: Read>(
-    a: &mut tar::Entry<'_, R>,
-    b: &mut tar::Entry<'_, R>,
-    path: &Path,
-    mtime: i64,
-) -> io::Result<()> {
+/// Makes the file at `path` (which holds `old`) hold `new`, the two
+/// entries having the same header (so the same size): rewritten in place
+/// from the block of the first difference (its mtime then set back).
+fn sync_data(old: &[u8], new: &[u8], path: &Path, mtime: i64) -> io::Result<()> {
     use std::os::unix::fs::{FileExt, OpenOptionsExt};
-    let (mut x, mut y) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
-    let mut at = 0u64;
-    // Bounded by the entries' (equal) sizes.
-    loop {
-        let got = read_full(a, &mut x)?;
-        let want = read_full(b, &mut y)?;
-        if want == 0 && got == 0 {
-            return Ok(());
-        }
-        if got == want && x[..got] == y[..want] {
-            at += want as u64;
-            continue;
-        }
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)?;
-        file.write_all_at(&y[..want], at)?;
-        at += want as u64;
-        // Bounded by the entry's size.
-        loop {
-            let more = read_full(b, &mut y)?;
-            if more == 0 {
-                break;
-            }
-            file.write_all_at(&y[..more], at)?;
-            at += more as u64;
-        }
-        file.set_len(at)?;
-        let t = rustix::fs::Timespec {
-            tv_sec: mtime,
-            tv_nsec: 0,
-        };
-        return rustix::fs::futimens(
-            &file,
-            &rustix::fs::Timestamps {
-                last_access: t,
-                last_modification: t,
-            },
-        )
-        .map_err(io::Error::from);
+    const BLOCK: usize = 1 << 16;
+    if old == new {
+        return Ok(());
     }
+    let first = old
+        .chunks(BLOCK)
+        .zip(new.chunks(BLOCK))
+        .position(|(x, y)| x != y)
+        .map_or(old.len().min(new.len()), |k| k * BLOCK);
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    file.write_all_at(&new[first..], first as u64)?;
+    file.set_len(new.len() as u64)?;
+    let t = rustix::fs::Timespec {
+        tv_sec: mtime,
+        tv_nsec: 0,
+    };
+    rustix::fs::futimens(
+        &file,
+        &rustix::fs::Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+    )
+    .map_err(io::Error::from)
 }
 
 /// Records what [`restore_entry`] would have recorded of an entry already
@@ -284,19 +313,6 @@ fn pax<R: Read>(e: &mut tar::Entry<'_, R>) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>
         }
     }
     Ok(out)
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(k) => got += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 /// `root/rel`, once its parent is known to resolve inside `root` (the last

@@ -286,9 +286,9 @@ impl Plan {
             speculation: speculation.as_ref(),
             tools,
         };
-        let staged = stage.and_then(|c| c.get(name, &self.packages_key));
-        let (mut report, reuse) = match staged {
-            Some(tar) => {
+        let recorded = stage.and_then(|c| Some((c, c.recorded(name, &self.packages_key)?)));
+        let reused = match recorded {
+            Some((stage, (tar, sha))) => {
                 if !self.quiet {
                     eprintln!("Reusing the cached package assembly of {name}…");
                 }
@@ -297,18 +297,26 @@ impl Plan {
                 }
                 let restoring = Stamp::now();
                 let trash = tmp.path().join("kept-trash");
-                let (devices, how) = rootfs::kept::reset_or_restore(
+                let got = rootfs::kept::reset_or_restore(
                     &self.cache_dir,
                     name,
-                    &tar,
+                    stage,
+                    &self.packages_key,
+                    (&tar, &sha),
                     &root,
                     &trash,
                     &opts,
                 )
                 .with_context(context)?;
-                if !self.quiet {
+                if let (Some((_, how)), false) = (&got, self.quiet) {
                     eprintln!("  package stage: {how} ({})", timing(restoring));
                 }
+                got
+            }
+            None => None,
+        };
+        let (mut report, reuse) = match reused {
+            Some((devices, _)) => {
                 let report = rootfs::AssembleReport {
                     devices,
                     ..Default::default()

@@ -112,7 +112,12 @@ pub fn restore(tar: &Path, root: &Path) -> Result<Vec<DeviceNode>, OutputError> 
 
 /// A tar reader that restores what [`restore`] restores.
 pub(crate) fn restoring<R: std::io::Read>(r: R) -> tar::Archive<std::io::BufReader<R>> {
-    let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, r));
+    restoring_unbuffered(std::io::BufReader::with_capacity(1 << 20, r))
+}
+
+/// [`restoring`] without a buffer of its own: for a tar in memory.
+pub(crate) fn restoring_unbuffered<R: std::io::Read>(r: R) -> tar::Archive<R> {
+    let mut archive = tar::Archive::new(r);
     archive.set_preserve_permissions(true);
     archive.set_preserve_ownerships(true);
     archive.set_preserve_mtime(true);
@@ -282,20 +287,27 @@ impl RootfsCache {
     /// The cached tar, if present and intact (re-hashed against the sha256
     /// recorded when it was stored; a damaged entry is removed).
     pub fn get(&self, recipe: &str, key: &str) -> Option<PathBuf> {
-        let tar = self.path_for(recipe, key);
-        let sidecar = sidecar(&tar);
-        let recorded = fs::read_to_string(&sidecar).ok()?;
+        let (tar, recorded) = self.recorded(recipe, key)?;
         match hash_file(&tar) {
-            Ok((sha, _)) if sha == recorded.trim() => {
+            Ok((sha, _)) if sha == recorded => {
                 crate::core::digest::remember(&tar, &sha);
                 Some(tar)
             }
             _ => {
                 let _ = fs::remove_file(&tar);
-                let _ = fs::remove_file(&sidecar);
+                let _ = fs::remove_file(sidecar(&tar));
                 None
             }
         }
+    }
+
+    /// The tar stored for `recipe` under `key` and the sha256 recorded for
+    /// it, *not* checked: for a caller that checks what it makes of the tar
+    /// against that sha256 itself (else [`RootfsCache::get`]).
+    pub fn recorded(&self, recipe: &str, key: &str) -> Option<(PathBuf, String)> {
+        let tar = self.path_for(recipe, key);
+        let recorded = fs::read_to_string(sidecar(&tar)).ok()?;
+        Some((tar, recorded.trim().to_string()))
     }
 
     /// Stores the tar that `make` writes (into the buffered file it is
