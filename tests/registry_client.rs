@@ -211,14 +211,15 @@ fn a_file_blob_is_streamed_in_one_patch_or_in_the_chunks_asked_for() {
     use imgbuild::registry::{BlobOutcome, BlobSource};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("layer");
-    // Larger than a streamed piece, and not a multiple of one.
-    let bytes: Vec<u8> = (0..3_000_001u32).map(|i| (i * 7 % 251) as u8).collect();
+    // Larger than the 16 MiB pieces uploads were once cut into, and not a
+    // multiple of a streamed piece.
+    let bytes: Vec<u8> = (0..17_000_001u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(&path, &bytes).unwrap();
     let digest = sha256_digest(&bytes);
     let size = bytes.len() as u64;
     let source = BlobSource::File(path.clone());
 
-    for (chunk, patches) in [(None, 1), (Some(1_000_000u64), 4)] {
+    for (chunk, patches) in [(None, 1), (Some(4_000_000u64), 5)] {
         let (port, log) = accepting_registry();
         let mut client = Client::new(&format!("127.0.0.1:{port}"), &insecure(), None).unwrap();
         client.monolithic_limit = 1 << 20;

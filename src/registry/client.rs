@@ -26,7 +26,8 @@ use sha2::{Digest, Sha256};
 
 use super::RegistryError;
 use super::auth::Credentials;
-use super::transport::{Body, Method, Request, Response, Transport, TransportOptions};
+use super::body::Body;
+use super::transport::{Method, Request, Response, Transport, TransportOptions};
 
 /// Largest manifest or index accepted (the distribution-spec suggests 4 MiB).
 pub const MAX_MANIFEST: usize = 4 << 20;

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 
 pub mod auth;
+mod body;
 pub mod client;
 pub mod reference;
 mod transport;

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use super::RegistryError;
+use super::body::Body;
 use super::client::Client;
-use super::transport::{Body, Method, Request, Response};
+use super::transport::{Method, Request, Response};
 
 /// Times a chunked upload resumes from the registry's offset after a failure.
 const RESUMES: u32 = 3;

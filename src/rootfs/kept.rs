@@ -20,7 +20,9 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
-use super::cache::{RootfsCache, device_node, restore_entry, restoring_unbuffered, set_dir_mtimes};
+use super::cache::{
+    RootfsCache, device_node, restore_entry, restoring_unbuffered, set_dir_mtimes, set_mtime,
+};
 use crate::pack::HashingWriter;
 use crate::pack::tar::{DeviceNode, TarOptions, write_tree_with_devices};
 
@@ -229,7 +231,7 @@ fn apply(from: &Path, to: &Path, root: &Path) -> io::Result<Vec<DeviceNode>> {
                     remove(root, &canonical_root, &b.path()?)?;
                     restore_entry(b, root, &mut dirs, &mut devices)?;
                 } else {
-                    if b.header().entry_type() == tar::EntryType::Regular {
+                    if b.header().entry_type().is_file() {
                         let rel = b.path()?.into_owned();
                         let mtime = b.header().mtime()? as i64;
                         let parent = rel.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -275,18 +277,7 @@ fn sync_data(old: &[u8], new: &[u8], path: &Path, mtime: i64) -> io::Result<()> 
         .open(path)?;
     file.write_all_at(&new[first..], first as u64)?;
     file.set_len(new.len() as u64)?;
-    let t = rustix::fs::Timespec {
-        tv_sec: mtime,
-        tv_nsec: 0,
-    };
-    rustix::fs::futimens(
-        &file,
-        &rustix::fs::Timestamps {
-            last_access: t,
-            last_modification: t,
-        },
-    )
-    .map_err(io::Error::from)
+    set_mtime(&file, mtime)
 }
 
 /// Records what [`restore_entry`] would have recorded of an entry already

@@ -110,6 +110,20 @@ pub fn restore(tar: &Path, root: &Path) -> Result<Vec<DeviceNode>, OutputError> 
     Ok(devices)
 }
 
+/// Sets the access and modification times of `file` to `mtime` (seconds),
+/// as a restored tar entry has them.
+pub(crate) fn set_mtime(file: &fs::File, mtime: i64) -> std::io::Result<()> {
+    let t = rustix::fs::Timespec {
+        tv_sec: mtime,
+        tv_nsec: 0,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: t,
+        last_modification: t,
+    };
+    rustix::fs::futimens(file, &times).map_err(std::io::Error::from)
+}
+
 /// A tar reader that restores what [`restore`] restores.
 pub(crate) fn restoring<R: std::io::Read>(r: R) -> tar::Archive<std::io::BufReader<R>> {
     restoring_unbuffered(std::io::BufReader::with_capacity(1 << 20, r))
@@ -154,17 +168,7 @@ pub(crate) fn restore_entry<R: std::io::Read>(
             .create_new(true)
             .mode(0o600)
             .open(&target)?;
-        let time = rustix::fs::Timespec {
-            tv_sec: h.mtime()? as i64,
-            tv_nsec: 0,
-        };
-        rustix::fs::futimens(
-            &file,
-            &rustix::fs::Timestamps {
-                last_access: time,
-                last_modification: time,
-            },
-        )?;
+        set_mtime(&file, h.mtime()? as i64)?;
         return Ok(());
     }
     if kind.is_dir() {
