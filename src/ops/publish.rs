@@ -296,10 +296,10 @@ fn build_first(args: &PublishArgs, out_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Documents pushed at once after the image's (each with its blobs at
-/// once, then its manifest): a publication is a few small documents
-/// beside one large layer, so a warm push is bound by round trips.
-const DOCUMENTS_AT_ONCE: usize = 4;
+/// Blobs uploaded, and documents pushed after the image, at once: a
+/// publication is a few small documents beside one large layer, so a warm
+/// push is bound by round trips.
+const AT_ONCE: usize = 4;
 
 #[derive(Default)]
 struct Counts {
@@ -316,33 +316,60 @@ struct Pushed {
     sent: u64,
 }
 
-/// Pushes `doc`'s blobs (all at once), then its manifest.
-async fn push_document(
+/// Uploads every distinct blob of `docs` once (each `HEAD`ed first),
+/// [`AT_ONCE`] at a time, before any manifest names one: documents share
+/// blobs (every artifact's empty config), and two uploads of one blob at
+/// once left a registry (distribution, behind token auth) without it when a
+/// manifest then named it. Returns, per document, what its blobs cost (a
+/// shared blob counted with the first document that names it).
+async fn push_blobs(
     client: &Client,
     repo: &str,
-    doc: &Document,
+    docs: &[&Document],
     mount_from: Option<&str>,
-) -> Result<Pushed> {
-    let outcomes = futures_util::future::try_join_all(doc.blobs.iter().map(|b| async move {
-        let d = &b.descriptor;
-        client
-            .push_blob(repo, &d.digest, d.size, &b.source, mount_from)
-            .await
-            .with_context(|| format!("uploading {} blob {}", doc.what, d.digest))
-    }))
-    .await?;
-    let mut counts = Counts::default();
-    let mut sent = 0;
-    for outcome in outcomes {
+) -> Result<Vec<(Counts, u64)>> {
+    use futures_util::TryStreamExt;
+    let mut seen = std::collections::HashSet::new();
+    let unique: Vec<(usize, &crate::publish::plan::Blob)> = docs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, doc)| doc.blobs.iter().map(move |b| (i, b)))
+        .filter(|(_, b)| seen.insert(b.descriptor.digest.as_str()))
+        .collect();
+    let outcomes: Vec<(usize, BlobOutcome)> = futures_util::stream::iter(unique)
+        .map(|(i, b)| async move {
+            let d = &b.descriptor;
+            client
+                .push_blob(repo, &d.digest, d.size, &b.source, mount_from)
+                .await
+                .with_context(|| format!("uploading {} blob {}", docs[i].what, d.digest))
+                .map(|outcome| (i, outcome))
+        })
+        .buffer_unordered(AT_ONCE)
+        .try_collect()
+        .await?;
+    let mut costs: Vec<(Counts, u64)> = docs.iter().map(|_| (Counts::default(), 0)).collect();
+    for (i, outcome) in outcomes {
+        let (counts, sent) = &mut costs[i];
         match outcome {
             BlobOutcome::Present => counts.present += 1,
             BlobOutcome::Mounted => counts.mounted += 1,
             BlobOutcome::Uploaded(n) => {
                 counts.uploaded += 1;
-                sent += n;
+                *sent += n;
             }
         }
     }
+    Ok(costs)
+}
+
+/// Pushes `doc`'s manifest (its blobs are there; what they cost is given).
+async fn push_manifest(
+    client: &Client,
+    repo: &str,
+    doc: &Document,
+    (counts, mut sent): (Counts, u64),
+) -> Result<Pushed> {
     let put = client
         .put_manifest(repo, &doc.descriptor.digest, media::MANIFEST, &doc.bytes)
         .await
@@ -390,16 +417,21 @@ async fn push(
     }
     let mut counts = Counts::default();
     let mount = args.mount_from.as_deref();
-    let image = push_document(client, repo, &p.image, mount).await?;
+    let docs: Vec<&Document> = std::iter::once(&p.image)
+        .chain(&p.artifacts)
+        .chain(&p.referrers)
+        .collect();
+    let mut costs = push_blobs(client, repo, &docs, mount).await?.into_iter();
+    let image = push_manifest(client, repo, &p.image, costs.next().expect("the image's")).await?;
     counts.add(&image, &p.image, args.quiet);
     // The artifacts and referrers name the image as their subject: they go
     // once it is there, several at once, reported in order.
     let mut api = false;
-    let docs: Vec<&Document> = p.artifacts.iter().chain(&p.referrers).collect();
-    let mut pushes = futures_util::stream::iter(docs.iter().copied())
-        .map(|doc| push_document(client, repo, doc, mount))
-        .buffered(DOCUMENTS_AT_ONCE);
-    let mut next = docs.iter();
+    let rest = &docs[1..];
+    let mut pushes = futures_util::stream::iter(rest.iter().copied().zip(costs))
+        .map(|(doc, cost)| push_manifest(client, repo, doc, cost))
+        .buffered(AT_ONCE);
+    let mut next = rest.iter();
     while let Some(pushed) = pushes.next().await {
         let pushed = pushed?;
         counts.add(&pushed, next.next().expect("one per document"), args.quiet);
