@@ -130,6 +130,81 @@ fn tools_tree_is_built_from_tools_only_cached_and_run_with_binds() {
     assert!(again.root().join("opt/mktool/template").is_file());
 }
 
+/// The inode of the kept tree's template (the same inode: not extracted again).
+fn template_inode(tools: &ToolsRoot) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(tools.root().join("opt/mktool/template"))
+        .unwrap()
+        .ino()
+}
+
+#[test]
+fn the_extracted_tools_tree_is_kept_and_used_again_only_while_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("vendor")).unwrap();
+    let tool = locked(
+        &store,
+        &DebSpec::new("mktool", "2.0", "amd64")
+            .file("/opt/mktool/template", "template from the lock\n", 0o644)
+            .symlink("/bin", "usr/bin")
+            .symlink("/lib", "usr/lib")
+            .symlink("/lib64", "usr/lib64"),
+    );
+    let lock = lock(Vec::new(), vec![tool]);
+    let cache = RootfsCache::new(&tmp.path().join("cache"));
+    let work = tmp.path().join("work");
+    let key = tools_key(&lock);
+    let kept = cache.path_for("@tools-img", &key).with_extension("tree");
+
+    // Assembled: used from its temp directory, nothing kept yet.
+    let first = ToolsRoot::prepare(&lock, &store, &cache, &work, EPOCH).unwrap();
+    assert_ne!(first.root(), kept);
+    drop(first);
+    // From the cached tar: extracted next to it and kept there.
+    let second = ToolsRoot::prepare(&lock, &store, &cache, &work, EPOCH).unwrap();
+    assert_eq!(second.root(), kept);
+    assert!(kept.join("work").is_dir(), "the disk's mount point is made");
+    let inode = template_inode(&second);
+    // A run binding only the kept mount point leaves the tree as it was.
+    let out = tmp.path().join("out");
+    fs::create_dir(&out).unwrap();
+    second
+        .run(&sh("cat /opt/mktool/template > /work/copy").output(&out, "/work"))
+        .unwrap();
+    drop(second);
+    assert!(kept.is_dir(), "dropping a kept tree keeps it");
+
+    // Unchanged: the same files, even without the tar.
+    let tar = cache.path_for("@tools-img", &key);
+    let tar_bytes = fs::read(&tar).unwrap();
+    fs::remove_file(&tar).unwrap();
+    let third = ToolsRoot::prepare(&lock, &store, &cache, &work, EPOCH).unwrap();
+    assert_eq!(
+        (third.root(), template_inode(&third)),
+        (kept.clone(), inode)
+    );
+    drop(third);
+
+    // Changed since (one file rewritten, same size): removed, and the tar
+    // extracted again.
+    fs::write(&tar, &tar_bytes).unwrap();
+    fs::write(kept.join("opt/mktool/template"), "planted by hand!!!!!!\n").unwrap();
+    let fourth = ToolsRoot::prepare(&lock, &store, &cache, &work, EPOCH).unwrap();
+    assert_eq!(fourth.root(), kept);
+    assert_eq!(
+        fs::read_to_string(kept.join("opt/mktool/template")).unwrap(),
+        "template from the lock\n"
+    );
+    drop(fourth);
+
+    // Without its sidecar a kept tree is not trusted either.
+    let sidecar = kept.with_extension("tree.sha256");
+    fs::remove_file(&sidecar).unwrap();
+    let fifth = ToolsRoot::prepare(&lock, &store, &cache, &work, EPOCH).unwrap();
+    assert_ne!(template_inode(&fifth), inode);
+    assert!(sidecar.is_file());
+}
+
 #[test]
 fn a_lock_without_tools_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();

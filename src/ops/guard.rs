@@ -13,7 +13,8 @@
 //!   `.onie-*` (image work), `.NAME.verify-*` (a verify's two builds) unless
 //!   it holds [`KEPT_MARKER`] (kept on purpose for inspection);
 //! - in the rootfs cache (its recipe, `@packages` and `@tools-*` entries):
-//!   `.tmp-*` files (tars being stored) and `.*.tmp` (sidecars being written).
+//!   `.tmp-*` files (tars being stored), `.*.tmp` (sidecars being written)
+//!   and `.tmp-tree-*` directories (tools trees being extracted to be kept).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -165,7 +166,8 @@ fn clean_out_dir(out_root: &Path, removed: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// `.tmp-*` and `.*.tmp` files in the cache's entry directories.
+/// `.tmp-*` and `.*.tmp` files, `.tmp-tree-*` directories, in the cache's
+/// entry directories.
 fn clean_cache(cache_dir: &Path, removed: &mut Vec<PathBuf>) -> Result<()> {
     let subdirs = |dir: &Path| -> Vec<PathBuf> {
         fs::read_dir(dir)
@@ -195,9 +197,11 @@ fn clean_cache(cache_dir: &Path, removed: &mut Vec<PathBuf>) -> Result<()> {
             let name = entry.file_name().to_string_lossy().into_owned();
             let ours =
                 name.starts_with(".tmp-") || (name.starts_with('.') && name.ends_with(".tmp"));
-            if ours && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            let tree = name.starts_with(".tmp-tree-") && is_dir;
+            if tree || (ours && entry.file_type().is_ok_and(|t| t.is_file())) {
                 let path = entry.path();
-                fs::remove_file(&path)
+                remove_tree(&path)
                     .with_context(|| format!("removing the leftover {}", path.display()))?;
                 removed.push(path);
             }
@@ -243,6 +247,9 @@ mod tests {
         fs::create_dir_all(&entry).unwrap();
         let storing = entry.join(".tmp-abc.tar");
         fs::write(&storing, "being written").unwrap();
+        // A tools tree being extracted to be kept (`tools::kept`).
+        let tree = cache.join("@tools-img").join(".tmp-tree-x1");
+        fs::create_dir_all(tree.join("root/usr")).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let (b2, cache2) = (b.clone(), cache.clone());
         let second = std::thread::spawn(move || {
@@ -254,12 +261,13 @@ mod tests {
                 .is_err(),
             "the second workspace did not wait for the shared cache"
         );
-        assert!(storing.exists(), "removed while in use");
+        assert!(storing.exists() && tree.exists(), "removed while in use");
         drop(first);
         let removed = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
         second.join().unwrap();
-        assert_eq!(removed, std::slice::from_ref(&storing));
-        assert!(!storing.exists());
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert!(removed.contains(&storing) && removed.contains(&tree));
+        assert!(!storing.exists() && !tree.exists());
     }
 
     #[test]

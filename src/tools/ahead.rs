@@ -17,7 +17,7 @@ use crate::rootfs::cache::RootfsCache;
 use super::{ToolsError, ToolsRoot};
 
 /// A [`ToolsRoot::prepare`] started ahead of its use. Dropped unused, it
-/// waits for the thread and removes the tree (nothing is left behind).
+/// waits for the thread and removes a temp tree (a kept one stays kept).
 #[derive(Debug)]
 pub struct ToolsAhead {
     running: Mutex<Option<JoinHandle<Result<ToolsRoot, ToolsError>>>>,

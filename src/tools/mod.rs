@@ -6,9 +6,9 @@
 //!   solved against the recipe's own sources into the lock's `[[tool]]`s;
 //! - [`ToolsRoot::prepare`]: the tools tree assembled from the vendor store
 //!   (unpack only, see below), cached as a deterministic tar under a key that
-//!   hashes the locked tools, and extracted into a private temp directory for
-//!   each build (so concurrent builds never share a root the sandbox creates
-//!   mount points in);
+//!   hashes the locked tools, extracted once and kept beside that tar
+//!   (checked before each use, see [`kept`]; one build at a time uses it,
+//!   under the cache's lock);
 //! - [`ToolsRoot::run`]: run an argv in the build sandbox with the tools tree
 //!   as `/` and declared host paths bind-mounted: inputs read-only, outputs
 //!   read-write.
@@ -22,6 +22,7 @@
 
 mod ahead;
 mod error;
+mod kept;
 mod root;
 
 pub use ahead::ToolsAhead;

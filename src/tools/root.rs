@@ -97,11 +97,21 @@ impl ToolRun {
     }
 }
 
-/// A tools tree extracted into a private temp directory (removed on drop).
+/// A tools tree: the cache's kept one ([`super::kept`]), or one in a
+/// private temp directory (removed on drop).
 #[derive(Debug)]
 pub struct ToolsRoot {
-    dir: tempfile::TempDir,
+    place: Place,
     source_date_epoch: i64,
+}
+
+/// Where a [`ToolsRoot`]'s tree is.
+#[derive(Debug)]
+enum Place {
+    /// `DIR/root`, removed with `DIR`.
+    Temp(tempfile::TempDir),
+    /// The kept tree itself, left in the cache.
+    Kept(PathBuf),
 }
 
 impl ToolsRoot {
@@ -124,6 +134,12 @@ impl ToolsRoot {
         // `@` cannot start a recipe name: no entry of a recipe collides with it.
         let entry = format!("@tools-{name}");
         let key = tools_key(lock);
+        if let Some(tree) = super::kept::take(cache, &entry, &key) {
+            return Ok(ToolsRoot {
+                place: Place::Kept(tree),
+                source_date_epoch,
+            });
+        }
         let mut assembled = None;
         let tar = match cache.get(&entry, &key) {
             Some(tar) => tar,
@@ -142,29 +158,43 @@ impl ToolsRoot {
         // differ, which no tool run reads).
         if let Some(dir) = assembled {
             return Ok(ToolsRoot {
-                dir,
+                place: Place::Temp(dir),
                 source_date_epoch,
             });
         }
-        let dir = private_dir(work, ".tools-")?;
+        // Restored next to the tar, to be kept there (the same file system).
+        let dir = private_dir(&cache.dir().join(&entry), ".tmp-tree-")?;
         let root = dir.path().join("root");
         make_root_dir(&root)?;
         // Restored like a cached stage: device nodes stay placeholders (the
         // tools never need one; `mknod` is not done on the host).
-        crate::rootfs::cache::restore(&tar, &root).map_err(|source| ToolsError::Extract {
-            tar: tar.clone(),
-            root: root.clone(),
-            source,
-        })?;
+        let devices =
+            crate::rootfs::cache::restore(&tar, &root).map_err(|source| ToolsError::Extract {
+                tar: tar.clone(),
+                root: root.clone(),
+                source,
+            })?;
+        // A tree with placeholders is not kept: its tar would not be the
+        // cached one's. Nor is one that cannot be moved: used where it is.
+        let place = match devices.is_empty() {
+            true => match super::kept::keep(cache, &entry, &key, &root) {
+                Ok(tree) => Place::Kept(tree),
+                Err(_) => Place::Temp(dir),
+            },
+            false => Place::Temp(dir),
+        };
         Ok(ToolsRoot {
-            dir,
+            place,
             source_date_epoch,
         })
     }
 
     /// The tree's root directory on the host.
     pub fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
+        match &self.place {
+            Place::Temp(dir) => dir.path().join("root"),
+            Place::Kept(tree) => tree.clone(),
+        }
     }
 
     /// Runs `run` in the sandbox with this tree as `/`; an error (naming the
