@@ -55,6 +55,18 @@ fn lock(packages: Vec<LockedPackage>, tools: Vec<LockedPackage>) -> Lockfile {
     lock
 }
 
+/// The fixture tool: one template file, usr-merged.
+fn mktool(store: &Store) -> LockedPackage {
+    locked(
+        store,
+        &DebSpec::new("mktool", "2.0", "amd64")
+            .file("/opt/mktool/template", "template from the lock\n", 0o644)
+            .symlink("/bin", "usr/bin")
+            .symlink("/lib", "usr/lib")
+            .symlink("/lib64", "usr/lib64"),
+    )
+}
+
 /// A shell from the host's /usr, the fixture tree as `/`.
 fn sh(script: &str) -> ToolRun {
     ToolRun::new(["/usr/bin/sh", "-c", script]).input("/usr", "/usr")
@@ -68,14 +80,7 @@ fn tools_tree_is_built_from_tools_only_cached_and_run_with_binds() {
         &store,
         &DebSpec::new("image-only", "1", "amd64").file("/etc/image.conf", "image\n", 0o644),
     );
-    let tool = locked(
-        &store,
-        &DebSpec::new("mktool", "2.0", "amd64")
-            .file("/opt/mktool/template", "template from the lock\n", 0o644)
-            .symlink("/bin", "usr/bin")
-            .symlink("/lib", "usr/lib")
-            .symlink("/lib64", "usr/lib64"),
-    );
+    let tool = mktool(&store);
     let lock = lock(vec![image_pkg], vec![tool.clone()]);
     let cache = RootfsCache::new(&tmp.path().join("cache"));
     let work = tmp.path().join("work");
@@ -142,14 +147,7 @@ fn template_inode(tools: &ToolsRoot) -> u64 {
 fn the_extracted_tools_tree_is_kept_and_used_again_only_while_unchanged() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(&tmp.path().join("vendor")).unwrap();
-    let tool = locked(
-        &store,
-        &DebSpec::new("mktool", "2.0", "amd64")
-            .file("/opt/mktool/template", "template from the lock\n", 0o644)
-            .symlink("/bin", "usr/bin")
-            .symlink("/lib", "usr/lib")
-            .symlink("/lib64", "usr/lib64"),
-    );
+    let tool = mktool(&store);
     let lock = lock(Vec::new(), vec![tool]);
     let cache = RootfsCache::new(&tmp.path().join("cache"));
     let work = tmp.path().join("work");
