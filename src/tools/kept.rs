@@ -14,10 +14,11 @@
 //! thread). Anything else (a tree changed since, a half-written one, no
 //! sidecar) removes it and restores the tar as before: a kept tree costs
 //! time when it is wrong, never bytes. The tree holds a `/work` directory
-//! the tar does not, so that the tool runs' bind mount finds its mount point
-//! and nothing of the tree is created or removed while it is used. Trees
-//! are made and used only under the cache's lock (`ops::guard`): one
-//! imgbuild at a time.
+//! the tar does not, so that the disk image's tool runs find their mount
+//! point there and change nothing of the tree (a run bound elsewhere makes
+//! and removes its own mount point, which changes the tree: the next build
+//! then extracts it again). Trees are made and used only under the cache's
+//! lock (`ops::guard`): one imgbuild at a time.
 
 use std::fs;
 use std::io;
