@@ -10,8 +10,7 @@
 //! the tree's own tar, taken when it was kept.
 //!
 //! A build uses the kept tree in place once that sha256 is found again (the
-//! tree walked and archived into a hashing sink: ~0.3 s, on the tools
-//! thread). Anything else (a tree changed since, a half-written one, no
+//! tree walked and archived into a hashing sink, on the tools thread). Anything else (a tree changed since, a half-written one, no
 //! sidecar) removes it and restores the tar as before: a kept tree costs
 //! time when it is wrong, never bytes. The tree holds a `/work` directory
 //! the tar does not, so that the disk image's tool runs find their mount
@@ -27,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use crate::pack::HashingWriter;
 use crate::pack::tar::{TarOptions, write_tree_with_devices};
-use crate::rootfs::cache::RootfsCache;
+use crate::rootfs::cache::{RootfsCache, sidecar};
 
 /// The mount points the tool runs bind host directories onto (outside the
 /// sandbox's own `/tmp` and `/run` tmpfs).
@@ -36,13 +35,6 @@ const MOUNT_POINTS: &[&str] = &["work"];
 /// `<cache>/ENTRY/<key hex>.tree`.
 fn tree_path(cache: &RootfsCache, entry: &str, key: &str) -> PathBuf {
     cache.path_for(entry, key).with_extension("tree")
-}
-
-/// `<tree>.sha256`.
-fn sidecar(tree: &Path) -> PathBuf {
-    let mut name = tree.as_os_str().to_owned();
-    name.push(".sha256");
-    PathBuf::from(name)
 }
 
 /// The sha256 of `root`'s tar, mtimes as they are (no clamping: the kept

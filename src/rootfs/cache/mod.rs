@@ -416,8 +416,9 @@ impl RootfsCache {
     }
 }
 
-/// `<tar>.sha256`.
-fn sidecar(tar: &Path) -> PathBuf {
+/// `<path>.sha256`: the recorded sha256 of a cache entry (a tar, or a
+/// kept tools tree).
+pub(crate) fn sidecar(tar: &Path) -> PathBuf {
     let mut name = tar.as_os_str().to_owned();
     name.push(".sha256");
     PathBuf::from(name)
