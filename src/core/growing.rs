@@ -7,13 +7,16 @@
 //! how it ended; a [`GrowingReader`] reads up to there from its own handle
 //! (positioned reads, never past what is written) and waits for more, and
 //! sees the end of file only once the writer said the file is complete, or
-//! the writer's error.
+//! the writer's error. The writer puts the file past the page cache
+//! ([`super::uncached`]), so readers read it that way too, never past what
+//! is in the file (bytes still staged by the writer are not).
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use super::uncached::Blocks;
 
 /// How the writing ended.
 #[derive(Debug, Clone)]
@@ -116,8 +119,10 @@ impl Growing {
     /// A reader from the file's first byte (waits for the file to exist).
     pub fn reader(self: &Arc<Self>) -> io::Result<GrowingReader> {
         let file = self.wait_for(|s| s.file.is_some())?.file.clone();
+        let file = file.expect("waited for the file");
         Ok(GrowingReader {
-            file: file.expect("waited for the file"),
+            blocks: Blocks::new(&file, 1 << 20),
+            file,
             offset: 0,
             growing: self.clone(),
         })
@@ -129,6 +134,8 @@ impl Growing {
 #[derive(Debug)]
 pub struct GrowingReader {
     file: Arc<File>,
+    /// Read past the page cache: the writer writes the file that way.
+    blocks: Blocks,
     offset: u64,
     growing: Arc<Growing>,
 }
@@ -142,15 +149,12 @@ impl Read for GrowingReader {
         let state = self
             .growing
             .wait_for(|s| s.len > offset || matches!(s.end, Some(End::Complete(_))))?;
-        let available = state.len.saturating_sub(offset);
+        let limit = state.len;
         drop(state);
-        if available == 0 {
+        if limit <= offset {
             return Ok(0);
         }
-        let want = buf
-            .len()
-            .min(usize::try_from(available).unwrap_or(usize::MAX));
-        let n = self.file.read_at(&mut buf[..want], offset)?;
+        let n = self.blocks.read(&self.file, offset, limit, buf)?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

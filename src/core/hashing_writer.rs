@@ -43,14 +43,15 @@ pub struct HashingFileWriter {
 impl HashingFileWriter {
     /// Starts the hashing thread for `file` (written from its current offset).
     pub fn new(file: File) -> HashingFileWriter {
-        HashingFileWriter::reporting(file, None)
+        HashingFileWriter::start(file, None, false)
     }
 
-    /// As [`HashingFileWriter::new`], telling `growing` how many bytes are
-    /// in the file after each write (its readers follow; completing or
+    /// As [`HashingFileWriter::uncached`], telling `growing` how many bytes
+    /// are in the file after each write (its readers follow, reading past
+    /// the page cache too: [`super::growing::GrowingReader`]; completing or
     /// failing it is the caller's).
-    pub fn reporting(file: File, growing: Option<Arc<Growing>>) -> HashingFileWriter {
-        HashingFileWriter::start(file, growing, false)
+    pub fn reporting(file: File, growing: Arc<Growing>) -> HashingFileWriter {
+        HashingFileWriter::start(file, Some(growing), true)
     }
 
     /// As [`HashingFileWriter::new`] for a new, empty `file` written past
@@ -73,13 +74,14 @@ impl HashingFileWriter {
             let mut size = 0u64;
             for block in blocks {
                 hasher.update(&block);
-                match &mut out {
-                    Out::Buffered(f) => f.write_all(&block)?,
-                    Out::Direct(d) => d.write_all(&block)?,
-                }
                 size += block.len() as u64;
+                // Readable: what is in the file, not what is staged.
+                let readable = match &mut out {
+                    Out::Buffered(f) => f.write_all(&block).map(|()| size)?,
+                    Out::Direct(d) => d.write_all(&block).map(|()| d.in_file())?,
+                };
                 if let Some(g) = &growing {
-                    g.written(size);
+                    g.written(readable);
                 }
                 let _ = give_back.try_send(block);
             }
@@ -87,6 +89,9 @@ impl HashingFileWriter {
                 Out::Buffered(f) => f,
                 Out::Direct(d) => d.finish()?,
             };
+            if let Some(g) = &growing {
+                g.written(size);
+            }
             Ok((file, hex::encode(hasher.finalize()), size))
         });
         HashingFileWriter {

@@ -9,8 +9,10 @@
 //! written took 1.0 s of system time buffered and 0.16 s with `O_DIRECT`,
 //! and read back from disk 2.4 s buffered and 0.04 s direct (dd, from an
 //! empty page cache). A build writes several such files (the package
-//! stage's tar, the OCI layer blob, the qcow2 image) while both cores are
-//! busy.
+//! stage's tar, the rootfs tar, the OCI layer blob, the qcow2 image) while
+//! both cores are busy; the rootfs tar's readers ([`DirectReader`],
+//! [`super::growing::GrowingReader`]) read it past the page cache too, or
+//! they would pay for the pages its writer saved.
 //!
 //! Every function falls back to ordinary I/O where the file system refuses
 //! `O_DIRECT` (`EINVAL`), so the bytes are the same either way.
@@ -139,6 +141,136 @@ pub fn hash_file(path: &Path) -> io::Result<(String, u64)> {
     Ok((hex::encode(hasher.finalize()), pos))
 }
 
+/// A window of a file read past the page cache: whole aligned blocks are
+/// read into an aligned buffer and handed out from there. Where the kernel
+/// refuses `O_DIRECT` (at the first read) it reads the same ranges
+/// buffered, so the bytes are the same either way.
+pub(crate) struct Blocks {
+    buf: AlignedBuf,
+    /// The file offset of `buf`'s first byte, and how many bytes from
+    /// there are valid.
+    at: u64,
+    valid: usize,
+    direct: bool,
+}
+
+impl std::fmt::Debug for Blocks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blocks")
+            .field("at", &self.at)
+            .field("valid", &self.valid)
+            .field("direct", &self.direct)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Blocks {
+    /// A window of `len` bytes (rounded up to [`ALIGN`]) over `file`, which
+    /// this sets `O_DIRECT` on (every reader of the same descriptor shares
+    /// the flag: each copes with either).
+    pub(crate) fn new(file: &File, len: usize) -> Blocks {
+        Blocks {
+            buf: AlignedBuf::new(len),
+            at: 0,
+            valid: 0,
+            direct: set_direct(file, true).is_ok(),
+        }
+    }
+
+    /// Copies the bytes of `file` from `offset` into `out`, never using a
+    /// byte at or past `limit` (what its writer says is written: a block
+    /// read whole may hold more, not yet final). `Ok(0)` at `limit` or at
+    /// the end of the file.
+    pub(crate) fn read(
+        &mut self,
+        file: &File,
+        offset: u64,
+        limit: u64,
+        out: &mut [u8],
+    ) -> io::Result<usize> {
+        if offset >= limit || out.is_empty() {
+            return Ok(0);
+        }
+        let held = offset >= self.at && offset < self.at + self.valid as u64;
+        if !held {
+            self.fill(file, offset, limit)?;
+            if offset >= self.at + self.valid as u64 {
+                return Ok(0);
+            }
+        }
+        let from = (offset - self.at) as usize;
+        let n = out.len().min(self.valid - from);
+        out[..n].copy_from_slice(&self.buf.as_slice()[from..from + n]);
+        Ok(n)
+    }
+
+    /// Reads the window holding `offset` (below `limit`).
+    fn fill(&mut self, file: &File, offset: u64, limit: u64) -> io::Result<()> {
+        // Bounded: a refusal turns direct reads off, once.
+        let mut refusals = 0;
+        loop {
+            // Direct reads start and end on aligned offsets; the end of
+            // the file ends them short.
+            let at = if self.direct {
+                offset - offset % ALIGN as u64
+            } else {
+                offset
+            };
+            let cap = self.buf.len as u64;
+            let mut want = (limit - at).min(cap) as usize;
+            if self.direct {
+                want = want.div_ceil(ALIGN) * ALIGN;
+            }
+            match file.read_at(&mut self.buf.as_mut_slice()[..want], at) {
+                Ok(n) => {
+                    self.at = at;
+                    self.valid = n.min((limit - at) as usize);
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Refused direct, or unaligned while another reader of
+                // the descriptor turned it on: buffered from here.
+                Err(e) if refused(&e) && refusals == 0 => {
+                    refusals += 1;
+                    self.direct = false;
+                    set_direct(file, false)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// A file read from its start past the page cache (see [`Blocks`]): for a
+/// big file another writer put past it (the rootfs tar), which a buffered
+/// read would copy into new page-cache pages to read once.
+pub struct DirectReader {
+    file: File,
+    blocks: Blocks,
+    offset: u64,
+}
+
+impl DirectReader {
+    /// Opens `path` for reading in 1 MiB blocks.
+    pub fn open(path: &Path) -> io::Result<DirectReader> {
+        let file = File::open(path)?;
+        let blocks = Blocks::new(&file, 1 << 20);
+        Ok(DirectReader {
+            file,
+            blocks,
+            offset: 0,
+        })
+    }
+}
+
+impl io::Read for DirectReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = self.blocks.read(&self.file, self.offset, u64::MAX, out)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
 /// Appends to a file past the page cache, in whole aligned blocks: bytes
 /// are staged in an aligned buffer and written when it is full; the last,
 /// partial block is padded with zeros and the file cut back to its size.
@@ -165,6 +297,12 @@ impl DirectAppender {
             written: 0,
             direct,
         }
+    }
+
+    /// How many bytes are in the file so far: all appended but what is
+    /// still staged (what a reader of the file may read).
+    pub fn in_file(&self) -> u64 {
+        self.written
     }
 
     /// Appends `data`.
@@ -293,6 +431,87 @@ mod tests {
                 "{len} bytes"
             );
         }
+    }
+
+    #[test]
+    fn a_direct_reader_gives_every_byte_of_the_file_and_no_more() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0usize, 1, ALIGN - 1, ALIGN, 3 * ALIGN + 5, (1 << 20) + 7] {
+            let path = dir.path().join(format!("f{len}"));
+            let data = pattern(len, 5);
+            std::fs::write(&path, &data).unwrap();
+            let mut back = Vec::new();
+            // Odd-sized reads, so that they straddle the blocks.
+            let mut r = DirectReader::open(&path).unwrap();
+            let mut buf = vec![0u8; 10_007];
+            loop {
+                let n = r.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                back.extend_from_slice(&buf[..n]);
+            }
+            assert!(back == data, "{len} bytes read back differently");
+        }
+    }
+
+    #[test]
+    fn a_window_never_hands_out_bytes_past_the_limit_and_follows_it_as_it_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data = pattern(5 * ALIGN + 123, 9);
+        std::fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        let mut blocks = Blocks::new(&file, 2 * ALIGN);
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 3000];
+        // The limit grows as a writer's would, to unaligned offsets too.
+        for limit in [
+            100u64,
+            ALIGN as u64 + 1,
+            3 * ALIGN as u64,
+            data.len() as u64,
+        ] {
+            loop {
+                let n = blocks
+                    .read(&file, got.len() as u64, limit, &mut buf)
+                    .unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                assert!(got.len() as u64 <= limit, "read past the limit {limit}");
+            }
+            assert_eq!(got.len() as u64, limit);
+        }
+        assert!(got == data);
+        // Past the end of the file: nothing, however high the limit.
+        assert_eq!(
+            blocks
+                .read(&file, got.len() as u64, u64::MAX, &mut buf)
+                .unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_window_reads_on_when_its_descriptor_refuses_an_unaligned_direct_read() {
+        let dir = tempfile::tempdir().unwrap();
+        if !supported(dir.path()) {
+            return; // nothing to refuse here
+        }
+        let path = dir.path().join("f");
+        let data = pattern(3 * ALIGN, 2);
+        std::fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        // Another reader of the descriptor turned O_DIRECT on after this
+        // one had turned it off: its unaligned read is refused once.
+        let mut blocks = Blocks::new(&file, ALIGN);
+        blocks.direct = false;
+        let mut buf = vec![0u8; 100];
+        let n = blocks.read(&file, 7, u64::MAX, &mut buf).unwrap();
+        assert_eq!(&buf[..n], &data[7..7 + n]);
+        assert!(n > 0);
     }
 
     #[test]

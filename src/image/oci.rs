@@ -16,14 +16,14 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, BufReader};
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::{Compression, HashingWriter, OutputError, write_synced};
-use crate::core::uncached::DirectAppender;
+use crate::core::uncached::{DirectAppender, DirectReader};
 use crate::lock::Lockfile;
 use crate::pack::chunks::ChunkCache;
 
@@ -293,7 +293,8 @@ fn write_layer(
     chunks: Option<Arc<ChunkCache>>,
 ) -> Result<(String, Descriptor), OutputError> {
     let tmp = blobs.join(".layer.tmp");
-    let input = File::open(tar).map_err(OutputError::io("opening", tar))?;
+    // The rootfs cache writes its tars past the page cache: read the same way.
+    let input = DirectReader::open(tar).map_err(OutputError::io("opening", tar))?;
     let file = File::create(&tmp).map_err(OutputError::io("creating", &tmp))?;
     // Past the page cache (see `core::uncached`): the blob is read again
     // only when it is pushed, by another run.
@@ -304,7 +305,7 @@ fn write_layer(
     // The tar's digest is usually known (the rootfs cache checked it):
     // then it is not computed again.
     let known = crate::core::digest::memoized(tar).map(|(sha, _)| sha);
-    let mut reader = BufReader::with_capacity(1 << 20, input);
+    let mut reader = input;
     let diff_id = match known {
         Some(sha) => {
             io::copy(&mut reader, &mut enc).map_err(OutputError::io("compressing into", &tmp))?;

@@ -138,9 +138,10 @@ fn read_verified(store: &Store, p: &LockedPython) -> Result<Vec<u8>> {
 
 /// The built-wheel record inside a rootfs tar (empty when there is none).
 pub fn built_from_tar(tar_path: &Path) -> Result<Vec<BuiltWheel>> {
-    let file =
-        std::fs::File::open(tar_path).with_context(|| format!("opening {}", tar_path.display()))?;
-    let mut tar = tar::Archive::new(std::io::BufReader::new(file));
+    // A rootfs cache entry, written past the page cache: read the same way.
+    let file = crate::core::uncached::DirectReader::open(tar_path)
+        .with_context(|| format!("opening {}", tar_path.display()))?;
+    let mut tar = tar::Archive::new(file);
     let bad = || format!("reading {}", tar_path.display());
     for entry in tar.entries().with_context(bad)? {
         let entry = entry.with_context(bad)?;

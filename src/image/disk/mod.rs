@@ -80,7 +80,8 @@ impl RootfsTar {
     /// A reader from its first byte.
     fn open(&self) -> std::io::Result<Box<dyn Read + Send>> {
         Ok(match self {
-            RootfsTar::Path(path) => Box::new(File::open(path)?),
+            // Written past the page cache: read the same way.
+            RootfsTar::Path(path) => Box::new(crate::core::uncached::DirectReader::open(path)?),
             RootfsTar::Growing(growing) => Box::new(growing.reader()?),
         })
     }

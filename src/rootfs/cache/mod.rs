@@ -26,7 +26,6 @@ use sha2::{Digest, Sha256};
 
 use crate::core::growing::Growing;
 use crate::core::hashing_writer::HashingFileWriter;
-use crate::fetch::store::hash_file;
 use crate::lock::Lockfile;
 use crate::pack::tar::DeviceNode;
 use crate::pack::{Compression, OutputError};
@@ -292,7 +291,8 @@ impl RootfsCache {
     /// recorded when it was stored; a damaged entry is removed).
     pub fn get(&self, recipe: &str, key: &str) -> Option<PathBuf> {
         let (tar, recorded) = self.recorded(recipe, key)?;
-        match hash_file(&tar) {
+        // Entries are written past the page cache: hashed the same way.
+        match crate::core::uncached::hash_file(&tar) {
             Ok((sha, _)) if sha == recorded => {
                 crate::core::digest::remember(&tar, &sha);
                 Some(tar)
@@ -372,11 +372,13 @@ impl RootfsCache {
         if let Some(g) = growing {
             g.attach(File::open(&tmp_path).map_err(OutputError::io("opening", &tmp_path))?);
         }
-        // Hashed as it is written, on another thread. An entry nothing
-        // reads while it is written (the package stage) bypasses the page
-        // cache: it is read again only by a later build, if ever.
+        // Hashed as it is written, on another thread, and past the page
+        // cache: the package stage is read again only by a later build, if
+        // ever; the rootfs tar by its readers as it grows, past it too (a
+        // buffered write into new page-cache pages cost more than the tar
+        // walk itself on the project's VM: `core::uncached`).
         let mut w = match growing {
-            Some(g) => HashingFileWriter::reporting(file, Some(g.clone())),
+            Some(g) => HashingFileWriter::reporting(file, g.clone()),
             None => HashingFileWriter::uncached(file),
         };
         make(&mut w)?;
