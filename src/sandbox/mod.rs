@@ -97,6 +97,16 @@ impl std::fmt::Debug for Producer {
     }
 }
 
+/// Gives the pipe to a command's stdin 1 MiB (the most an unprivileged
+/// process may ask for by default) instead of 64 KiB: a command reading a
+/// stream of hundreds of megabytes (mkfs's rootfs tar) then sleeps and
+/// wakes once per megabyte, not per 64 KiB. Best effort.
+fn widen_pipe(pipe: &std::process::ChildStdin) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a descriptor `pipe` owns; no memory is passed.
+    let _ = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+}
+
 /// Where stdout or stderr of the sandboxed command goes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Stream {
@@ -383,6 +393,7 @@ fn spawn_and_wait(
         }
         (Input::Producer(producer), Some(mut pipe)) => {
             let producer = producer.clone();
+            widen_pipe(&pipe);
             Some(std::thread::spawn(move || (producer.0)(&mut pipe)))
         }
         _ => None,
