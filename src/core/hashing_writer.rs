@@ -3,8 +3,9 @@
 //! A cache entry (an 800 MB rootfs tar) used to be written, then read back
 //! to hash it: 0.5 s on the build's critical path per entry. Here the
 //! writing thread only fills 1 MiB buffers; a second thread hashes each and
-//! writes it to the file, so the tar walk and the sha256 run side by side
-//! and nothing is read twice. The file gets the same bytes in the same order.
+//! a third writes it to the file, so the tar walk, the sha256 and the
+//! writes run side by side and nothing is read twice. The file gets the
+//! same bytes in the same order.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -22,17 +23,18 @@ const BLOCK: usize = 1 << 20;
 /// Blocks in flight (and so buffers allocated) at most.
 const IN_FLIGHT: usize = 4;
 
-/// What the hashing thread returns: the file, the digest and the size, or
+/// What the writing thread returns: the file, the digest and the size, or
 /// the first write error.
 type Finished = io::Result<(File, String, u64)>;
 
-/// Where the hashing thread writes.
+/// Where the writing thread writes.
 enum Out {
     Buffered(File),
     Direct(DirectAppender),
 }
 
-/// Writes to a file through a hashing thread (see the module docs).
+/// Writes to a file through a hashing and a writing thread (see the module
+/// docs).
 pub struct HashingFileWriter {
     buf: Vec<u8>,
     full: Option<SyncSender<Vec<u8>>>,
@@ -41,7 +43,7 @@ pub struct HashingFileWriter {
 }
 
 impl HashingFileWriter {
-    /// Starts the hashing thread for `file` (written from its current offset).
+    /// Starts the threads for `file` (written from its current offset).
     pub fn new(file: File) -> HashingFileWriter {
         HashingFileWriter::start(file, None, false)
     }
@@ -63,17 +65,33 @@ impl HashingFileWriter {
 
     fn start(file: File, growing: Option<Arc<Growing>>, uncached: bool) -> HashingFileWriter {
         let (full, blocks) = sync_channel::<Vec<u8>>(IN_FLIGHT);
-        let (give_back, empty) = sync_channel::<Vec<u8>>(IN_FLIGHT + 1);
+        let (to_write, hashed) = sync_channel::<Vec<u8>>(IN_FLIGHT);
+        let (give_back, empty) = sync_channel::<Vec<u8>>(2 * IN_FLIGHT + 1);
+        // Hashing and writing on threads of their own: a direct write
+        // waits for the device, and one thread doing both bounded a tar
+        // walk that was mostly waiting (0.27 s of sha256 plus 0.42 s of
+        // writes for 544 MB, one after the other).
+        let hashing = std::thread::spawn(move || -> (String, u64) {
+            let mut hasher = Sha256::new();
+            let mut size = 0u64;
+            for block in blocks {
+                hasher.update(&block);
+                size += block.len() as u64;
+                // The writer stopped (its error is the outcome).
+                if to_write.send(block).is_err() {
+                    break;
+                }
+            }
+            (hex::encode(hasher.finalize()), size)
+        });
         let thread = std::thread::spawn(move || -> Finished {
             let mut out = if uncached {
                 Out::Direct(DirectAppender::new(file, BLOCK))
             } else {
                 Out::Buffered(file)
             };
-            let mut hasher = Sha256::new();
             let mut size = 0u64;
-            for block in blocks {
-                hasher.update(&block);
+            for block in hashed {
                 size += block.len() as u64;
                 // Readable: what is in the file, not what is staged.
                 let readable = match &mut out {
@@ -92,7 +110,11 @@ impl HashingFileWriter {
             if let Some(g) = &growing {
                 g.written(size);
             }
-            Ok((file, hex::encode(hasher.finalize()), size))
+            let (sha, hashed_size) = hashing
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            debug_assert_eq!(hashed_size, size, "every hashed block is written");
+            Ok((file, sha, size))
         });
         HashingFileWriter {
             buf: Vec::with_capacity(BLOCK),
