@@ -20,7 +20,8 @@ use super::uncached::DirectAppender;
 
 /// Bytes handed over at a time.
 const BLOCK: usize = 1 << 20;
-/// Blocks in flight (and so buffers allocated) at most.
+/// Blocks in flight at most between each pair of threads (so
+/// about `2 * IN_FLIGHT` buffers allocated).
 const IN_FLIGHT: usize = 4;
 
 /// What the writing thread returns: the file, the digest and the size, or

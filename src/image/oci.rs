@@ -294,7 +294,7 @@ fn write_layer(
 ) -> Result<(String, Descriptor), OutputError> {
     let tmp = blobs.join(".layer.tmp");
     // The rootfs cache writes its tars past the page cache: read the same way.
-    let input = DirectReader::open(tar).map_err(OutputError::io("opening", tar))?;
+    let mut reader = DirectReader::open(tar).map_err(OutputError::io("opening", tar))?;
     let file = File::create(&tmp).map_err(OutputError::io("creating", &tmp))?;
     // Past the page cache (see `core::uncached`): the blob is read again
     // only when it is pushed, by another run.
@@ -305,7 +305,6 @@ fn write_layer(
     // The tar's digest is usually known (the rootfs cache checked it):
     // then it is not computed again.
     let known = crate::core::digest::memoized(tar).map(|(sha, _)| sha);
-    let mut reader = input;
     let diff_id = match known {
         Some(sha) => {
             io::copy(&mut reader, &mut enc).map_err(OutputError::io("compressing into", &tmp))?;
