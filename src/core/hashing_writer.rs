@@ -241,10 +241,12 @@ mod tests {
             return;
         };
         let mut w = HashingFileWriter::new(full);
-        let mut failed = false;
-        for _ in 0..(IN_FLIGHT + 4) {
-            failed |= w.write_all(&vec![1u8; BLOCK]).is_err();
-        }
+        // Before the writing thread runs, up to `2 * IN_FLIGHT + 2` blocks
+        // can be taken (both channels full, one held by each thread); once
+        // its first write failed, the error reaches a writer within two
+        // more. Past that bound, a write that still succeeds is the bug.
+        let bound = 2 * IN_FLIGHT + 2 + 2;
+        let failed = (0..=bound).any(|_| w.write_all(&vec![1u8; BLOCK]).is_err());
         assert!(failed, "writes go on after the thread stopped");
         let err = w.finish().unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
