@@ -28,6 +28,10 @@
 //! runs get a `depmod` first on their `PATH` that copies that run's files
 //! when nothing depmod reads has changed (see `depmod_ahead.rs`).
 //!
+//! The dpkg runs also see each Python's `py_compile.py` changed so that it
+//! compiles no byte-code that normalisation would remove (see
+//! `bytecode.rs`).
+//!
 //! dpkg always gets `--force-confdef --force-confold --force-unsafe-io`
 //! (no prompts, no fsync: an interrupted build starts over). Preinsts are run
 //! by imgbuild with the environment dpkg gives them (`DPKG_MAINTSCRIPT_*`,
@@ -44,6 +48,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::bytecode::DroppedBytecode;
 use super::depmod_ahead::DepmodAhead;
 use super::dpkgdb::{self, write_atomic};
 use super::order::{self, Pkg};
@@ -90,6 +95,7 @@ pub(crate) fn configure_all(
         order,
         opts,
         ahead,
+        bytecode: DroppedBytecode::prepare(root, lists),
         scripts,
         progress,
         dpkg_version: pkgs
@@ -113,6 +119,7 @@ struct Runner<'a> {
     order: &'a [usize],
     opts: &'a AssembleOptions,
     ahead: Option<&'a DepmodAhead>,
+    bytecode: Option<DroppedBytecode>,
     scripts: &'a mut Vec<ScriptRun>,
     progress: &'a dyn Reporter,
     dpkg_version: String,
@@ -169,7 +176,7 @@ impl Runner<'_> {
                 DPKG_TIMEOUT,
                 "activate file triggers",
                 "dpkg-trigger",
-                None,
+                false,
             )?;
         }
         // The last long run of scripts: the initramfs if one is made after
@@ -191,7 +198,7 @@ impl Runner<'_> {
                 DPKG_TIMEOUT,
                 "make the initramfs",
                 &format!("linux {version}"),
-                None,
+                false,
             )?;
         }
         let pending: Vec<String> = dpkgdb::read_status(self.root)?
@@ -262,7 +269,7 @@ impl Runner<'_> {
         ];
         let argv = vec![OsString::from(script), OsString::from("install")];
         let label = pkg.label();
-        self.sandbox(argv, env, PREINST_TIMEOUT, "preinst install", &label, None)
+        self.sandbox(argv, env, PREINST_TIMEOUT, "preinst install", &label, false)
     }
 
     /// Runs the image's dpkg with the fixed options and `args`.
@@ -281,12 +288,12 @@ impl Runner<'_> {
             // (see `initramfs.rs`), not twice.
             env.push(("INITRD".to_string(), "No".to_string()));
         }
-        let ahead = self.ahead;
-        self.sandbox(argv, env, DPKG_TIMEOUT, what, "dpkg", ahead)
+        self.sandbox(argv, env, DPKG_TIMEOUT, what, "dpkg", true)
     }
 
-    /// Runs `argv` in the image, with the depmod run ahead in reach of its
-    /// scripts if `ahead` (dpkg's runs: the kernels' postinsts).
+    /// Runs `argv` in the image; a `dpkg_run` (where the postinsts run)
+    /// with the depmod run ahead in reach of its scripts and the byte-code
+    /// normalisation drops left uncompiled (`bytecode.rs`).
     fn sandbox(
         &mut self,
         argv: Vec<OsString>,
@@ -294,15 +301,20 @@ impl Runner<'_> {
         timeout: Duration,
         script: &str,
         package: &str,
-        ahead: Option<&DepmodAhead>,
+        dpkg_run: bool,
     ) -> Result<(), RootfsError> {
         let mut spec = SandboxSpec::new(self.root, argv.clone());
         spec.env = env;
         spec.hostname = sandbox_hostname(&self.opts.hostname);
         spec.source_date_epoch = self.opts.source_date_epoch.max(0) as u64;
         spec.timeout = Some(timeout);
-        if let Some(ahead) = ahead {
-            ahead.apply(&mut spec);
+        if dpkg_run {
+            if let Some(ahead) = self.ahead {
+                ahead.apply(&mut spec);
+            }
+            if let Some(bytecode) = &self.bytecode {
+                bytecode.apply(&mut spec);
+            }
         }
         self.progress.item(&format!("{script} ({package})"));
         let start = Instant::now();

@@ -25,6 +25,7 @@
 //! 7. **normalize**: logs, caches, machine id and host keys are removed or
 //!    reset and mtimes clamped to `SOURCE_DATE_EPOCH` (see `normalize.rs`).
 
+mod bytecode;
 pub mod cache;
 mod configure;
 mod depmod_ahead;
