@@ -34,6 +34,7 @@ mod initramfs;
 pub mod kept;
 mod normalize;
 mod order;
+mod preinst_batch;
 mod report;
 pub mod steps;
 mod time;
