@@ -37,6 +37,19 @@ pub fn lower_priority() {
     }
 }
 
+/// Makes the calling thread `SCHED_BATCH` (same share of the CPU, no
+/// wakeup preemption): a thread woken each time a consumer frees room in
+/// a pipe then waits for its turn instead of preempting the consumer on
+/// the spot. Best effort.
+pub fn batch_scheduling() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: a plain system call on the calling thread (pid 0) with a
+    // parameter block that lives across it.
+    unsafe {
+        let _ = libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
+    }
+}
+
 impl Drop for Removals {
     fn drop(&mut self) {
         let handles = std::mem::take(self.running.get_mut().unwrap_or_else(|e| e.into_inner()));
