@@ -36,8 +36,9 @@
 //! (no prompts, no fsync: an interrupted build starts over). Preinsts are run
 //! by imgbuild with the environment dpkg gives them (`DPKG_MAINTSCRIPT_*`,
 //! `DPKG_ADMINDIR`, `DPKG_ROOT`, `DPKG_RUNNING_VERSION`), so that
-//! `dpkg-maintscript-helper` and debconf work. Unlike dpkg, a preinst here
-//! runs when the package's files are already in place: this is what
+//! `dpkg-maintscript-helper` and debconf work; the preinsts due before the
+//! same dpkg run share one sandbox (see `preinst_batch.rs`). Unlike dpkg, a
+//! preinst here runs when the package's files are already in place: this is what
 //! debootstrap does for the required set and it is harmless for the
 //! usual preinst tasks (diversions with `--rename`, `dpkg-maintscript-helper`
 //! preparations, checks); the sandbox has no network and a fixed environment.
