@@ -300,7 +300,6 @@ impl Runner<'_> {
                         script: script(i),
                     })
                     .collect();
-                env.push(preinst_batch::env());
                 let timeout = PREINST_TIMEOUT * batch.len() as u32;
                 let what = format!("{} packages", batch.len());
                 let argv = preinst_batch::argv(&batch);
@@ -350,11 +349,7 @@ impl Runner<'_> {
         if out.success() {
             return Ok(());
         }
-        let status = match out.status {
-            Status::Exited(c) => format!("exit status {c}"),
-            Status::Signaled(s) => format!("killed by signal {s}"),
-            Status::TimedOut => format!("timed out after {}s", timeout.as_secs()),
-        };
+        let status = status_text(out.status, timeout);
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stderr));
         Err(RootfsError::Script {
@@ -403,6 +398,15 @@ impl Runner<'_> {
             elapsed: start.elapsed(),
         });
         Ok(out)
+    }
+}
+
+/// How a sandboxed run ended, for messages.
+pub(super) fn status_text(status: Status, timeout: Duration) -> String {
+    match status {
+        Status::Exited(c) => format!("exit status {c}"),
+        Status::Signaled(s) => format!("killed by signal {s}"),
+        Status::TimedOut => format!("timed out after {}s", timeout.as_secs()),
     }
 }
 

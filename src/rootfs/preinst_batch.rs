@@ -21,7 +21,7 @@ use crate::sandbox::{Output, Status};
 /// exits 1.
 pub(crate) const DRIVER: &str = r#"n=0
 while [ "$#" -ge 3 ]; do
-    printf '%s %s\n' "$MARKER" "$n"
+    printf 'imgbuild: preinst %s\n' "$n"
     DPKG_MAINTSCRIPT_PACKAGE="$1" DPKG_MAINTSCRIPT_ARCH="$2" "$3" install 2>&1 || {
         s=$?
         printf '%s %s\n' "$n" "$s" >&2
@@ -32,7 +32,8 @@ while [ "$#" -ge 3 ]; do
 done
 "#;
 
-/// What starts each script's part of the driver's output.
+/// What starts each script's part of the driver's output (written into
+/// [`DRIVER`] itself: the scripts get dpkg's environment and nothing more).
 const MARKER: &str = "imgbuild: preinst";
 
 /// One preinst of a batch.
@@ -59,11 +60,6 @@ pub(crate) fn argv(batch: &[Preinst]) -> Vec<OsString> {
     argv
 }
 
-/// The driver's own environment entry (the marker it prints).
-pub(crate) fn env() -> (String, String) {
-    ("MARKER".to_string(), MARKER.to_string())
-}
-
 /// The error of a failed driver run `out`: the preinst it names (else the
 /// one whose part of the output came last: a timeout, a signal), with its
 /// status and the last `lines` of its own output.
@@ -85,12 +81,10 @@ pub(crate) fn failure(
         .find_map(|l| l.strip_prefix(MARKER)?.trim().parse::<usize>().ok());
     let (index, status) = match (reported, out.status) {
         (Some((n, s)), Status::Exited(1)) if n < batch.len() => (n, exit_status(s)),
-        (_, Status::TimedOut) => (
+        (_, status) => (
             last_marked.unwrap_or(0),
-            format!("timed out after {}s", timeout.as_secs()),
+            super::configure::status_text(status, timeout),
         ),
-        (_, Status::Signaled(s)) => (last_marked.unwrap_or(0), format!("killed by signal {s}")),
-        (_, Status::Exited(c)) => (last_marked.unwrap_or(0), format!("exit status {c}")),
     };
     let index = index.min(batch.len().saturating_sub(1));
     // Its part of the output: after its marker (the last one with its index).
@@ -127,11 +121,9 @@ mod tests {
 
     fn run(batch: &[Preinst]) -> Output {
         let argv = argv(batch);
-        let (k, v) = env();
         let out = Command::new(&argv[0])
             .args(&argv[1..])
             .env_clear()
-            .env(k, v)
             .env("PATH", "/usr/bin:/bin")
             .output()
             .unwrap();
@@ -159,11 +151,16 @@ mod tests {
     }
 
     #[test]
+    fn the_driver_prints_the_marker_it_is_parsed_by() {
+        assert!(DRIVER.contains(&format!("printf '{MARKER} %s")));
+    }
+
+    #[test]
     fn each_runs_in_order_with_its_own_package_and_argument() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
         let body = format!(
-            "echo \"$DPKG_MAINTSCRIPT_PACKAGE $DPKG_MAINTSCRIPT_ARCH $1\" >> {}",
+            "echo \"$DPKG_MAINTSCRIPT_PACKAGE $DPKG_MAINTSCRIPT_ARCH $1${{MARKER:-}}\" >> {}",
             log.display()
         );
         let batch = [
